@@ -1,0 +1,102 @@
+//! The gRPC client used by the CLI (`submit`, `status`, `report`, `run`).
+//! With `service.rs`, the only coordinator module that imports tonic.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ecobench_proto::pb::{self, campaign_service_client::CampaignServiceClient};
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::service::MAX_MESSAGE_BYTES;
+
+/// Adds `authorization: Bearer <token>` to every call when a token is set.
+#[derive(Clone)]
+pub struct BearerToken(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(..)")
+    }
+}
+
+impl BearerToken {
+    /// A token interceptor; `None` sends no header.
+    pub fn new(token: Option<&str>) -> Result<BearerToken> {
+        let value = token
+            .map(|t| format!("Bearer {t}").parse().context("the token must be printable ASCII"))
+            .transpose()?;
+        Ok(BearerToken(value))
+    }
+}
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connected campaign client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: CampaignServiceClient<InterceptedService<Channel, BearerToken>>,
+}
+
+/// The `http://` URI for a `host:port` address (an URI passes unchanged).
+pub fn endpoint_uri(addr: &str) -> String {
+    if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") }
+}
+
+/// A gRPC status as an error a user can act on.
+fn explain(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{} ({:?})", status.message(), status.code())
+}
+
+impl Client {
+    /// Connects to the coordinator at `addr` (`host:port`).
+    pub async fn connect(addr: &str, token: Option<&str>) -> Result<Client> {
+        let endpoint = Endpoint::from_shared(endpoint_uri(addr))
+            .with_context(|| format!("{addr:?} is not a valid address: use host:port"))?
+            .connect_timeout(Duration::from_secs(10));
+        let channel = endpoint
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach the coordinator at {addr}: is `coordinator serve` running there?"))?;
+        let inner = CampaignServiceClient::with_interceptor(channel, BearerToken::new(token)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Client { inner })
+    }
+
+    /// Submits a campaign file's text.
+    pub async fn submit(&mut self, file_name: &str, toml: String) -> Result<pb::SubmitCampaignResponse> {
+        let request = pb::SubmitCampaignRequest { file_name: file_name.to_string(), toml };
+        Ok(self.inner.submit_campaign(request).await.map_err(explain)?.into_inner())
+    }
+
+    /// Job counts of one campaign (id or name).
+    pub async fn status(&mut self, campaign: &str) -> Result<pb::CampaignStatus> {
+        let request = pb::GetCampaignRequest { campaign: campaign.to_string() };
+        Ok(self.inner.get_campaign(request).await.map_err(explain)?.into_inner())
+    }
+
+    /// Every campaign's counts.
+    pub async fn campaigns(&mut self) -> Result<Vec<pb::CampaignStatus>> {
+        Ok(self.inner.list_campaigns(pb::ListCampaignsRequest {}).await.map_err(explain)?.into_inner().campaigns)
+    }
+
+    /// Every worker that joined.
+    pub async fn workers(&mut self) -> Result<Vec<pb::WorkerInfo>> {
+        Ok(self.inner.list_workers(pb::ListWorkersRequest {}).await.map_err(explain)?.into_inner().workers)
+    }
+
+    /// The rendered report of a campaign (id or name).
+    pub async fn report(&mut self, campaign: &str) -> Result<pb::GetReportResponse> {
+        let request = pb::GetReportRequest { campaign: campaign.to_string() };
+        Ok(self.inner.get_report(request).await.map_err(explain)?.into_inner())
+    }
+}

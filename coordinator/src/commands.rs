@@ -1,0 +1,147 @@
+//! What the CLI's client subcommands do: submit, status, report, and the
+//! all-in-one `run`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ecobench_proto::pb;
+
+use crate::client::Client;
+use crate::local::LocalWorkers;
+
+/// Reads a campaign file and submits it; returns the campaign id.
+pub async fn submit(client: &mut Client, file: &Path) -> Result<String> {
+    let toml = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the campaign file {}", file.display()))?;
+    let answer = client.submit(&file.display().to_string(), toml).await?;
+    let how = if answer.created { "stored" } else { "already stored, unchanged" };
+    println!("campaign {}: {} jobs ({how})", answer.name, answer.n_jobs);
+    println!("{}", answer.campaign_id);
+    Ok(answer.campaign_id)
+}
+
+/// Prints every campaign's counts and the workers.
+pub async fn status(client: &mut Client, campaign: Option<&str>) -> Result<()> {
+    let campaigns = match campaign {
+        Some(campaign) => vec![client.status(campaign).await?],
+        None => client.campaigns().await?,
+    };
+    for c in &campaigns {
+        println!("{}", status_line(c));
+    }
+    for w in client.workers().await? {
+        let f = w.fingerprint.unwrap_or_default();
+        println!(
+            "worker {}: {} ({} cores), {}, {} jobs done",
+            w.worker_id, f.cpu_model, f.logical_cores, f.energy_source, w.jobs_done
+        );
+    }
+    Ok(())
+}
+
+fn status_line(c: &pb::CampaignStatus) -> String {
+    format!(
+        "{} ({}): {}/{} done, {} succeeded, {} failed, {} running, {} pending",
+        c.name,
+        c.campaign_id,
+        c.succeeded + c.failed,
+        c.n_jobs,
+        c.succeeded,
+        c.failed,
+        c.leased,
+        c.pending
+    )
+}
+
+/// Waits until every job of the campaign has succeeded or failed, printing progress.
+pub async fn wait_until_done(client: &mut Client, campaign: &str) -> Result<()> {
+    let mut last = String::new();
+    loop {
+        let status = client.status(campaign).await?;
+        let line = status_line(&status);
+        if line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        if status.pending + status.leased == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Fetches the report, prints its table and writes its files into `out`.
+pub async fn report(client: &mut Client, campaign: &str, out: &Path, wait: bool) -> Result<Vec<PathBuf>> {
+    if wait {
+        wait_until_done(client, campaign).await?;
+    }
+    let report = client.report(campaign).await?;
+    print!("{}", report.table);
+    write_files(&report.files, out)
+}
+
+fn write_files(files: &[pb::ReportFile], out: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    let mut written = Vec::new();
+    for file in files {
+        let name = Path::new(&file.name);
+        if name.components().count() != 1 {
+            bail!("the coordinator sent a report file with a path in its name ({:?}): refused", file.name);
+        }
+        let path = out.join(name);
+        std::fs::write(&path, &file.content).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Options of the all-in-one `run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The campaign file.
+    pub file: PathBuf,
+    /// Local worker processes to start.
+    pub n_workers: u32,
+    /// Where the report and the database go.
+    pub out: PathBuf,
+    /// The database; default `<out>/ecobench.db`.
+    pub db: Option<PathBuf>,
+    /// Extra arguments for every worker (`--data-dir`, `--country`, …).
+    pub worker_args: Vec<String>,
+}
+
+/// Starts a coordinator on loopback and local workers, runs the campaign,
+/// prints and writes the report.
+pub async fn run(options: RunOptions) -> Result<()> {
+    std::fs::create_dir_all(&options.out)
+        .with_context(|| format!("cannot create the output folder {}", options.out.display()))?;
+    let db = options.db.clone().unwrap_or_else(|| options.out.join("ecobench.db"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
+    let addr = listener.local_addr()?.to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = crate::ServeConfig { db, token: None, coordinator: crate::CoordinatorConfig::default() };
+    let server = tokio::spawn(crate::run(listener, config, async {
+        let _ = stopped.await;
+    }));
+    let outcome = drive(&addr, &options).await;
+    let _ = stop.send(());
+    server.await.context("the coordinator task panicked")??;
+    outcome
+}
+
+async fn drive(addr: &str, options: &RunOptions) -> Result<()> {
+    let mut client = Client::connect(addr, None).await?;
+    let campaign = submit(&mut client, &options.file).await?;
+    let threads = (std::thread::available_parallelism().map_or(1, |n| n.get()) as u32 / options.n_workers).max(1);
+    let mut workers = LocalWorkers::spawn(addr, options.n_workers, threads, &options.worker_args, &options.out)?;
+    let waited = tokio::select! {
+        waited = wait_until_done(&mut client, &campaign) => waited,
+        died = workers.all_exited() => Err(anyhow::anyhow!("every local worker exited ({died}); see the worker-*.log files in {}", options.out.display())),
+    };
+    workers.stop().await;
+    waited?;
+    report(&mut client, &campaign, &options.out, false).await?;
+    Ok(())
+}

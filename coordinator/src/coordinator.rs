@@ -1,0 +1,390 @@
+//! The coordinator's domain: campaigns, leases, results and reports, over the
+//! store. Knows nothing of gRPC; `service.rs` adapts it.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ecobench_shared::{HardwareFingerprint, JobResult, JobSpec, Progress, campaign};
+use tokio::sync::{Mutex, Notify};
+use tracing::{info, instrument, warn};
+
+use crate::report::{self, Report};
+use crate::scheduler::{self, Completion, JobRecord, JobState};
+use crate::store::{CampaignRecord, ResultRecord, Store, StoreError, WorkerRecord, campaign_key, job_key};
+
+/// Tunables of the coordinator.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// How long a lease lives without a heartbeat.
+    pub lease_ms: u64,
+    /// How often workers are asked to send heartbeats.
+    pub heartbeat_interval_ms: u32,
+    /// Attempts before a job whose leases keep expiring is failed.
+    pub max_attempts: u32,
+    /// Largest campaign matrix accepted.
+    pub max_jobs: usize,
+    /// Longest a `LeaseJob` call is held open waiting for work.
+    pub max_lease_wait_ms: u32,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            lease_ms: 30_000,
+            heartbeat_interval_ms: 5_000,
+            max_attempts: 3,
+            max_jobs: campaign::DEFAULT_MAX_JOBS,
+            max_lease_wait_ms: 20_000,
+        }
+    }
+}
+
+/// What can go wrong, by the kind of answer the caller gets.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// The named campaign, job or worker does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is malformed (bad campaign file, bad result).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The request does not fit the current state (stale lease, unknown worker).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The answer to a submission.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The campaign's content id.
+    pub campaign_id: String,
+    /// Its name.
+    pub name: String,
+    /// Jobs in its matrix.
+    pub n_jobs: u32,
+    /// False when it was already stored.
+    pub created: bool,
+}
+
+/// A granted lease.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The job to run.
+    pub job: JobSpec,
+    /// The lease's id, to quote in heartbeats and completion.
+    pub lease_id: u64,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// Lease lifetime without heartbeat.
+    pub lease_ms: u64,
+}
+
+/// Job counts of a campaign.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CampaignStatus {
+    /// The campaign id.
+    pub campaign_id: String,
+    /// The campaign name.
+    pub name: String,
+    /// Jobs in all.
+    pub n_jobs: u32,
+    /// Waiting for a worker.
+    pub pending: u32,
+    /// Running.
+    pub leased: u32,
+    /// Done with a result.
+    pub succeeded: u32,
+    /// Given up on.
+    pub failed: u32,
+}
+
+/// The coordinator: every state change goes through here, one at a time,
+/// and is flushed to disk before the method returns.
+#[derive(Debug)]
+pub struct Coordinator {
+    store: Store,
+    config: CoordinatorConfig,
+    /// Serialises state changes so that read-decide-write is atomic.
+    changes: Mutex<()>,
+    /// Woken when a job may have become leasable.
+    work: Notify,
+    /// Latest progress per job id (not persisted).
+    progress: std::sync::Mutex<HashMap<String, Progress>>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn parse_job_id(job_id: &str) -> Result<[u8; 12], CoordinatorError> {
+    let bad = || CoordinatorError::InvalidArgument(format!("job id {job_id:?} is not of the form <campaign>-<index>"));
+    let (campaign, idx) = job_id.split_once('-').ok_or_else(bad)?;
+    let campaign = campaign_key(campaign).ok_or_else(bad)?;
+    let idx: u32 = idx.parse().map_err(|_| bad())?;
+    Ok(job_key(campaign, idx))
+}
+
+impl Coordinator {
+    /// A coordinator over an opened store.
+    pub fn new(store: Store, config: CoordinatorConfig) -> Coordinator {
+        Coordinator {
+            store,
+            config,
+            changes: Mutex::new(()),
+            work: Notify::new(),
+            progress: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Registers a worker, or refreshes it after a reconnect.
+    #[instrument(skip_all, fields(worker = %worker_id))]
+    pub async fn join(&self, worker_id: &str, fingerprint: HardwareFingerprint) -> Result<u32, CoordinatorError> {
+        if worker_id.is_empty() {
+            return Err(CoordinatorError::InvalidArgument("worker_id is empty: the worker must name itself".into()));
+        }
+        let _guard = self.changes.lock().await;
+        let jobs_done = self.store.worker(worker_id)?.map_or(0, |w| w.jobs_done);
+        info!(host = %fingerprint.hostname, cpu = %fingerprint.cpu_model, energy = %fingerprint.energy_source, "worker joined");
+        let record = WorkerRecord {
+            worker_id: worker_id.to_string(),
+            fingerprint,
+            last_seen_unix_ms: now_unix_ms(),
+            jobs_done,
+        };
+        self.store.put_worker(&record)?;
+        self.store.flush().await?;
+        Ok(self.config.heartbeat_interval_ms)
+    }
+
+    /// Parses, validates and stores a campaign; the same content is stored once.
+    #[instrument(skip_all, fields(file = %file_name))]
+    pub async fn submit(&self, file_name: &str, toml: &str) -> Result<Submitted, CoordinatorError> {
+        let spec = campaign::parse(file_name, toml, self.config.max_jobs)
+            .map_err(|err| CoordinatorError::InvalidArgument(err.to_string()))?;
+        let jobs: Vec<JobRecord> = spec.jobs.iter().cloned().map(JobRecord::new).collect();
+        let record = CampaignRecord { spec: spec.clone(), submitted_unix_ms: now_unix_ms() };
+        let created = {
+            let _guard = self.changes.lock().await;
+            let created = self.store.insert_campaign(&record, &jobs)?;
+            self.store.flush().await?;
+            created
+        };
+        info!(campaign = %spec.id, name = %spec.name, n_jobs = jobs.len(), created, "campaign submitted");
+        self.work.notify_waiters();
+        Ok(Submitted { campaign_id: spec.id, name: spec.name, n_jobs: jobs.len() as u32, created })
+    }
+
+    /// Leases the next pending job to a worker, waiting up to `wait_ms` for one.
+    #[instrument(skip_all, fields(worker = %worker_id))]
+    pub async fn lease_job(&self, worker_id: &str, wait_ms: u32) -> Result<Option<Lease>, CoordinatorError> {
+        if self.store.worker(worker_id)?.is_none() {
+            return Err(CoordinatorError::FailedPrecondition(format!(
+                "worker {worker_id} has not joined: call Join first"
+            )));
+        }
+        let wait = Duration::from_millis(wait_ms.min(self.config.max_lease_wait_ms).into());
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(lease) = self.try_lease(worker_id).await? {
+                return Ok(Some(lease));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn try_lease(&self, worker_id: &str) -> Result<Option<Lease>, CoordinatorError> {
+        let _guard = self.changes.lock().await;
+        let now = now_unix_ms();
+        for entry in self.store.all_jobs() {
+            let (key, job) = entry?;
+            if job.state != JobState::Pending {
+                continue;
+            }
+            let lease_id = self.store.next_id()?;
+            let next = scheduler::lease(&job, worker_id, lease_id, now + self.config.lease_ms)
+                .expect("a pending job can be leased");
+            if self.store.swap_job(&key, &job, &next)? {
+                self.store.flush().await?;
+                info!(job = %next.spec.job_id(), lease_id, attempt = next.attempts, "job leased");
+                return Ok(Some(Lease {
+                    job: next.spec,
+                    lease_id,
+                    attempt: next.attempts,
+                    lease_ms: self.config.lease_ms,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Extends a lease; returns true when the worker should cancel the job.
+    pub async fn heartbeat(&self, job_id: &str, lease_id: u64, progress: Progress) -> Result<bool, CoordinatorError> {
+        let key = parse_job_id(job_id)?;
+        let _guard = self.changes.lock().await;
+        let job = self.store.job(&key)?.ok_or_else(|| CoordinatorError::NotFound(format!("no job {job_id}")))?;
+        let Some(next) = scheduler::extend(&job, lease_id, now_unix_ms() + self.config.lease_ms) else {
+            warn!(job = %job_id, lease_id, "heartbeat for a lease that no longer holds the job");
+            return Ok(true);
+        };
+        self.store.swap_job(&key, &job, &next)?;
+        self.store.flush().await?;
+        self.progress.lock().expect("progress lock").insert(job_id.to_string(), progress);
+        Ok(false)
+    }
+
+    /// Stores a job's result. Returns true when the same lease had already completed it.
+    #[instrument(skip_all, fields(job = %job_id))]
+    pub async fn complete(&self, worker_id: &str, job_id: &str, lease_id: u64, result: JobResult) -> Result<bool, CoordinatorError> {
+        check_result(job_id, &result)?;
+        let key = parse_job_id(job_id)?;
+        let _guard = self.changes.lock().await;
+        let job = self.store.job(&key)?.ok_or_else(|| CoordinatorError::NotFound(format!("no job {job_id}")))?;
+        match scheduler::complete(&job, lease_id) {
+            Completion::Duplicate => Ok(true),
+            Completion::Stale => Err(CoordinatorError::FailedPrecondition(format!(
+                "lease {lease_id} no longer holds job {job_id} (it expired or was re-leased): result refused"
+            ))),
+            Completion::Accept(next) => {
+                let record = ResultRecord {
+                    worker_id: worker_id.to_string(),
+                    lease_id,
+                    completed_unix_ms: now_unix_ms(),
+                    result,
+                };
+                if !self.store.complete_job(&key, &job, &next, &record)? {
+                    return Err(CoordinatorError::FailedPrecondition(format!("job {job_id} changed concurrently")));
+                }
+                self.store.flush().await?;
+                info!(accuracy = record.result.train.accuracy, energy_kwh = record.result.energy.energy_kwh, "job succeeded");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Records a failed attempt. Returns true when the job will be tried again.
+    #[instrument(skip_all, fields(job = %job_id))]
+    pub async fn fail(&self, job_id: &str, lease_id: u64, reason: &str, retryable: bool) -> Result<bool, CoordinatorError> {
+        let key = parse_job_id(job_id)?;
+        let _guard = self.changes.lock().await;
+        let job = self.store.job(&key)?.ok_or_else(|| CoordinatorError::NotFound(format!("no job {job_id}")))?;
+        let reason = format!("attempt {}: {reason}", job.attempts);
+        let Some(next) = scheduler::fail(&job, lease_id, &reason, retryable, self.config.max_attempts) else {
+            return Err(CoordinatorError::FailedPrecondition(format!("lease {lease_id} no longer holds job {job_id}")));
+        };
+        self.store.swap_job(&key, &job, &next)?;
+        self.store.flush().await?;
+        let will_retry = next.state == JobState::Pending;
+        warn!(%reason, will_retry, "job attempt failed");
+        if will_retry {
+            self.work.notify_waiters();
+        }
+        Ok(will_retry)
+    }
+
+    /// Puts jobs whose lease expired back to pending (or fails them); returns how many.
+    pub async fn reap_expired(&self) -> Result<usize, CoordinatorError> {
+        let _guard = self.changes.lock().await;
+        let now = now_unix_ms();
+        let mut reaped = 0;
+        for entry in self.store.all_jobs() {
+            let (key, job) = entry?;
+            if let Some(next) = scheduler::expire(&job, now, self.config.max_attempts)
+                && self.store.swap_job(&key, &job, &next)?
+            {
+                warn!(job = %job.spec.job_id(), failed = next.state == JobState::Failed, "lease expired");
+                reaped += 1;
+            }
+        }
+        if reaped > 0 {
+            self.store.flush().await?;
+            self.work.notify_waiters();
+        }
+        Ok(reaped)
+    }
+
+    /// Finds a campaign by id, or by name (the latest submitted of that name).
+    pub fn resolve(&self, campaign: &str) -> Result<CampaignRecord, CoordinatorError> {
+        if let Some(record) = self.store.campaign(campaign)? {
+            return Ok(record);
+        }
+        let all = self.store.campaigns()?;
+        all.iter()
+            .filter(|record| record.spec.name == campaign)
+            .max_by_key(|record| record.submitted_unix_ms)
+            .cloned()
+            .ok_or_else(|| {
+                let known: Vec<String> = all.iter().map(|r| format!("{} ({})", r.spec.name, r.spec.id)).collect();
+                CoordinatorError::NotFound(format!(
+                    "no campaign with id or name {campaign:?}; known: {}",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ))
+            })
+    }
+
+    /// Job counts of a campaign.
+    pub fn status(&self, campaign: &str) -> Result<CampaignStatus, CoordinatorError> {
+        let record = self.resolve(campaign)?;
+        let jobs = self.store.jobs_of(&record.spec.id)?;
+        Ok(report::status(&record.spec, &jobs))
+    }
+
+    /// Every campaign's counts.
+    pub fn list_campaigns(&self) -> Result<Vec<CampaignStatus>, CoordinatorError> {
+        let mut statuses = Vec::new();
+        for record in self.store.campaigns()? {
+            let jobs = self.store.jobs_of(&record.spec.id)?;
+            statuses.push(report::status(&record.spec, &jobs));
+        }
+        Ok(statuses)
+    }
+
+    /// Every worker that ever joined.
+    pub fn list_workers(&self) -> Result<Vec<WorkerRecord>, CoordinatorError> {
+        Ok(self.store.workers()?)
+    }
+
+    /// The campaign's report from what is stored now.
+    pub fn report(&self, campaign: &str) -> Result<Report, CoordinatorError> {
+        let record = self.resolve(campaign)?;
+        let jobs = self.store.jobs_of(&record.spec.id)?;
+        let results: HashMap<u32, ResultRecord> = self.store.results_of(&record.spec.id)?.into_iter().collect();
+        let workers: HashMap<String, HardwareFingerprint> =
+            self.store.workers()?.into_iter().map(|w| (w.worker_id, w.fingerprint)).collect();
+        Ok(report::build(&record.spec, &jobs, &results, &workers))
+    }
+}
+
+/// Refuses results that cannot be true (NaN, negative energy, accuracy outside [0, 1]).
+fn check_result(job_id: &str, result: &JobResult) -> Result<(), CoordinatorError> {
+    let e = &result.energy;
+    let figures = [
+        ("accuracy", result.train.accuracy),
+        ("train_s", result.train.train_s),
+        ("energy_kwh", e.energy_kwh),
+        ("co2_kg", e.co2_kg),
+        ("duration_s", e.duration_s),
+    ];
+    for (name, value) in figures {
+        if !value.is_finite() || value < 0.0 {
+            return Err(CoordinatorError::InvalidArgument(format!(
+                "result of job {job_id} has {name} = {value}: figures must be finite and non-negative"
+            )));
+        }
+    }
+    if result.train.accuracy > 1.0 {
+        return Err(CoordinatorError::InvalidArgument(format!(
+            "result of job {job_id} has accuracy = {} > 1",
+            result.train.accuracy
+        )));
+    }
+    Ok(())
+}

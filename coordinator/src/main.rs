@@ -1,0 +1,166 @@
+//! `coordinator`: flags, tracing, binding and signals; the work is in the library.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use ecobench_coordinator::client::Client;
+use ecobench_coordinator::commands::{self, RunOptions};
+use ecobench_coordinator::{CoordinatorConfig, ServeConfig};
+
+/// The ecobench coordinator: stores campaigns and results, leases jobs to workers, serves reports.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the cluster: workers join it, clients submit campaigns and fetch reports.
+    Serve {
+        /// Address to listen on (port 0 picks a free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+        /// The sled database folder.
+        #[arg(long, default_value = "results/ecobench.db")]
+        db: PathBuf,
+        /// File holding the shared token callers must present.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Allow a non-loopback address without a token.
+        #[arg(long)]
+        insecure: bool,
+        /// Seconds a lease lives without a heartbeat.
+        #[arg(long, default_value_t = 30)]
+        lease_s: u64,
+        /// Attempts before a job whose leases keep expiring is failed.
+        #[arg(long, default_value_t = 3)]
+        max_attempts: u32,
+        /// Largest campaign matrix accepted.
+        #[arg(long, default_value_t = ecobench_shared::campaign::DEFAULT_MAX_JOBS)]
+        max_jobs: usize,
+    },
+    /// Submit a campaign file; prints the campaign id as the last line.
+    Submit {
+        /// The campaign TOML file.
+        file: PathBuf,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show campaigns (or one) and workers.
+    Status {
+        /// Campaign id or name; all campaigns when omitted.
+        campaign: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Fetch a campaign's report: print the table, write jobs.csv, summary.csv, report.json.
+    Report {
+        /// Campaign id or name.
+        campaign: String,
+        #[command(flatten)]
+        conn: Connection,
+        /// Output folder.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Wait until every job has ended.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// All in one: a loopback coordinator, local workers, the campaign, the report.
+    Run {
+        /// The campaign TOML file.
+        file: PathBuf,
+        /// Local worker processes.
+        #[arg(long, default_value_t = 2)]
+        workers: u32,
+        /// Output folder (report files, worker logs, and the database by default).
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// The sled database folder; default <out>/ecobench.db.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// Dataset folder handed to the workers.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Country (ISO-3166 alpha-3) for the carbon intensity.
+        #[arg(long)]
+        country: Option<String>,
+    },
+}
+
+/// Where the coordinator is and how to authenticate.
+#[derive(Debug, clap::Args)]
+struct Connection {
+    /// The coordinator's host:port.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    addr: String,
+    /// File holding the shared token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl Connection {
+    async fn connect(&self) -> Result<Client> {
+        let token = self.token_file.as_deref().map(read_token).transpose()?;
+        Client::connect(&self.addr, token.as_deref()).await
+    }
+}
+
+fn read_token(path: &Path) -> Result<String> {
+    let token = std::fs::read_to_string(path).with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        bail!("the token file {} is empty: put the shared token in it", path.display());
+    }
+    Ok(token)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    ecobench_shared::telemetry::init();
+    match Cli::parse().command {
+        Command::Serve { listen, db, token_file, insecure, lease_s, max_attempts, max_jobs } => {
+            let token = token_file.as_deref().map(read_token).transpose()?;
+            if token.is_none() && !listen.ip().is_loopback() && !insecure {
+                bail!("refusing to listen on {listen} without a token: pass --token-file FILE (or --insecure on a trusted network)");
+            }
+            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            println!("listening on {}", listener.local_addr()?);
+            let coordinator = CoordinatorConfig { lease_ms: lease_s * 1000, max_attempts, max_jobs, ..CoordinatorConfig::default() };
+            ecobench_coordinator::run(listener, ServeConfig { db, token, coordinator }, shutdown_signal()).await
+        }
+        Command::Submit { file, conn } => commands::submit(&mut conn.connect().await?, &file).await.map(drop),
+        Command::Status { campaign, conn } => commands::status(&mut conn.connect().await?, campaign.as_deref()).await,
+        Command::Report { campaign, conn, out, wait } => {
+            commands::report(&mut conn.connect().await?, &campaign, &out, wait).await.map(drop)
+        }
+        Command::Run { file, workers, out, db, data_dir, country } => {
+            let mut worker_args = Vec::new();
+            if let Some(dir) = data_dir {
+                worker_args.extend(["--data-dir".to_string(), dir.display().to_string()]);
+            }
+            if let Some(country) = country {
+                worker_args.extend(["--country".to_string(), country]);
+            }
+            commands::run(RunOptions { file, n_workers: workers.max(1), out, db, worker_args }).await
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down; press Ctrl-C again to exit at once");
+    tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+}

@@ -1,0 +1,355 @@
+//! Reports: aggregation of a campaign's results (pure) and rendering as a
+//! terminal table, `jobs.csv`, `summary.csv` and `report.json`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use ecobench_shared::{CampaignSpec, HardwareFingerprint};
+use serde::Serialize;
+
+use crate::coordinator::CampaignStatus;
+use crate::scheduler::{JobRecord, JobState};
+use crate::store::ResultRecord;
+
+/// One job's line in the report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct JobRow {
+    pub job_id: String,
+    pub model: String,
+    pub config: String,
+    pub seed: u64,
+    pub status: String,
+    pub attempts: u32,
+    pub accuracy: Option<f64>,
+    pub train_s: Option<f64>,
+    pub energy_kwh: Option<f64>,
+    pub co2_kg: Option<f64>,
+    pub method: String,
+    pub worker: String,
+    pub cpu_model: String,
+    pub carbon_intensity_g_per_kwh: Option<f64>,
+    pub carbon_region: String,
+    pub n_train: Option<u32>,
+    pub n_test: Option<u32>,
+    pub solver: String,
+    pub error: String,
+}
+
+/// Mean, sample standard deviation and count of one figure.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
+pub struct Stat {
+    pub mean: f64,
+    pub std: f64,
+    pub n: usize,
+}
+
+impl Stat {
+    /// The statistics of `values` (std is 0 for fewer than two values).
+    pub fn of(values: &[f64]) -> Stat {
+        let n = values.len();
+        if n == 0 {
+            return Stat::default();
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let var = if n > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+        Stat { mean, std: var.sqrt(), n }
+    }
+}
+
+/// One (model, configuration) line of the summary, over seeds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SummaryRow {
+    pub model: String,
+    pub config: String,
+    pub n_succeeded: usize,
+    pub n_failed: usize,
+    pub accuracy: Stat,
+    pub train_s: Stat,
+    pub energy_kwh: Stat,
+    pub co2_kg: Stat,
+    pub methods: String,
+}
+
+/// A campaign's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    #[serde(skip)]
+    pub status: CampaignStatus,
+    pub campaign_id: String,
+    pub name: String,
+    pub summary: Vec<SummaryRow>,
+    pub jobs: Vec<JobRow>,
+}
+
+/// Job counts by state.
+pub fn status(spec: &CampaignSpec, jobs: &[JobRecord]) -> CampaignStatus {
+    let mut status = CampaignStatus {
+        campaign_id: spec.id.clone(),
+        name: spec.name.clone(),
+        n_jobs: jobs.len() as u32,
+        ..CampaignStatus::default()
+    };
+    for job in jobs {
+        match job.state {
+            JobState::Pending => status.pending += 1,
+            JobState::Leased { .. } => status.leased += 1,
+            JobState::Succeeded { .. } => status.succeeded += 1,
+            JobState::Failed => status.failed += 1,
+        }
+    }
+    status
+}
+
+/// Builds the report from stored jobs, results and worker fingerprints.
+pub fn build(
+    spec: &CampaignSpec,
+    jobs: &[JobRecord],
+    results: &HashMap<u32, ResultRecord>,
+    workers: &HashMap<String, HardwareFingerprint>,
+) -> Report {
+    let rows: Vec<JobRow> = jobs.iter().map(|job| job_row(job, results.get(&job.spec.job_idx), workers)).collect();
+    Report {
+        status: status(spec, jobs),
+        campaign_id: spec.id.clone(),
+        name: spec.name.clone(),
+        summary: summarise(&rows),
+        jobs: rows,
+    }
+}
+
+fn job_row(job: &JobRecord, result: Option<&ResultRecord>, workers: &HashMap<String, HardwareFingerprint>) -> JobRow {
+    let (status, worker) = match &job.state {
+        JobState::Pending => ("pending", String::new()),
+        JobState::Leased { worker_id, .. } => ("running", worker_id.clone()),
+        JobState::Succeeded { worker_id, .. } => ("succeeded", worker_id.clone()),
+        JobState::Failed => ("failed", String::new()),
+    };
+    let train = result.map(|r| &r.result.train);
+    let energy = result.map(|r| &r.result.energy);
+    JobRow {
+        job_id: job.spec.job_id(),
+        model: job.spec.model.kind().to_string(),
+        config: job.spec.model.label(),
+        seed: job.spec.seed,
+        status: status.to_string(),
+        attempts: job.attempts,
+        accuracy: train.map(|t| t.accuracy),
+        train_s: train.map(|t| t.train_s),
+        energy_kwh: energy.map(|e| e.energy_kwh),
+        co2_kg: energy.map(|e| e.co2_kg),
+        method: energy.map_or(String::new(), |e| e.method.as_str().to_string()),
+        cpu_model: workers.get(&worker).map_or(String::new(), |f| f.cpu_model.clone()),
+        worker,
+        carbon_intensity_g_per_kwh: energy.map(|e| e.carbon_intensity_g_per_kwh),
+        carbon_region: energy.map_or(String::new(), |e| e.carbon_region.clone()),
+        n_train: train.map(|t| t.n_train),
+        n_test: train.map(|t| t.n_test),
+        solver: train.map_or(String::new(), |t| t.solver.clone()),
+        error: job.failures.join(" | "),
+    }
+}
+
+/// Groups job rows by (model, config), in order of first appearance.
+pub fn summarise(rows: &[JobRow]) -> Vec<SummaryRow> {
+    let mut groups: Vec<((String, String), Vec<&JobRow>)> = Vec::new();
+    for row in rows {
+        let key = (row.model.clone(), row.config.clone());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(row),
+            None => groups.push((key, vec![row])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((model, config), members)| {
+            let ok: Vec<&JobRow> = members.iter().copied().filter(|r| r.status == "succeeded").collect();
+            let figure = |f: fn(&JobRow) -> Option<f64>| Stat::of(&ok.iter().filter_map(|r| f(r)).collect::<Vec<_>>());
+            let mut methods: Vec<&str> = ok.iter().map(|r| r.method.as_str()).collect();
+            methods.sort_unstable();
+            methods.dedup();
+            SummaryRow {
+                model,
+                config,
+                n_succeeded: ok.len(),
+                n_failed: members.iter().filter(|r| r.status == "failed").count(),
+                accuracy: figure(|r| r.accuracy),
+                train_s: figure(|r| r.train_s),
+                energy_kwh: figure(|r| r.energy_kwh),
+                co2_kg: figure(|r| r.co2_kg),
+                methods: methods.join("+"),
+            }
+        })
+        .collect()
+}
+
+impl Report {
+    /// The summary as an aligned terminal table.
+    pub fn table(&self) -> String {
+        let s = &self.status;
+        let mut out = format!(
+            "campaign {} ({}): {} jobs, {} succeeded, {} failed, {} running, {} pending\n",
+            self.name, self.campaign_id, s.n_jobs, s.succeeded, s.failed, s.leased, s.pending
+        );
+        let header = ["model", "config", "n", "failed", "accuracy", "train s", "energy kWh", "kg CO2e", "method"];
+        let mut lines = vec![header.map(String::from).to_vec()];
+        for row in &self.summary {
+            lines.push(vec![
+                row.model.clone(),
+                row.config.clone(),
+                row.n_succeeded.to_string(),
+                row.n_failed.to_string(),
+                format!("{:.4} ± {:.4}", row.accuracy.mean, row.accuracy.std),
+                format!("{:.1} ± {:.1}", row.train_s.mean, row.train_s.std),
+                format!("{:.3e}", row.energy_kwh.mean),
+                format!("{:.3e}", row.co2_kg.mean),
+                row.methods.clone(),
+            ]);
+        }
+        let widths: Vec<usize> =
+            (0..header.len()).map(|col| lines.iter().map(|l| l[col].chars().count()).max().unwrap_or(0)).collect();
+        for line in lines {
+            let cells: Vec<String> = line.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+            let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+        }
+        for row in self.jobs.iter().filter(|r| r.status == "failed") {
+            let _ = writeln!(out, "failed {}: {}", row.job_id, row.error);
+        }
+        out
+    }
+
+    /// One CSV row per job, with provenance.
+    pub fn jobs_csv(&self) -> String {
+        let mut out = String::from(
+            "job_id,model,config,seed,status,attempts,accuracy,train_s,energy_kwh,co2_kg,method,worker,cpu_model,\
+             carbon_intensity_g_per_kwh,carbon_region,n_train,n_test,solver,campaign_id,campaign,error\n",
+        );
+        for r in &self.jobs {
+            let fields = [
+                r.job_id.clone(),
+                r.model.clone(),
+                r.config.clone(),
+                r.seed.to_string(),
+                r.status.clone(),
+                r.attempts.to_string(),
+                opt(r.accuracy),
+                opt(r.train_s),
+                opt(r.energy_kwh),
+                opt(r.co2_kg),
+                r.method.clone(),
+                r.worker.clone(),
+                r.cpu_model.clone(),
+                opt(r.carbon_intensity_g_per_kwh),
+                r.carbon_region.clone(),
+                r.n_train.map_or(String::new(), |n| n.to_string()),
+                r.n_test.map_or(String::new(), |n| n.to_string()),
+                r.solver.clone(),
+                self.campaign_id.clone(),
+                self.name.clone(),
+                r.error.clone(),
+            ];
+            push_csv_line(&mut out, &fields);
+        }
+        out
+    }
+
+    /// One CSV row per (model, configuration).
+    pub fn summary_csv(&self) -> String {
+        let mut out = String::from(
+            "model,config,n_succeeded,n_failed,accuracy_mean,accuracy_std,train_s_mean,train_s_std,\
+             energy_kwh_mean,energy_kwh_std,co2_kg_mean,co2_kg_std,method\n",
+        );
+        for r in &self.summary {
+            let mut fields = vec![r.model.clone(), r.config.clone(), r.n_succeeded.to_string(), r.n_failed.to_string()];
+            for stat in [r.accuracy, r.train_s, r.energy_kwh, r.co2_kg] {
+                fields.push(stat.mean.to_string());
+                fields.push(stat.std.to_string());
+            }
+            fields.push(r.methods.clone());
+            push_csv_line(&mut out, &fields);
+        }
+        out
+    }
+
+    /// The whole report as JSON.
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("reports serialise")
+    }
+
+    /// The files a client writes: name and content.
+    pub fn files(&self) -> Vec<(String, Vec<u8>)> {
+        vec![
+            ("jobs.csv".into(), self.jobs_csv().into_bytes()),
+            ("summary.csv".into(), self.summary_csv().into_bytes()),
+            ("report.json".into(), self.json().into_bytes()),
+        ]
+    }
+}
+
+fn opt(value: Option<f64>) -> String {
+    value.map_or(String::new(), |v| v.to_string())
+}
+
+fn push_csv_line(out: &mut String, fields: &[String]) {
+    let quoted: Vec<String> = fields
+        .iter()
+        .map(|f| {
+            if f.contains([',', '"', '\n']) { format!("\"{}\"", f.replace('"', "\"\"")) } else { f.clone() }
+        })
+        .collect();
+    out.push_str(&quoted.join(","));
+    out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(model: &str, status: &str, accuracy: f64) -> JobRow {
+        JobRow {
+            job_id: "x-0".into(),
+            model: model.into(),
+            config: "c=1".into(),
+            seed: 1,
+            status: status.into(),
+            attempts: 1,
+            accuracy: (status == "succeeded").then_some(accuracy),
+            train_s: Some(2.0),
+            energy_kwh: Some(1e-4),
+            co2_kg: Some(5e-5),
+            method: "model".into(),
+            worker: "w".into(),
+            cpu_model: "cpu".into(),
+            carbon_intensity_g_per_kwh: Some(475.0),
+            carbon_region: "world".into(),
+            n_train: Some(10),
+            n_test: Some(10),
+            solver: "s".into(),
+            error: String::new(),
+        }
+    }
+
+    #[test]
+    fn identical_results_have_zero_spread() {
+        let rows = vec![row("cnn", "succeeded", 0.8); 4];
+        let summary = summarise(&rows);
+        assert_eq!(summary.len(), 1);
+        assert_eq!(summary[0].accuracy, Stat { mean: 0.8, std: 0.0, n: 4 });
+    }
+
+    #[test]
+    fn failed_runs_are_counted_not_averaged() {
+        let rows = vec![row("cnn", "succeeded", 0.6), row("cnn", "succeeded", 0.8), row("cnn", "failed", 0.0)];
+        let summary = summarise(&rows);
+        assert_eq!(summary[0].n_succeeded, 2);
+        assert_eq!(summary[0].n_failed, 1);
+        assert!((summary[0].accuracy.mean - 0.7).abs() < 1e-12);
+        assert!((summary[0].accuracy.std - 0.02f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn csv_quotes_fields_with_commas_and_quotes() {
+        let mut out = String::new();
+        push_csv_line(&mut out, &["a".into(), "b,c".into(), "say \"hi\"".into()]);
+        assert_eq!(out, "a,\"b,c\",\"say \"\"hi\"\"\"\n");
+    }
+}

@@ -1,0 +1,247 @@
+//! The job state machine as pure functions: no I/O and no clock reads; the
+//! caller passes the time and stores what comes back.
+//!
+//! `pending → leased(worker, lease, deadline) → succeeded | failed`; an expired
+//! lease goes back to pending with attempt + 1 until `max_attempts`.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for a worker.
+    Pending,
+    /// Held by a worker until the deadline, extended by heartbeats.
+    Leased {
+        /// The worker holding the lease.
+        worker_id: String,
+        /// Unique id of this lease.
+        lease_id: u64,
+        /// Unix milliseconds after which the lease is void.
+        deadline_unix_ms: u64,
+    },
+    /// Done; its result is stored.
+    Succeeded {
+        /// The worker that produced the result.
+        worker_id: String,
+        /// The lease under which it was produced.
+        lease_id: u64,
+    },
+    /// Given up on; `JobRecord::failures` says why.
+    Failed,
+}
+
+/// A job as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job to run.
+    pub spec: ecobench_shared::JobSpec,
+    /// Current state.
+    pub state: JobState,
+    /// Attempts started so far (leases granted).
+    pub attempts: u32,
+    /// Why earlier attempts failed, oldest first.
+    pub failures: Vec<String>,
+}
+
+impl JobRecord {
+    /// A new, pending job.
+    pub fn new(spec: ecobench_shared::JobSpec) -> JobRecord {
+        JobRecord { spec, state: JobState::Pending, attempts: 0, failures: Vec::new() }
+    }
+
+    /// True once the job has succeeded or failed for good.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, JobState::Succeeded { .. } | JobState::Failed)
+    }
+
+    /// The lease id if the job is leased.
+    pub fn lease_id(&self) -> Option<u64> {
+        match self.state {
+            JobState::Leased { lease_id, .. } => Some(lease_id),
+            _ => None,
+        }
+    }
+}
+
+/// Grants a lease on a pending job; `None` if the job is not pending.
+pub fn lease(job: &JobRecord, worker_id: &str, lease_id: u64, deadline_unix_ms: u64) -> Option<JobRecord> {
+    if job.state != JobState::Pending {
+        return None;
+    }
+    let mut next = job.clone();
+    next.state = JobState::Leased { worker_id: worker_id.to_string(), lease_id, deadline_unix_ms };
+    next.attempts += 1;
+    Some(next)
+}
+
+/// Extends a live lease; `None` if `lease_id` does not hold the job.
+pub fn extend(job: &JobRecord, lease_id: u64, deadline_unix_ms: u64) -> Option<JobRecord> {
+    match &job.state {
+        JobState::Leased { worker_id, lease_id: held, .. } if *held == lease_id => {
+            let mut next = job.clone();
+            next.state = JobState::Leased { worker_id: worker_id.clone(), lease_id, deadline_unix_ms };
+            Some(next)
+        }
+        _ => None,
+    }
+}
+
+/// What a completion means for a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completion {
+    /// Store the result with this new record.
+    Accept(JobRecord),
+    /// The same lease already completed: acknowledge, store nothing.
+    Duplicate,
+    /// The lease does not hold the job (expired, re-leased, failed): refuse.
+    Stale,
+}
+
+/// Decides what a `CompleteJob` under `lease_id` does.
+pub fn complete(job: &JobRecord, lease_id: u64) -> Completion {
+    match &job.state {
+        JobState::Leased { worker_id, lease_id: held, .. } if *held == lease_id => {
+            let mut next = job.clone();
+            next.state = JobState::Succeeded { worker_id: worker_id.clone(), lease_id };
+            Completion::Accept(next)
+        }
+        JobState::Succeeded { lease_id: done, .. } if *done == lease_id => Completion::Duplicate,
+        _ => Completion::Stale,
+    }
+}
+
+/// Records a failed attempt: back to pending while attempts remain and the
+/// failure is retryable, failed for good otherwise. `None` if the lease is stale.
+pub fn fail(job: &JobRecord, lease_id: u64, reason: &str, retryable: bool, max_attempts: u32) -> Option<JobRecord> {
+    if job.lease_id() != Some(lease_id) {
+        return None;
+    }
+    Some(give_back(job, reason.to_string(), retryable, max_attempts))
+}
+
+/// Voids a lease whose deadline passed; `None` if the job holds no expired lease.
+pub fn expire(job: &JobRecord, now_unix_ms: u64, max_attempts: u32) -> Option<JobRecord> {
+    match &job.state {
+        JobState::Leased { worker_id, deadline_unix_ms, .. } if *deadline_unix_ms <= now_unix_ms => {
+            let reason = format!("attempt {}: lease expired on worker {worker_id} (no heartbeat)", job.attempts);
+            Some(give_back(job, reason, true, max_attempts))
+        }
+        _ => None,
+    }
+}
+
+fn give_back(job: &JobRecord, reason: String, retryable: bool, max_attempts: u32) -> JobRecord {
+    let mut next = job.clone();
+    next.failures.push(reason);
+    next.state = if retryable && job.attempts < max_attempts { JobState::Pending } else { JobState::Failed };
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecobench_shared::{JobSpec, ModelConfig, SvmConfig};
+
+    fn job() -> JobRecord {
+        JobRecord::new(JobSpec {
+            campaign_id: "00000000000000aa".into(),
+            job_idx: 0,
+            dataset: "d".into(),
+            train_samples: None,
+            test_samples: None,
+            seed: 1,
+            threads: 0,
+            model: ModelConfig::SvmLinear(SvmConfig { c: 1.0 }),
+        })
+    }
+
+    #[test]
+    fn a_job_is_leased_once_and_completed_once() {
+        let leased = lease(&job(), "w1", 10, 1_000).unwrap();
+        assert!(lease(&leased, "w2", 11, 1_000).is_none());
+        let Completion::Accept(done) = complete(&leased, 10) else { panic!("not accepted") };
+        assert_eq!(complete(&done, 10), Completion::Duplicate);
+        assert_eq!(complete(&done, 11), Completion::Stale);
+        assert!(lease(&done, "w2", 12, 1_000).is_none());
+    }
+
+    #[test]
+    fn expiry_requeues_then_fails_after_max_attempts() {
+        let mut record = job();
+        for attempt in 1..=3u64 {
+            record = lease(&record, "w", attempt, 100).unwrap();
+            assert!(expire(&record, 99, 3).is_none(), "not yet due");
+            record = expire(&record, 100, 3).unwrap();
+        }
+        assert_eq!(record.state, JobState::Failed);
+        assert_eq!(record.failures.len(), 3);
+        assert!(record.failures[2].starts_with("attempt 3"));
+    }
+
+    #[test]
+    fn stale_lease_cannot_complete_or_fail_or_extend() {
+        let first = lease(&job(), "w1", 1, 100).unwrap();
+        let requeued = expire(&first, 200, 3).unwrap();
+        let second = lease(&requeued, "w2", 2, 300).unwrap();
+        assert_eq!(complete(&second, 1), Completion::Stale);
+        assert!(fail(&second, 1, "x", true, 3).is_none());
+        assert!(extend(&second, 1, 400).is_none());
+        assert_eq!(extend(&second, 2, 400).unwrap().state, JobState::Leased {
+            worker_id: "w2".into(),
+            lease_id: 2,
+            deadline_unix_ms: 400
+        });
+    }
+
+    #[test]
+    fn a_non_retryable_failure_is_final() {
+        let leased = lease(&job(), "w", 1, 100).unwrap();
+        let failed = fail(&leased, 1, "not an IDX file", false, 3).unwrap();
+        assert_eq!(failed.state, JobState::Failed);
+        assert_eq!(failed.failures, vec!["not an IDX file".to_string()]);
+    }
+
+    /// Random interleavings of lease, expire, complete: no lease is ever
+    /// accepted twice and a succeeded job never changes again.
+    #[test]
+    fn random_interleavings_never_accept_twice() {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next_random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200 {
+            let mut record = job();
+            let mut accepted = 0;
+            let mut next_lease = 1;
+            for now in 0..50u64 {
+                match next_random() % 4 {
+                    0 => {
+                        if let Some(r) = lease(&record, "w", next_lease, now + 3) {
+                            record = r;
+                            next_lease += 1;
+                        }
+                    }
+                    1 => {
+                        if let Some(r) = expire(&record, now, 5) {
+                            record = r;
+                        }
+                    }
+                    _ => {
+                        let guess = next_random() % next_lease.max(1) + 1;
+                        if let Completion::Accept(r) = complete(&record, guess) {
+                            record = r;
+                            accepted += 1;
+                        }
+                    }
+                }
+            }
+            assert!(accepted <= 1);
+            assert_eq!(accepted == 1, matches!(record.state, JobState::Succeeded { .. }));
+        }
+    }
+}

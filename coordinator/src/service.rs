@@ -1,0 +1,224 @@
+//! The gRPC adapter: converts requests, calls the domain [`Coordinator`],
+//! converts answers and errors. The only coordinator module that imports tonic.
+
+use std::sync::Arc;
+
+use ecobench_proto::pb::{self, campaign_service_server::CampaignService, worker_service_server::WorkerService};
+use subtle::ConstantTimeEq;
+use tonic::{Request, Response, Status};
+use tracing::error;
+
+use crate::coordinator::{CampaignStatus, Coordinator, CoordinatorError};
+
+/// Largest message accepted or sent (results and reports are small; campaign files too).
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+impl From<CoordinatorError> for Status {
+    fn from(err: CoordinatorError) -> Status {
+        match err {
+            CoordinatorError::NotFound(msg) => Status::not_found(msg),
+            CoordinatorError::InvalidArgument(msg) => Status::invalid_argument(msg),
+            CoordinatorError::FailedPrecondition(msg) => Status::failed_precondition(msg),
+            CoordinatorError::Store(err) => {
+                error!(error = %err, "store failure");
+                Status::internal("the coordinator's database failed; see its log")
+            }
+        }
+    }
+}
+
+/// Checks `authorization: Bearer <token>` in constant time when a token is set.
+#[derive(Clone)]
+pub struct Auth {
+    token: Option<Arc<[u8]>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").field("token", &self.token.as_ref().map(|_| "<set>")).finish()
+    }
+}
+
+impl Auth {
+    /// No token: every call is accepted.
+    pub fn new(token: Option<String>) -> Auth {
+        Auth { token: token.map(|t| Arc::from(t.into_bytes().into_boxed_slice())) }
+    }
+}
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = &self.token else { return Ok(request) };
+        let given = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if bool::from(given.as_bytes().ct_eq(expected)) {
+            Ok(request)
+        } else {
+            Err(Status::unauthenticated("missing or wrong token: pass the coordinator's token with --token-file"))
+        }
+    }
+}
+
+/// The tonic services over one shared coordinator.
+#[derive(Debug, Clone)]
+pub struct Service {
+    coordinator: Arc<Coordinator>,
+}
+
+impl Service {
+    /// Services backed by `coordinator`.
+    pub fn new(coordinator: Arc<Coordinator>) -> Service {
+        Service { coordinator }
+    }
+}
+
+fn wire_status(s: CampaignStatus) -> pb::CampaignStatus {
+    pb::CampaignStatus {
+        campaign_id: s.campaign_id,
+        name: s.name,
+        n_jobs: s.n_jobs,
+        pending: s.pending,
+        leased: s.leased,
+        succeeded: s.succeeded,
+        failed: s.failed,
+    }
+}
+
+fn invalid(err: ecobench_proto::WireError) -> Status {
+    Status::invalid_argument(err.to_string())
+}
+
+#[tonic::async_trait]
+impl WorkerService for Service {
+    async fn join(&self, request: Request<pb::JoinRequest>) -> Result<Response<pb::JoinResponse>, Status> {
+        let req = request.into_inner();
+        let fingerprint = req.fingerprint.unwrap_or_default().into();
+        let heartbeat_interval_ms = self.coordinator.join(&req.worker_id, fingerprint).await?;
+        Ok(Response::new(pb::JoinResponse { worker_id: req.worker_id, heartbeat_interval_ms }))
+    }
+
+    async fn lease_job(&self, request: Request<pb::LeaseJobRequest>) -> Result<Response<pb::LeaseJobResponse>, Status> {
+        let req = request.into_inner();
+        let lease = self.coordinator.lease_job(&req.worker_id, req.wait_ms).await?;
+        Ok(Response::new(pb::LeaseJobResponse {
+            lease: lease.map(|lease| pb::Lease {
+                job: Some(lease.job.into()),
+                lease_id: lease.lease_id,
+                attempt: lease.attempt,
+                lease_ms: lease.lease_ms as u32,
+            }),
+        }))
+    }
+
+    async fn heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        let progress = req.progress.unwrap_or_default().into();
+        let cancel = self.coordinator.heartbeat(&req.job_id, req.lease_id, progress).await?;
+        Ok(Response::new(pb::HeartbeatResponse { cancel }))
+    }
+
+    async fn complete_job(&self, request: Request<pb::CompleteJobRequest>) -> Result<Response<pb::CompleteJobResponse>, Status> {
+        let req = request.into_inner();
+        let result = req.result.ok_or_else(|| Status::invalid_argument("CompleteJob without a result"))?;
+        let result = result.try_into().map_err(invalid)?;
+        let duplicate = self.coordinator.complete(&req.worker_id, &req.job_id, req.lease_id, result).await?;
+        Ok(Response::new(pb::CompleteJobResponse { duplicate }))
+    }
+
+    async fn fail_job(&self, request: Request<pb::FailJobRequest>) -> Result<Response<pb::FailJobResponse>, Status> {
+        let req = request.into_inner();
+        let will_retry = self.coordinator.fail(&req.job_id, req.lease_id, &req.reason, req.retryable).await?;
+        Ok(Response::new(pb::FailJobResponse { will_retry }))
+    }
+}
+
+#[tonic::async_trait]
+impl CampaignService for Service {
+    async fn submit_campaign(
+        &self,
+        request: Request<pb::SubmitCampaignRequest>,
+    ) -> Result<Response<pb::SubmitCampaignResponse>, Status> {
+        let req = request.into_inner();
+        let submitted = self.coordinator.submit(&req.file_name, &req.toml).await?;
+        Ok(Response::new(pb::SubmitCampaignResponse {
+            campaign_id: submitted.campaign_id,
+            name: submitted.name,
+            n_jobs: submitted.n_jobs,
+            created: submitted.created,
+        }))
+    }
+
+    async fn get_campaign(&self, request: Request<pb::GetCampaignRequest>) -> Result<Response<pb::CampaignStatus>, Status> {
+        let status = self.coordinator.status(&request.into_inner().campaign)?;
+        Ok(Response::new(wire_status(status)))
+    }
+
+    async fn list_campaigns(
+        &self,
+        _request: Request<pb::ListCampaignsRequest>,
+    ) -> Result<Response<pb::ListCampaignsResponse>, Status> {
+        let campaigns = self.coordinator.list_campaigns()?.into_iter().map(wire_status).collect();
+        Ok(Response::new(pb::ListCampaignsResponse { campaigns }))
+    }
+
+    async fn list_workers(&self, _request: Request<pb::ListWorkersRequest>) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let workers = self
+            .coordinator
+            .list_workers()?
+            .into_iter()
+            .map(|w| pb::WorkerInfo {
+                worker_id: w.worker_id,
+                fingerprint: Some(w.fingerprint.into()),
+                last_seen_unix_ms: w.last_seen_unix_ms,
+                jobs_done: w.jobs_done,
+            })
+            .collect();
+        Ok(Response::new(pb::ListWorkersResponse { workers }))
+    }
+
+    async fn get_report(&self, request: Request<pb::GetReportRequest>) -> Result<Response<pb::GetReportResponse>, Status> {
+        let report = self.coordinator.report(&request.into_inner().campaign)?;
+        Ok(Response::new(pb::GetReportResponse {
+            table: report.table(),
+            files: report.files().into_iter().map(|(name, content)| pb::ReportFile { name, content }).collect(),
+            status: Some(wire_status(report.status)),
+        }))
+    }
+}
+
+/// Serves the worker and campaign services, plus `grpc.health.v1`, on an
+/// already bound listener until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    coordinator: Arc<Coordinator>,
+    token: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    use ecobench_proto::pb::campaign_service_server::CampaignServiceServer;
+    use ecobench_proto::pb::worker_service_server::WorkerServiceServer;
+    use tonic::service::interceptor::InterceptedService;
+    use tonic_health::ServingStatus;
+
+    let auth = Auth::new(token);
+    let service = Service::new(coordinator);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in ["ecobench.v1.WorkerService", "ecobench.v1.CampaignService"] {
+        health.set_service_status(name, ServingStatus::Serving).await;
+    }
+    let workers = WorkerServiceServer::new(service.clone())
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let campaigns = CampaignServiceServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(InterceptedService::new(workers, auth.clone()))
+        .add_service(InterceptedService::new(campaigns, auth))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await
+}

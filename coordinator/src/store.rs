@@ -1,0 +1,288 @@
+//! The only module that touches sled: typed records in named trees, one
+//! transaction per state change, flushed by the caller before it answers.
+//!
+//! Trees: `campaigns` (campaign key → [`CampaignRecord`]), `jobs` (campaign key
+//! ++ job index, big-endian → [`JobRecord`]), `results` (same key →
+//! [`ResultRecord`]), `workers` (worker id → [`WorkerRecord`]), `meta`
+//! (`schema_version`). Values are JSON with a record version.
+
+use std::path::Path;
+
+use ecobench_shared::{CampaignSpec, HardwareFingerprint, JobResult};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use crate::scheduler::JobRecord;
+
+/// Version of the on-disk layout; a database of another version is refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Failures of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (I/O, corruption it detected, lock held by another process).
+    #[error("database error: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value does not decode.
+    #[error("database record {tree}/{key} does not decode: {source}")]
+    Corrupt {
+        /// The tree holding the record.
+        tree: &'static str,
+        /// The record's key, hex.
+        key: String,
+        /// The decoding error.
+        source: serde_json::Error,
+    },
+    /// The database was written by another schema version.
+    #[error("database schema version {found} is not {SCHEMA_VERSION}: use a matching coordinator or a new --db path")]
+    Schema {
+        /// The version found on disk.
+        found: u32,
+    },
+}
+
+/// A stored campaign.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CampaignRecord {
+    /// The expanded campaign.
+    pub spec: CampaignSpec,
+    /// Unix milliseconds of the first submission.
+    pub submitted_unix_ms: u64,
+}
+
+/// A stored result: what the worker sent, and under which lease.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultRecord {
+    /// The worker that produced it.
+    pub worker_id: String,
+    /// The lease it was produced under.
+    pub lease_id: u64,
+    /// Unix milliseconds of the completion.
+    pub completed_unix_ms: u64,
+    /// Training and energy figures.
+    pub result: JobResult,
+}
+
+/// A stored worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    /// The worker's id.
+    pub worker_id: String,
+    /// Its hardware, as sent when it joined.
+    pub fingerprint: HardwareFingerprint,
+    /// Unix milliseconds of its last call.
+    pub last_seen_unix_ms: u64,
+    /// Jobs it completed.
+    pub jobs_done: u32,
+}
+
+/// Every record is wrapped with a version so that the layout can evolve.
+#[derive(Serialize, Deserialize)]
+struct Versioned<T> {
+    v: u32,
+    #[serde(flatten)]
+    record: T,
+}
+
+/// Typed access to the coordinator's sled database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: sled::Db,
+    campaigns: sled::Tree,
+    jobs: sled::Tree,
+    results: sled::Tree,
+    workers: sled::Tree,
+}
+
+/// The key of a campaign: its 16-hex-digit id as a big-endian u64.
+pub fn campaign_key(campaign_id: &str) -> Option<[u8; 8]> {
+    u64::from_str_radix(campaign_id, 16).ok().filter(|_| campaign_id.len() == 16).map(u64::to_be_bytes)
+}
+
+/// The key of a job: campaign key ++ job index, big-endian, so order is numeric.
+pub fn job_key(campaign: [u8; 8], job_idx: u32) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..8].copy_from_slice(&campaign);
+    key[8..].copy_from_slice(&job_idx.to_be_bytes());
+    key
+}
+
+fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec(&Versioned { v: SCHEMA_VERSION, record }).expect("records serialise")
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice::<Versioned<T>>(bytes).map(|versioned| versioned.record).map_err(|source| {
+        StoreError::Corrupt { tree, key: key.iter().map(|b| format!("{b:02x}")).collect(), source }
+    })
+}
+
+fn flatten<T>(err: TransactionError<T>) -> Result<T, StoreError> {
+    match err {
+        TransactionError::Abort(value) => Ok(value),
+        TransactionError::Storage(err) => Err(StoreError::Sled(err)),
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::from_db(sled::open(path)?)
+    }
+
+    /// A database in a temporary directory, removed when dropped.
+    pub fn temporary() -> Result<Store, StoreError> {
+        Store::from_db(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Store, StoreError> {
+        let meta = db.open_tree("meta")?;
+        match meta.get("schema_version")? {
+            Some(bytes) => {
+                let found = decode::<u32>("meta", b"schema_version", &bytes)?;
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::Schema { found });
+                }
+            }
+            None => {
+                meta.insert("schema_version", encode(&SCHEMA_VERSION))?;
+            }
+        }
+        Ok(Store {
+            campaigns: db.open_tree("campaigns")?,
+            jobs: db.open_tree("jobs")?,
+            results: db.open_tree("results")?,
+            workers: db.open_tree("workers")?,
+            db,
+        })
+    }
+
+    /// Writes everything to disk; call before answering a state change.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// A new unique id, monotonic across restarts.
+    pub fn next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
+    }
+
+    /// Stores a campaign and its pending jobs in one transaction.
+    /// Returns false, writing nothing, when the campaign is already stored.
+    pub fn insert_campaign(&self, record: &CampaignRecord, jobs: &[JobRecord]) -> Result<bool, StoreError> {
+        let key = campaign_key(&record.spec.id).expect("campaign ids are 16 hex digits");
+        let result = (&self.campaigns, &self.jobs).transaction(|(campaigns, job_tree)| {
+            if campaigns.get(key)?.is_some() {
+                return Ok(false);
+            }
+            campaigns.insert(&key, encode(record))?;
+            for job in jobs {
+                job_tree.insert(&job_key(key, job.spec.job_idx), encode(job))?;
+            }
+            Ok::<_, ConflictableTransactionError<bool>>(true)
+        });
+        result.or_else(flatten)
+    }
+
+    /// Every campaign, in key order.
+    pub fn campaigns(&self) -> Result<Vec<CampaignRecord>, StoreError> {
+        self.campaigns.iter().map(|entry| {
+            let (key, value) = entry?;
+            decode("campaigns", &key, &value)
+        }).collect()
+    }
+
+    /// One campaign by id.
+    pub fn campaign(&self, campaign_id: &str) -> Result<Option<CampaignRecord>, StoreError> {
+        let Some(key) = campaign_key(campaign_id) else { return Ok(None) };
+        self.campaigns.get(key)?.map(|value| decode("campaigns", &key, &value)).transpose()
+    }
+
+    /// The jobs of a campaign, in index order.
+    pub fn jobs_of(&self, campaign_id: &str) -> Result<Vec<JobRecord>, StoreError> {
+        let Some(key) = campaign_key(campaign_id) else { return Ok(Vec::new()) };
+        self.jobs.scan_prefix(key).map(|entry| {
+            let (key, value) = entry?;
+            decode("jobs", &key, &value)
+        }).collect()
+    }
+
+    /// Every job with its key, in key order.
+    pub fn all_jobs(&self) -> impl Iterator<Item = Result<(sled::IVec, JobRecord), StoreError>> + '_ {
+        self.jobs.iter().map(|entry| {
+            let (key, value) = entry?;
+            let record = decode("jobs", &key, &value)?;
+            Ok((key, record))
+        })
+    }
+
+    /// One job by key.
+    pub fn job(&self, key: &[u8]) -> Result<Option<JobRecord>, StoreError> {
+        self.jobs.get(key)?.map(|value| decode("jobs", key, &value)).transpose()
+    }
+
+    /// Replaces a job record if it still equals `expected`; false otherwise.
+    pub fn swap_job(&self, key: &[u8], expected: &JobRecord, next: &JobRecord) -> Result<bool, StoreError> {
+        let swapped = self.jobs.compare_and_swap(key, Some(encode(expected)), Some(encode(next)))?;
+        Ok(swapped.is_ok())
+    }
+
+    /// Marks a job succeeded and stores its result, in one transaction.
+    /// False, writing nothing, if the job changed since `expected` was read.
+    pub fn complete_job(
+        &self,
+        key: &[u8],
+        expected: &JobRecord,
+        next: &JobRecord,
+        result: &ResultRecord,
+    ) -> Result<bool, StoreError> {
+        let expected = encode(expected);
+        let outcome = (&self.jobs, &self.results, &self.workers).transaction(|(jobs, results, workers)| {
+            if jobs.get(key)?.as_deref() != Some(expected.as_slice()) {
+                return Ok(false);
+            }
+            jobs.insert(key, encode(next))?;
+            results.insert(key, encode(result))?;
+            if let Some(bytes) = workers.get(result.worker_id.as_bytes())?
+                && let Ok(mut worker) = decode::<WorkerRecord>("workers", result.worker_id.as_bytes(), &bytes)
+            {
+                worker.jobs_done += 1;
+                worker.last_seen_unix_ms = result.completed_unix_ms;
+                workers.insert(result.worker_id.as_bytes(), encode(&worker))?;
+            }
+            Ok::<_, ConflictableTransactionError<bool>>(true)
+        });
+        outcome.or_else(flatten)
+    }
+
+    /// The results of a campaign, keyed by job index.
+    pub fn results_of(&self, campaign_id: &str) -> Result<Vec<(u32, ResultRecord)>, StoreError> {
+        let Some(key) = campaign_key(campaign_id) else { return Ok(Vec::new()) };
+        self.results.scan_prefix(key).map(|entry| {
+            let (key, value) = entry?;
+            let job_idx = u32::from_be_bytes(key[8..12].try_into().expect("job keys are 12 bytes"));
+            Ok((job_idx, decode("results", &key, &value)?))
+        }).collect()
+    }
+
+    /// Stores (or replaces) a worker.
+    pub fn put_worker(&self, worker: &WorkerRecord) -> Result<(), StoreError> {
+        self.workers.insert(worker.worker_id.as_bytes(), encode(worker))?;
+        Ok(())
+    }
+
+    /// One worker by id.
+    pub fn worker(&self, worker_id: &str) -> Result<Option<WorkerRecord>, StoreError> {
+        let key = worker_id.as_bytes();
+        self.workers.get(key)?.map(|value| decode("workers", key, &value)).transpose()
+    }
+
+    /// Every worker, by id.
+    pub fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
+        self.workers.iter().map(|entry| {
+            let (key, value) = entry?;
+            decode("workers", &key, &value)
+        }).collect()
+    }
+}

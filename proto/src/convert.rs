@@ -1,0 +1,283 @@
+//! Conversions between wire messages and domain types: `From` towards the
+//! wire, `TryFrom` back (a message may lack a required part).
+
+use ecobench_shared as domain;
+
+use crate::pb;
+
+/// A wire message that cannot become a domain value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed {message}: {problem}")]
+pub struct WireError {
+    /// The message type.
+    pub message: &'static str,
+    /// What is missing or wrong.
+    pub problem: &'static str,
+}
+
+fn missing(message: &'static str, problem: &'static str) -> WireError {
+    WireError { message, problem }
+}
+
+impl From<domain::JobSpec> for pb::JobSpec {
+    fn from(job: domain::JobSpec) -> Self {
+        let model = match job.model {
+            domain::ModelConfig::SvmLinear(svm) => pb::job_spec::Model::SvmLinear(pb::SvmConfig { c: svm.c }),
+            domain::ModelConfig::Cnn(net) => pb::job_spec::Model::Cnn(net.into()),
+        };
+        pb::JobSpec {
+            campaign_id: job.campaign_id,
+            job_idx: job.job_idx,
+            dataset: job.dataset,
+            train_samples: job.train_samples,
+            test_samples: job.test_samples,
+            seed: job.seed,
+            threads: job.threads,
+            model: Some(model),
+        }
+    }
+}
+
+impl From<domain::NetConfig> for pb::NetConfig {
+    fn from(net: domain::NetConfig) -> Self {
+        pb::NetConfig { n_epochs: net.n_epochs, batch_size: net.batch_size, learning_rate: net.learning_rate }
+    }
+}
+
+impl TryFrom<pb::JobSpec> for domain::JobSpec {
+    type Error = WireError;
+    fn try_from(job: pb::JobSpec) -> Result<Self, WireError> {
+        let model = match job.model.ok_or(missing("JobSpec", "no model"))? {
+            pb::job_spec::Model::SvmLinear(svm) => domain::ModelConfig::SvmLinear(domain::SvmConfig { c: svm.c }),
+            pb::job_spec::Model::Cnn(net) => domain::ModelConfig::Cnn(domain::NetConfig {
+                n_epochs: net.n_epochs,
+                batch_size: net.batch_size,
+                learning_rate: net.learning_rate,
+            }),
+        };
+        Ok(domain::JobSpec {
+            campaign_id: job.campaign_id,
+            job_idx: job.job_idx,
+            dataset: job.dataset,
+            train_samples: job.train_samples,
+            test_samples: job.test_samples,
+            seed: job.seed,
+            threads: job.threads,
+            model,
+        })
+    }
+}
+
+impl From<domain::EpochMetrics> for pb::EpochMetrics {
+    fn from(m: domain::EpochMetrics) -> Self {
+        pb::EpochMetrics {
+            epoch: m.epoch,
+            loss: m.loss,
+            test_accuracy: m.test_accuracy,
+            samples_per_s: m.samples_per_s,
+            elapsed_s: m.elapsed_s,
+        }
+    }
+}
+
+impl From<pb::EpochMetrics> for domain::EpochMetrics {
+    fn from(m: pb::EpochMetrics) -> Self {
+        domain::EpochMetrics {
+            epoch: m.epoch,
+            loss: m.loss,
+            test_accuracy: m.test_accuracy,
+            samples_per_s: m.samples_per_s,
+            elapsed_s: m.elapsed_s,
+        }
+    }
+}
+
+impl From<domain::TrainReport> for pb::TrainReport {
+    fn from(r: domain::TrainReport) -> Self {
+        pb::TrainReport {
+            accuracy: r.accuracy,
+            train_s: r.train_s,
+            eval_s: r.eval_s,
+            samples_per_s: r.samples_per_s,
+            n_train: r.n_train,
+            n_test: r.n_test,
+            solver: r.solver,
+            epochs: r.epochs.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<pb::TrainReport> for domain::TrainReport {
+    fn from(r: pb::TrainReport) -> Self {
+        domain::TrainReport {
+            accuracy: r.accuracy,
+            train_s: r.train_s,
+            eval_s: r.eval_s,
+            samples_per_s: r.samples_per_s,
+            n_train: r.n_train,
+            n_test: r.n_test,
+            solver: r.solver,
+            epochs: r.epochs.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<domain::EnergyReport> for pb::EnergyReport {
+    fn from(e: domain::EnergyReport) -> Self {
+        let method = match e.method {
+            domain::EnergyMethod::Rapl => pb::EnergyMethod::Rapl,
+            domain::EnergyMethod::Model => pb::EnergyMethod::Model,
+        };
+        pb::EnergyReport {
+            method: method as i32,
+            duration_s: e.duration_s,
+            cpu_time_s: e.cpu_time_s,
+            cpu_energy_kwh: e.cpu_energy_kwh,
+            ram_energy_kwh: e.ram_energy_kwh,
+            energy_kwh: e.energy_kwh,
+            machine_energy_kwh: e.machine_energy_kwh,
+            avg_power_w: e.avg_power_w,
+            carbon_intensity_g_per_kwh: e.carbon_intensity_g_per_kwh,
+            carbon_region: e.carbon_region,
+            pue: e.pue,
+            co2_kg: e.co2_kg,
+            tdp_w: e.tdp_w,
+            uncertainty: e.uncertainty,
+            sample_interval_s: e.sample_interval_s,
+            n_samples: e.n_samples,
+            peak_rss_bytes: e.peak_rss_bytes,
+        }
+    }
+}
+
+impl TryFrom<pb::EnergyReport> for domain::EnergyReport {
+    type Error = WireError;
+    fn try_from(e: pb::EnergyReport) -> Result<Self, WireError> {
+        let method = match pb::EnergyMethod::try_from(e.method) {
+            Ok(pb::EnergyMethod::Rapl) => domain::EnergyMethod::Rapl,
+            Ok(pb::EnergyMethod::Model) => domain::EnergyMethod::Model,
+            _ => return Err(missing("EnergyReport", "method is neither rapl nor model")),
+        };
+        Ok(domain::EnergyReport {
+            method,
+            duration_s: e.duration_s,
+            cpu_time_s: e.cpu_time_s,
+            cpu_energy_kwh: e.cpu_energy_kwh,
+            ram_energy_kwh: e.ram_energy_kwh,
+            energy_kwh: e.energy_kwh,
+            machine_energy_kwh: e.machine_energy_kwh,
+            avg_power_w: e.avg_power_w,
+            carbon_intensity_g_per_kwh: e.carbon_intensity_g_per_kwh,
+            carbon_region: e.carbon_region,
+            pue: e.pue,
+            co2_kg: e.co2_kg,
+            tdp_w: e.tdp_w,
+            uncertainty: e.uncertainty,
+            sample_interval_s: e.sample_interval_s,
+            n_samples: e.n_samples,
+            peak_rss_bytes: e.peak_rss_bytes,
+        })
+    }
+}
+
+impl From<domain::JobResult> for pb::JobResult {
+    fn from(r: domain::JobResult) -> Self {
+        pb::JobResult { train: Some(r.train.into()), energy: Some(r.energy.into()) }
+    }
+}
+
+impl TryFrom<pb::JobResult> for domain::JobResult {
+    type Error = WireError;
+    fn try_from(r: pb::JobResult) -> Result<Self, WireError> {
+        let train = r.train.ok_or(missing("JobResult", "no train report"))?;
+        let energy = r.energy.ok_or(missing("JobResult", "no energy report"))?;
+        Ok(domain::JobResult { train: train.into(), energy: energy.try_into()? })
+    }
+}
+
+impl From<domain::HardwareFingerprint> for pb::HardwareFingerprint {
+    fn from(f: domain::HardwareFingerprint) -> Self {
+        pb::HardwareFingerprint {
+            hostname: f.hostname,
+            cpu_model: f.cpu_model,
+            physical_cores: f.physical_cores,
+            logical_cores: f.logical_cores,
+            ram_bytes: f.ram_bytes,
+            os: f.os,
+            kernel: f.kernel,
+            energy_source: f.energy_source,
+            tdp_w: f.tdp_w,
+            country: f.country,
+            version: f.version,
+        }
+    }
+}
+
+impl From<pb::HardwareFingerprint> for domain::HardwareFingerprint {
+    fn from(f: pb::HardwareFingerprint) -> Self {
+        domain::HardwareFingerprint {
+            hostname: f.hostname,
+            cpu_model: f.cpu_model,
+            physical_cores: f.physical_cores,
+            logical_cores: f.logical_cores,
+            ram_bytes: f.ram_bytes,
+            os: f.os,
+            kernel: f.kernel,
+            energy_source: f.energy_source,
+            tdp_w: f.tdp_w,
+            country: f.country,
+            version: f.version,
+        }
+    }
+}
+
+impl From<domain::Progress> for pb::Progress {
+    fn from(p: domain::Progress) -> Self {
+        pb::Progress {
+            epoch: p.epoch,
+            n_epochs: p.n_epochs,
+            loss: p.loss,
+            accuracy: p.accuracy,
+            samples_per_s: p.samples_per_s,
+        }
+    }
+}
+
+impl From<pb::Progress> for domain::Progress {
+    fn from(p: pb::Progress) -> Self {
+        domain::Progress {
+            epoch: p.epoch,
+            n_epochs: p.n_epochs,
+            loss: p.loss,
+            accuracy: p.accuracy,
+            samples_per_s: p.samples_per_s,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_spec_round_trips() {
+        let job = domain::JobSpec {
+            campaign_id: "00ff".into(),
+            job_idx: 3,
+            dataset: "fashion-mnist".into(),
+            train_samples: Some(100),
+            test_samples: None,
+            seed: 7,
+            threads: 2,
+            model: domain::ModelConfig::Cnn(domain::NetConfig { n_epochs: 2, batch_size: 16, learning_rate: 0.01 }),
+        };
+        let wire: pb::JobSpec = job.clone().into();
+        assert_eq!(domain::JobSpec::try_from(wire).unwrap(), job);
+    }
+
+    #[test]
+    fn a_job_without_model_is_refused() {
+        let wire = pb::JobSpec::default();
+        assert_eq!(domain::JobSpec::try_from(wire).unwrap_err().problem, "no model");
+    }
+}

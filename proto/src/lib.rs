@@ -1,0 +1,14 @@
+//! The `ecobench.v1` gRPC surface and its conversions to the domain types of
+//! `ecobench-shared`, so that nothing else handles prost types.
+//!
+//! The generated code lives in `OUT_DIR` (see `build.rs`) and is never edited.
+
+mod convert;
+
+pub use convert::WireError;
+
+/// Generated messages, clients and servers of `ecobench.v1`.
+#[allow(missing_docs, missing_debug_implementations, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("ecobench.v1");
+}

@@ -1,0 +1,397 @@
+//! Campaign files: TOML parsing, validation and expansion into a matrix of jobs.
+//!
+//! Every list-valued key is an axis: a model entry expands into the cartesian
+//! product of its axes, and every configuration runs once per seed.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::job::{JobSpec, ModelConfig, NetConfig, SvmConfig, MODEL_KINDS};
+
+/// Largest matrix a campaign may expand to unless the coordinator says otherwise.
+pub const DEFAULT_MAX_JOBS: usize = 10_000;
+
+/// A parsed, validated and expanded campaign.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignSpec {
+    /// Content hash of the expanded campaign (16 hex digits): the same file gives the same id.
+    pub id: String,
+    /// Human name from the file.
+    pub name: String,
+    /// Dataset every job trains on.
+    pub dataset: String,
+    /// Optional accuracy that reports measure time and energy to reach.
+    pub target_accuracy: Option<f64>,
+    /// The expanded matrix, `job_idx` = position.
+    pub jobs: Vec<JobSpec>,
+}
+
+/// What is wrong with a campaign file, with where and how to fix it.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CampaignError {
+    /// The TOML does not parse or does not fit the campaign format.
+    #[error("{file}: {message}")]
+    Syntax {
+        /// The file (or source name) that was parsed.
+        file: String,
+        /// The parser's message, with line, column and key.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{file}:{line}: key `{key}` = {value}: {reason}")]
+    Invalid {
+        /// The file (or source name).
+        file: String,
+        /// 1-based line of the key, 0 when unknown.
+        line: usize,
+        /// The offending key.
+        key: String,
+        /// The offending value as written.
+        value: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// The matrix is larger than the coordinator accepts.
+    #[error("{file}: the campaign expands to {n_jobs} jobs, more than the limit of {max_jobs}: remove axis values or seeds, or raise the coordinator's --max-jobs")]
+    TooLarge {
+        /// The file (or source name).
+        file: String,
+        /// Jobs the matrix would hold.
+        n_jobs: usize,
+        /// The limit in force.
+        max_jobs: usize,
+    },
+}
+
+/// A key that holds one value or a list of values (an axis of the matrix).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Axis<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> Axis<T> {
+    fn values(&self) -> Vec<T> {
+        match self {
+            Axis::One(value) => vec![value.clone()],
+            Axis::Many(values) => values.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCampaign {
+    name: String,
+    #[serde(default = "default_dataset")]
+    dataset: String,
+    train_samples: Option<u32>,
+    test_samples: Option<u32>,
+    #[serde(default = "default_seeds")]
+    seeds: Vec<u64>,
+    target_accuracy: Option<f64>,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    model: Vec<RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    #[serde(default = "default_epochs")]
+    epochs: Axis<u32>,
+    #[serde(default = "default_batch_size")]
+    batch_size: Axis<u32>,
+    #[serde(default = "default_learning_rate")]
+    learning_rate: Axis<f64>,
+    #[serde(default = "default_optimizer")]
+    optimizer: String,
+    #[serde(default)]
+    threads: u32,
+}
+
+impl Default for RawDefaults {
+    fn default() -> Self {
+        RawDefaults {
+            epochs: default_epochs(),
+            batch_size: default_batch_size(),
+            learning_rate: default_learning_rate(),
+            optimizer: default_optimizer(),
+            threads: 0,
+        }
+    }
+}
+
+/// A `[[model]]` table: `kind` plus the keys of every kind; `Checker` refuses
+/// keys that do not apply to the kind. (A tagged enum would lose the key's
+/// line in error messages.)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    kind: String,
+    c: Option<Axis<f64>>,
+    epochs: Option<Axis<u32>>,
+    batch_size: Option<Axis<u32>>,
+    learning_rate: Option<Axis<f64>>,
+}
+
+impl RawModel {
+    /// The keys set in this table besides `kind`.
+    fn keys_set(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.c.is_some() {
+            keys.push("c");
+        }
+        if self.epochs.is_some() {
+            keys.push("epochs");
+        }
+        if self.batch_size.is_some() {
+            keys.push("batch_size");
+        }
+        if self.learning_rate.is_some() {
+            keys.push("learning_rate");
+        }
+        keys
+    }
+}
+
+/// The keys each model kind takes.
+fn keys_of_kind(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "svm-linear" => &["c"],
+        "cnn" => &["epochs", "batch_size", "learning_rate"],
+        _ => &[],
+    }
+}
+
+fn default_dataset() -> String {
+    "fashion-mnist".to_string()
+}
+fn default_seeds() -> Vec<u64> {
+    vec![1]
+}
+fn default_epochs() -> Axis<u32> {
+    Axis::One(1)
+}
+fn default_batch_size() -> Axis<u32> {
+    Axis::One(64)
+}
+fn default_learning_rate() -> Axis<f64> {
+    Axis::One(1e-3)
+}
+fn default_optimizer() -> String {
+    "adamw".to_string()
+}
+
+/// Parses, validates and expands a campaign file.
+///
+/// `file` names the source in error messages; `max_jobs` bounds the matrix.
+pub fn parse(file: &str, text: &str, max_jobs: usize) -> Result<CampaignSpec, CampaignError> {
+    let raw: RawCampaign = toml::from_str(text).map_err(|err| CampaignError::Syntax {
+        file: file.to_string(),
+        message: explain_toml_error(&err.to_string()),
+    })?;
+    let check = Checker { file, text };
+    check.validate(&raw)?;
+    let n_jobs = count_jobs(&raw);
+    if n_jobs > max_jobs {
+        return Err(CampaignError::TooLarge { file: file.to_string(), n_jobs, max_jobs });
+    }
+    let models = expand_models(&raw);
+    let mut jobs = Vec::with_capacity(n_jobs);
+    for model in &models {
+        for &seed in &raw.seeds {
+            jobs.push(JobSpec {
+                campaign_id: String::new(),
+                job_idx: jobs.len() as u32,
+                dataset: raw.dataset.clone(),
+                train_samples: raw.train_samples,
+                test_samples: raw.test_samples,
+                seed,
+                threads: raw.defaults.threads,
+                model: model.clone(),
+            });
+        }
+    }
+    let mut spec = CampaignSpec {
+        id: String::new(),
+        name: raw.name,
+        dataset: raw.dataset,
+        target_accuracy: raw.target_accuracy,
+        jobs,
+    };
+    spec.id = content_id(&spec);
+    for job in &mut spec.jobs {
+        job.campaign_id = spec.id.clone();
+    }
+    Ok(spec)
+}
+
+/// The first 16 hex digits of the SHA-256 of the canonical JSON of the campaign.
+fn content_id(spec: &CampaignSpec) -> String {
+    let canonical = serde_json::to_vec(spec).expect("campaign specs serialise");
+    let digest = Sha256::digest(&canonical);
+    digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn count_jobs(raw: &RawCampaign) -> usize {
+    let per_seed: usize = raw
+        .model
+        .iter()
+        .map(|model| {
+            let d = &raw.defaults;
+            match model.kind.as_str() {
+                "svm-linear" => model.c.as_ref().map_or(1, |c| c.values().len()),
+                _ => {
+                    model.epochs.as_ref().unwrap_or(&d.epochs).values().len()
+                        * model.batch_size.as_ref().unwrap_or(&d.batch_size).values().len()
+                        * model.learning_rate.as_ref().unwrap_or(&d.learning_rate).values().len()
+                }
+            }
+        })
+        .sum();
+    per_seed * raw.seeds.len()
+}
+
+fn expand_models(raw: &RawCampaign) -> Vec<ModelConfig> {
+    let d = &raw.defaults;
+    let mut configs = Vec::new();
+    for model in &raw.model {
+        match model.kind.as_str() {
+            "svm-linear" => {
+                let cs = model.c.as_ref().map_or(vec![1.0], Axis::values);
+                configs.extend(cs.into_iter().map(|c| ModelConfig::SvmLinear(SvmConfig { c })));
+            }
+            _ => {
+                for n_epochs in model.epochs.as_ref().unwrap_or(&d.epochs).values() {
+                    for batch in model.batch_size.as_ref().unwrap_or(&d.batch_size).values() {
+                        for lr in model.learning_rate.as_ref().unwrap_or(&d.learning_rate).values() {
+                            configs.push(ModelConfig::Cnn(NetConfig {
+                                n_epochs,
+                                batch_size: batch,
+                                learning_rate: lr,
+                            }));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    configs
+}
+
+/// Rewrites serde's generic messages into ones a campaign author can act on.
+fn explain_toml_error(message: &str) -> String {
+    let message = message.trim_end().replace(
+        "data did not match any variant of untagged enum Axis",
+        "expected a value or a list of values of the key's type (numbers here)",
+    );
+    if message.contains("missing field `kind`") {
+        return format!("{message}\nevery [[model]] needs `kind`, one of: {}", MODEL_KINDS.join(", "));
+    }
+    message
+}
+
+/// Range checks that TOML types cannot express, reporting the key's line.
+struct Checker<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn validate(&self, raw: &RawCampaign) -> Result<(), CampaignError> {
+        if raw.name.trim().is_empty() {
+            return Err(self.invalid("name", "\"\"", "give the campaign a name"));
+        }
+        if raw.model.is_empty() {
+            return Err(self.invalid(
+                "model",
+                "(none)",
+                &format!("add at least one [[model]] table with `kind` = one of: {}", MODEL_KINDS.join(", ")),
+            ));
+        }
+        if raw.seeds.is_empty() {
+            return Err(self.invalid("seeds", "[]", "list at least one seed, e.g. seeds = [1, 2, 3]"));
+        }
+        for (key, value) in [("train_samples", raw.train_samples), ("test_samples", raw.test_samples)] {
+            if value == Some(0) {
+                return Err(self.invalid(key, "0", "use a positive count, or omit the key for the whole split"));
+            }
+        }
+        if let Some(target) = raw.target_accuracy
+            && !(0.0..=1.0).contains(&target)
+        {
+            return Err(self.invalid("target_accuracy", &target.to_string(), "use a fraction between 0 and 1"));
+        }
+        if raw.defaults.optimizer != "adamw" {
+            return Err(self.invalid("optimizer", &format!("{:?}", raw.defaults.optimizer), "the only optimizer is \"adamw\""));
+        }
+        self.positive_all("epochs", raw.defaults.epochs.values().iter().map(|&v| v as f64))?;
+        self.positive_all("batch_size", raw.defaults.batch_size.values().iter().map(|&v| v as f64))?;
+        self.positive_all("learning_rate", raw.defaults.learning_rate.values().into_iter())?;
+        for model in &raw.model {
+            self.validate_model(model)?;
+        }
+        Ok(())
+    }
+
+    fn validate_model(&self, model: &RawModel) -> Result<(), CampaignError> {
+        if !MODEL_KINDS.contains(&model.kind.as_str()) {
+            return Err(CampaignError::Invalid {
+                file: self.file.to_string(),
+                line: line_of(self.text, "kind", Some(&model.kind)),
+                key: "kind".into(),
+                value: format!("{:?}", model.kind),
+                reason: format!("unknown model kind; valid kinds: {}", MODEL_KINDS.join(", ")),
+            });
+        }
+        let allowed = keys_of_kind(&model.kind);
+        if let Some(key) = model.keys_set().into_iter().find(|key| !allowed.contains(key)) {
+            return Err(self.invalid(
+                key,
+                "(set)",
+                &format!("`{key}` does not apply to kind {:?}; its keys are: {}", model.kind, allowed.join(", ")),
+            ));
+        }
+        self.positive_all("c", model.c.iter().flat_map(Axis::values))?;
+        self.positive_all("epochs", model.epochs.iter().flat_map(Axis::values).map(f64::from))?;
+        self.positive_all("batch_size", model.batch_size.iter().flat_map(Axis::values).map(f64::from))?;
+        self.positive_all("learning_rate", model.learning_rate.iter().flat_map(Axis::values))?;
+        Ok(())
+    }
+
+    fn positive_all(&self, key: &str, values: impl Iterator<Item = f64>) -> Result<(), CampaignError> {
+        for value in values {
+            if !(value > 0.0 && value.is_finite()) {
+                return Err(self.invalid(key, &value.to_string(), "use a positive, finite number"));
+            }
+        }
+        Ok(())
+    }
+
+    fn invalid(&self, key: &str, value: &str, reason: &str) -> CampaignError {
+        CampaignError::Invalid {
+            file: self.file.to_string(),
+            line: line_of(self.text, key, None),
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// The 1-based line where `key = …` (holding `value`, if given) first appears, or 0.
+fn line_of(text: &str, key: &str, value: Option<&str>) -> usize {
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start();
+            let assignment = line.strip_prefix(key).and_then(|rest| rest.trim_start().strip_prefix('='));
+            assignment.is_some_and(|rhs| value.is_none_or(|value| rhs.contains(value)))
+        })
+        .map_or(0, |idx| idx + 1)
+}
+
+#[cfg(test)]
+mod tests;

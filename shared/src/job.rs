@@ -1,0 +1,229 @@
+//! Jobs and what they produce: the unit of work a worker trains, and its result.
+
+use serde::{Deserialize, Serialize};
+
+/// The kinds of model this build can train, as spelled in campaign files.
+pub const MODEL_KINDS: &[&str] = &["svm-linear", "cnn"];
+
+/// One model configuration: the model kind and its hyper-parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ModelConfig {
+    /// A linear support-vector machine (smartcore, one-vs-one multiclass).
+    SvmLinear(SvmConfig),
+    /// The study's three-block convolutional network (candle).
+    Cnn(NetConfig),
+}
+
+/// Hyper-parameters of the linear SVM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SvmConfig {
+    /// Soft-margin penalty C.
+    pub c: f64,
+}
+
+/// Hyper-parameters shared by every neural network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetConfig {
+    /// Passes over the training subset.
+    pub n_epochs: u32,
+    /// Images per optimiser step.
+    pub batch_size: u32,
+    /// AdamW learning rate.
+    pub learning_rate: f64,
+}
+
+impl ModelConfig {
+    /// The kind as written in campaign files (`svm-linear`, `cnn`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelConfig::SvmLinear(_) => "svm-linear",
+            ModelConfig::Cnn(_) => "cnn",
+        }
+    }
+
+    /// A short, stable label of the hyper-parameters, used to group results.
+    pub fn label(&self) -> String {
+        match self {
+            ModelConfig::SvmLinear(svm) => format!("c={}", svm.c),
+            ModelConfig::Cnn(net) => format!(
+                "epochs={} batch={} lr={}",
+                net.n_epochs, net.batch_size, net.learning_rate
+            ),
+        }
+    }
+}
+
+/// Everything a worker needs to train and evaluate one model once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The campaign this job belongs to (16 hex digits).
+    pub campaign_id: String,
+    /// Position of the job in the campaign's expanded matrix.
+    pub job_idx: u32,
+    /// A known dataset name (`fashion-mnist`) or a directory holding IDX files.
+    pub dataset: String,
+    /// Size of the stratified training subset; `None` for the whole training set.
+    pub train_samples: Option<u32>,
+    /// Size of the stratified test subset; `None` for the whole test set.
+    pub test_samples: Option<u32>,
+    /// Fixes the data subset, the shuffling and the initial weights.
+    pub seed: u64,
+    /// Compute threads for the job; 0 means every core of the worker.
+    pub threads: u32,
+    /// The model and its hyper-parameters.
+    pub model: ModelConfig,
+}
+
+impl JobSpec {
+    /// The job's id: campaign id and index, as `3f2a…-7`.
+    pub fn job_id(&self) -> String {
+        format!("{}-{}", self.campaign_id, self.job_idx)
+    }
+}
+
+/// Metrics of one finished training epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: u32,
+    /// Mean training loss over the epoch.
+    pub loss: f64,
+    /// Test-subset accuracy at the end of the epoch.
+    pub test_accuracy: f64,
+    /// Training throughput over the epoch.
+    pub samples_per_s: f64,
+    /// Seconds since training started.
+    pub elapsed_s: f64,
+}
+
+/// What training a model produced, the same for every model kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    /// Accuracy on the test subset, in [0, 1].
+    pub accuracy: f64,
+    /// Seconds spent fitting (data loading and evaluation excluded).
+    pub train_s: f64,
+    /// Seconds spent evaluating on the test subset.
+    pub eval_s: f64,
+    /// Training samples processed per second of `train_s`.
+    pub samples_per_s: f64,
+    /// Training samples used.
+    pub n_train: u32,
+    /// Test samples used.
+    pub n_test: u32,
+    /// Which solver or optimiser ran (`smartcore-smo-ovo`, `adamw`, …).
+    pub solver: String,
+    /// Per-epoch metrics; empty for models without epochs.
+    pub epochs: Vec<EpochMetrics>,
+}
+
+/// How an energy figure was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnergyMethod {
+    /// Measured by RAPL counters through powercap, attributed to the process.
+    Rapl,
+    /// Estimated from the CPU's TDP and the process's CPU time and memory.
+    Model,
+}
+
+impl EnergyMethod {
+    /// The name used in reports (`rapl`, `model`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnergyMethod::Rapl => "rapl",
+            EnergyMethod::Model => "model",
+        }
+    }
+}
+
+/// The energy and carbon of one training process, with how they were obtained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnergyReport {
+    /// Measured (`rapl`) or estimated (`model`).
+    pub method: EnergyMethod,
+    /// Wall-clock seconds the process ran.
+    pub duration_s: f64,
+    /// CPU time (user + system, all threads) of the process.
+    pub cpu_time_s: f64,
+    /// CPU energy attributed to the process.
+    pub cpu_energy_kwh: f64,
+    /// Memory energy attributed to the process.
+    pub ram_energy_kwh: f64,
+    /// CPU + memory energy of the process.
+    pub energy_kwh: f64,
+    /// Energy of the whole machine over the same interval, where it is known.
+    pub machine_energy_kwh: Option<f64>,
+    /// Mean power of the process over its run.
+    pub avg_power_w: f64,
+    /// Carbon intensity of the electricity used, gCO₂e/kWh.
+    pub carbon_intensity_g_per_kwh: f64,
+    /// Where the intensity comes from (ISO-3166 alpha-3, or `world`, or `override`).
+    pub carbon_region: String,
+    /// Power usage effectiveness applied.
+    pub pue: f64,
+    /// kg CO₂e = energy × PUE × intensity.
+    pub co2_kg: f64,
+    /// The CPU TDP the model used, when the model ran.
+    pub tdp_w: Option<f64>,
+    /// Relative uncertainty of `energy_kwh` (0.3 means ±30 %).
+    pub uncertainty: f64,
+    /// Seconds between samples.
+    pub sample_interval_s: f64,
+    /// Samples taken.
+    pub n_samples: u32,
+    /// Peak resident memory of the process.
+    pub peak_rss_bytes: u64,
+}
+
+/// The hardware and software of a worker, sent when it joins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct HardwareFingerprint {
+    /// Host name.
+    pub hostname: String,
+    /// CPU model name as the kernel reports it.
+    pub cpu_model: String,
+    /// Physical cores.
+    pub physical_cores: u32,
+    /// Logical CPUs (hardware threads).
+    pub logical_cores: u32,
+    /// Installed memory.
+    pub ram_bytes: u64,
+    /// Operating system name and version.
+    pub os: String,
+    /// Kernel release.
+    pub kernel: String,
+    /// Energy source the meter found (`rapl: package-0, dram` or `model: TDP 64 W …`).
+    pub energy_source: String,
+    /// TDP of the CPU used by the model, if known.
+    pub tdp_w: Option<f64>,
+    /// Country (ISO-3166 alpha-3) whose carbon intensity applies.
+    pub country: String,
+    /// Version of the worker.
+    pub version: String,
+}
+
+/// A finished job as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    /// What training produced.
+    pub train: TrainReport,
+    /// What it cost.
+    pub energy: EnergyReport,
+}
+
+/// Live progress of a running job, carried by heartbeats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Progress {
+    /// Epochs finished.
+    pub epoch: u32,
+    /// Epochs planned.
+    pub n_epochs: u32,
+    /// Latest mean training loss.
+    pub loss: f64,
+    /// Latest test accuracy.
+    pub accuracy: f64,
+    /// Latest training throughput.
+    pub samples_per_s: f64,
+}

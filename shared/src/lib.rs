@@ -1,0 +1,16 @@
+//! Domain types and pure logic shared by the coordinator and the worker.
+//!
+//! - [`job`]: what a job is and what it produces (specs, train and energy reports).
+//! - [`campaign`]: campaign TOML files and their expansion into a matrix of jobs.
+//! - [`carbon`]: the embedded per-country carbon-intensity table.
+//! - [`telemetry`]: one tracing set-up for every binary.
+//!
+//! Nothing here does network, database or training work.
+
+pub mod campaign;
+pub mod carbon;
+pub mod job;
+pub mod telemetry;
+
+pub use campaign::{CampaignError, CampaignSpec};
+pub use job::*;
