@@ -4,51 +4,17 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ecobench_proto::auth::{BearerToken, endpoint_uri};
 use ecobench_proto::pb::{self, campaign_service_client::CampaignServiceClient};
-use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::service::MAX_MESSAGE_BYTES;
 
-/// Adds `authorization: Bearer <token>` to every call when a token is set.
-#[derive(Clone)]
-pub struct BearerToken(Option<MetadataValue<tonic::metadata::Ascii>>);
-
-impl std::fmt::Debug for BearerToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BearerToken(..)")
-    }
-}
-
-impl BearerToken {
-    /// A token interceptor; `None` sends no header.
-    pub fn new(token: Option<&str>) -> Result<BearerToken> {
-        let value = token
-            .map(|t| format!("Bearer {t}").parse().context("the token must be printable ASCII"))
-            .transpose()?;
-        Ok(BearerToken(value))
-    }
-}
-
-impl tonic::service::Interceptor for BearerToken {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
 /// A connected campaign client.
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: CampaignServiceClient<InterceptedService<Channel, BearerToken>>,
-}
-
-/// The `http://` URI for a `host:port` address (an URI passes unchanged).
-pub fn endpoint_uri(addr: &str) -> String {
-    if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") }
 }
 
 /// A gRPC status as an error a user can act on.

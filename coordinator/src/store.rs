@@ -80,7 +80,6 @@ pub struct WorkerRecord {
 #[derive(Serialize, Deserialize)]
 struct Versioned<T> {
     v: u32,
-    #[serde(flatten)]
     record: T,
 }
 

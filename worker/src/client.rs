@@ -1,0 +1,143 @@
+//! The worker's gRPC client: the only worker module that imports tonic.
+
+use std::time::Duration;
+
+use ecobench_proto::auth::{BearerToken, endpoint_uri};
+use ecobench_proto::pb::{self, worker_service_client::WorkerServiceClient};
+use ecobench_shared::{HardwareFingerprint, JobResult, JobSpec, Progress};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+/// Failures talking to the coordinator.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The coordinator cannot be reached (down, restarting, network cut): retry later.
+    #[error("coordinator unreachable: {0}")]
+    Unreachable(String),
+    /// The coordinator answered with an error.
+    #[error("coordinator refused: {message} ({code:?})")]
+    Refused {
+        /// The gRPC code.
+        code: tonic::Code,
+        /// The coordinator's explanation.
+        message: String,
+    },
+    /// The coordinator sent something this worker cannot understand.
+    #[error(transparent)]
+    Wire(#[from] ecobench_proto::WireError),
+    /// The token cannot be sent.
+    #[error(transparent)]
+    Token(#[from] ecobench_proto::auth::BadToken),
+}
+
+impl ClientError {
+    /// True when the connection is gone and the agent should reconnect.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ClientError::Unreachable(_))
+    }
+
+    /// True when the coordinator refused the token.
+    pub fn is_unauthenticated(&self) -> bool {
+        matches!(self, ClientError::Refused { code: tonic::Code::Unauthenticated, .. })
+    }
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        match status.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
+                ClientError::Unreachable(status.message().to_string())
+            }
+            code => ClientError::Refused { code, message: status.message().to_string() },
+        }
+    }
+}
+
+/// A leased job as the agent sees it.
+#[derive(Debug, Clone)]
+pub struct LeasedJob {
+    /// The job.
+    pub spec: JobSpec,
+    /// The lease to quote.
+    pub lease_id: u64,
+    /// 1-based attempt.
+    pub attempt: u32,
+}
+
+/// A connection to the coordinator's worker service.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: WorkerServiceClient<InterceptedService<Channel, BearerToken>>,
+    worker_id: String,
+}
+
+impl Client {
+    /// Connects to `addr` (`host:port`).
+    pub async fn connect(addr: &str, token: Option<&str>, worker_id: &str) -> Result<Client, ClientError> {
+        let endpoint = Endpoint::from_shared(endpoint_uri(addr))
+            .map_err(|err| ClientError::Unreachable(format!("{addr:?} is not a valid address ({err}): use host:port")))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_keepalive(Some(Duration::from_secs(10)))
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(10));
+        let channel = endpoint.connect().await.map_err(|err| ClientError::Unreachable(format!("{addr}: {err}")))?;
+        let inner = WorkerServiceClient::with_interceptor(channel, BearerToken::new(token)?);
+        Ok(Client { inner, worker_id: worker_id.to_string() })
+    }
+
+    /// Registers this worker; returns the heartbeat interval.
+    pub async fn join(&mut self, fingerprint: HardwareFingerprint) -> Result<Duration, ClientError> {
+        let request = pb::JoinRequest { worker_id: self.worker_id.clone(), fingerprint: Some(fingerprint.into()) };
+        let answer = self.inner.join(request).await?.into_inner();
+        Ok(Duration::from_millis(answer.heartbeat_interval_ms.max(100).into()))
+    }
+
+    /// Asks for a job, waiting up to `wait` on the coordinator's side.
+    pub async fn lease(&mut self, wait: Duration) -> Result<Option<LeasedJob>, ClientError> {
+        let mut request = tonic::Request::new(pb::LeaseJobRequest {
+            worker_id: self.worker_id.clone(),
+            wait_ms: wait.as_millis() as u32,
+        });
+        request.set_timeout(wait + Duration::from_secs(15));
+        let Some(lease) = self.inner.lease_job(request).await?.into_inner().lease else { return Ok(None) };
+        let spec = lease.job.ok_or(ecobench_proto::WireError { message: "Lease", problem: "no job" })?;
+        Ok(Some(LeasedJob { spec: spec.try_into()?, lease_id: lease.lease_id, attempt: lease.attempt }))
+    }
+
+    /// Extends the lease; returns true when the job must be cancelled.
+    pub async fn heartbeat(&mut self, job: &LeasedJob, progress: Progress) -> Result<bool, ClientError> {
+        let mut request = tonic::Request::new(pb::HeartbeatRequest {
+            worker_id: self.worker_id.clone(),
+            job_id: job.spec.job_id(),
+            lease_id: job.lease_id,
+            progress: Some(progress.into()),
+        });
+        request.set_timeout(Duration::from_secs(10));
+        Ok(self.inner.heartbeat(request).await?.into_inner().cancel)
+    }
+
+    /// Sends a result.
+    pub async fn complete(&mut self, job: &LeasedJob, result: JobResult) -> Result<(), ClientError> {
+        let request = pb::CompleteJobRequest {
+            worker_id: self.worker_id.clone(),
+            job_id: job.spec.job_id(),
+            lease_id: job.lease_id,
+            result: Some(result.into()),
+        };
+        self.inner.complete_job(request).await?;
+        Ok(())
+    }
+
+    /// Reports a failure.
+    pub async fn fail(&mut self, job: &LeasedJob, reason: &str, retryable: bool) -> Result<(), ClientError> {
+        let request = pb::FailJobRequest {
+            worker_id: self.worker_id.clone(),
+            job_id: job.spec.job_id(),
+            lease_id: job.lease_id,
+            reason: reason.to_string(),
+            retryable,
+        };
+        self.inner.fail_job(request).await?;
+        Ok(())
+    }
+}

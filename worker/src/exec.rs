@@ -1,0 +1,242 @@
+//! One job in a child process of its own (`worker exec`): the parent feeds it
+//! the job on stdin, reads JSON-line events from its stdout, meters it,
+//! forwards progress in heartbeats, and kills it when asked to cancel.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use ecobench_shared::{EpochMetrics, JobResult, JobSpec, Progress, TrainReport};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::client::{Client, LeasedJob};
+use crate::energy::{Meter, SAMPLE_INTERVAL};
+
+/// Lines of the child's stderr kept for failure reports.
+const STDERR_TAIL_LINES: usize = 30;
+
+/// What the parent sends the child on stdin.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChildInput {
+    /// The job to train.
+    pub spec: JobSpec,
+    /// Where datasets are looked up, in priority order.
+    pub data_dirs: Vec<PathBuf>,
+}
+
+/// What the child prints on stdout, one JSON object a line.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ChildEvent {
+    /// An epoch finished.
+    Epoch {
+        /// Its metrics.
+        metrics: EpochMetrics,
+    },
+    /// Training finished.
+    Result {
+        /// What it produced.
+        report: TrainReport,
+    },
+    /// Training failed.
+    Error {
+        /// Why, for the user.
+        message: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+}
+
+/// How jobs are run on this worker.
+#[derive(Debug, Clone)]
+pub struct ExecConfig {
+    /// The `worker` executable (run as `worker exec`).
+    pub exe: PathBuf,
+    /// Dataset folders, in priority order.
+    pub data_dirs: Vec<PathBuf>,
+    /// Threads for jobs that ask for 0 (all cores); 0 leaves the default.
+    pub threads: u32,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// It trained; here are the figures.
+    Succeeded(JobResult),
+    /// It failed.
+    Failed {
+        /// Why.
+        reason: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+    /// The coordinator asked to stop it (the lease is gone): report nothing.
+    Cancelled,
+}
+
+/// The body of `worker exec`: reads a [`ChildInput`] on stdin, trains, prints events.
+/// Returns the process exit code.
+pub fn child_main() -> i32 {
+    let input: ChildInput = match serde_json::from_reader(std::io::stdin().lock()) {
+        Ok(input) => input,
+        Err(err) => {
+            emit(&ChildEvent::Error { message: format!("bad job on stdin: {err}"), retryable: false });
+            return 2;
+        }
+    };
+    let mut on_epoch = |metrics: &EpochMetrics| emit(&ChildEvent::Epoch { metrics: metrics.clone() });
+    match crate::train::train_job(&input.spec, &input.data_dirs, &mut on_epoch) {
+        Ok(report) => {
+            emit(&ChildEvent::Result { report });
+            0
+        }
+        Err(err) => {
+            emit(&ChildEvent::Error { message: err.to_string(), retryable: err.is_retryable() });
+            2
+        }
+    }
+}
+
+fn emit(event: &ChildEvent) {
+    use std::io::Write as _;
+    let line = serde_json::to_string(event).expect("events serialise");
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+/// Runs a leased job to its end in a metered child process.
+pub async fn run_job(
+    job: &LeasedJob,
+    config: &ExecConfig,
+    meter: &Meter,
+    client: &mut Client,
+    heartbeat_every: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Outcome {
+    let threads = if job.spec.threads > 0 { job.spec.threads } else { config.threads };
+    let mut command = Command::new(&config.exe);
+    command.arg("exec").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    if threads > 0 {
+        command.env("RAYON_NUM_THREADS", threads.to_string());
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            return Outcome::Failed { reason: format!("cannot start {}: {err}", config.exe.display()), retryable: true };
+        }
+    };
+    let pid = child.id().expect("a just-spawned child has a pid");
+    let mut metering = meter.start(pid);
+    info!(job = %job.spec.job_id(), pid, threads, "job started");
+    let input = ChildInput { spec: job.spec.clone(), data_dirs: config.data_dirs.clone() };
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let payload = serde_json::to_vec(&input).expect("inputs serialise");
+    tokio::spawn(async move {
+        let _ = stdin.write_all(&payload).await;
+    });
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
+    let stderr = tokio::spawn(tail(child.stderr.take().expect("stderr is piped")));
+
+    let mut events = Events::default();
+    events.progress.n_epochs = match &job.spec.model {
+        ecobench_shared::ModelConfig::Cnn(net) => net.n_epochs,
+        ecobench_shared::ModelConfig::SvmLinear(_) => 1,
+    };
+    let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
+    let mut beat = tokio::time::interval(heartbeat_every);
+    let (mut cancelled, mut stopping, mut stdout_open) = (false, false, true);
+    let status = loop {
+        tokio::select! {
+            line = lines.next_line(), if stdout_open => match line {
+                Ok(Some(line)) => events.take(&line),
+                _ => stdout_open = false,
+            },
+            _ = sample.tick() => metering.sample(),
+            _ = beat.tick() => match client.heartbeat(job, events.progress.clone()).await {
+                Ok(true) => {
+                    warn!(job = %job.spec.job_id(), "the coordinator cancelled the job; stopping it");
+                    cancelled = true;
+                    kill(pid);
+                }
+                Ok(false) => {}
+                Err(err) => warn!(error = %err, "heartbeat failed; the job goes on"),
+            },
+            _ = shutdown.changed(), if !stopping => {
+                stopping = true;
+                kill(pid);
+            }
+            status = child.wait() => break status,
+        }
+    };
+    while let Ok(Some(line)) = lines.next_line().await {
+        events.take(&line);
+    }
+    let energy = metering.finish();
+    let stderr_tail = stderr.await.unwrap_or_default();
+    if cancelled {
+        return Outcome::Cancelled;
+    }
+    if stopping {
+        return Outcome::Failed { reason: "the worker was stopped during the job".into(), retryable: true };
+    }
+    match (events.report, events.error, status) {
+        (Some(report), _, Ok(status)) if status.success() => Outcome::Succeeded(JobResult { train: report, energy }),
+        (_, Some((message, retryable)), _) => Outcome::Failed { reason: message, retryable },
+        (_, None, status) => {
+            let how = status.map_or_else(|err| err.to_string(), |s| s.to_string());
+            Outcome::Failed { reason: format!("training process ended without a result ({how}); its stderr:\n{stderr_tail}"), retryable: true }
+        }
+    }
+}
+
+/// Events read from the child so far.
+#[derive(Debug, Default)]
+struct Events {
+    progress: Progress,
+    report: Option<TrainReport>,
+    error: Option<(String, bool)>,
+}
+
+impl Events {
+    fn take(&mut self, line: &str) {
+        match serde_json::from_str::<ChildEvent>(line) {
+            Ok(ChildEvent::Epoch { metrics }) => {
+                info!(epoch = metrics.epoch, loss = metrics.loss, accuracy = metrics.test_accuracy, "epoch done");
+                self.progress = Progress {
+                    epoch: metrics.epoch,
+                    n_epochs: self.progress.n_epochs,
+                    loss: metrics.loss,
+                    accuracy: metrics.test_accuracy,
+                    samples_per_s: metrics.samples_per_s,
+                };
+            }
+            Ok(ChildEvent::Result { report }) => self.report = Some(report),
+            Ok(ChildEvent::Error { message, retryable }) => self.error = Some((message, retryable)),
+            Err(_) => warn!(line, "unexpected output from the training process"),
+        }
+    }
+}
+
+fn kill(pid: u32) {
+    // SAFETY: kill(2) on our own child, which has not been reaped yet.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
+/// The last lines of a stream.
+async fn tail(stream: impl tokio::io::AsyncRead + Unpin) -> String {
+    let mut lines = BufReader::new(stream).lines();
+    let mut kept = VecDeque::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if kept.len() == STDERR_TAIL_LINES {
+            kept.pop_front();
+        }
+        kept.push_back(line);
+    }
+    Vec::from(kept).join("\n")
+}

@@ -1,0 +1,130 @@
+//! `worker`: flags, tracing and signals; the work is in the library.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use ecobench_worker::agent::{self, WorkerConfig};
+use ecobench_worker::energy::MeterConfig;
+use ecobench_worker::exec::{self, ExecConfig};
+
+/// An ecobench worker: joins a coordinator and trains the jobs it leases, one at a time,
+/// each in a metered child process.
+#[derive(Debug, Parser)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The coordinator's host:port.
+    #[arg(long, value_name = "HOST:PORT")]
+    join: Option<String>,
+    /// File holding the shared token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// This worker's id (default: host name and process id).
+    #[arg(long)]
+    worker_id: Option<String>,
+    /// Country whose grid powers this machine (ISO-3166 alpha-3, e.g. FRA); world average when omitted.
+    #[arg(long)]
+    country: Option<String>,
+    /// Carbon intensity in gCO2e/kWh, overriding the country's.
+    #[arg(long)]
+    carbon_intensity: Option<f64>,
+    /// Power usage effectiveness of the room.
+    #[arg(long, default_value_t = 1.0)]
+    pue: f64,
+    /// The CPU's TDP in watts, overriding the built-in table.
+    #[arg(long)]
+    tdp_w: Option<f64>,
+    /// Folder holding datasets (<dir>/fashion-mnist/…); may be repeated; searched before ./data.
+    #[arg(long)]
+    data_dir: Vec<PathBuf>,
+    /// Compute threads for jobs that ask for all cores (0: every core).
+    #[arg(long, default_value_t = 0)]
+    threads: u32,
+    /// Root of the powercap sysfs tree (for tests and containers).
+    #[arg(long, default_value = "/sys/class/powercap")]
+    powercap_root: PathBuf,
+    /// Root of procfs (for tests and containers).
+    #[arg(long, default_value = "/proc")]
+    proc_root: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Internal: train one job read from stdin, printing JSON-line events.
+    #[command(hide = true)]
+    Exec,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Exec) = cli.command {
+        std::process::exit(exec::child_main());
+    }
+    ecobench_shared::telemetry::init();
+    let Some(coordinator) = cli.join.clone() else {
+        bail!("say which coordinator to join: worker --join HOST:PORT");
+    };
+    let config = WorkerConfig {
+        coordinator,
+        token: cli.token_file.as_deref().map(read_token).transpose()?,
+        worker_id: cli.worker_id.clone().unwrap_or_else(|| {
+            format!("{}-{}", ecobench_worker::fingerprint::hostname(), std::process::id())
+        }),
+        exec: ExecConfig {
+            exe: std::env::current_exe().context("cannot find the worker's own executable")?,
+            data_dirs: data_dirs(&cli.data_dir),
+            threads: cli.threads,
+        },
+        meter: MeterConfig {
+            powercap_root: cli.powercap_root,
+            proc_root: cli.proc_root,
+            country: cli.country,
+            carbon_intensity_g_per_kwh: cli.carbon_intensity,
+            pue: cli.pue,
+            cpu_tdp_w: cli.tdp_w,
+        },
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        agent::run(config, stopped).await
+    })
+}
+
+/// The folders searched for datasets: `--data-dir`s, `./data`, and the
+/// `data/` of the checkout the binary was built in.
+fn data_dirs(given: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs = given.to_vec();
+    dirs.push(PathBuf::from("data"));
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../data"));
+    dirs
+}
+
+fn read_token(path: &Path) -> Result<String> {
+    let token = std::fs::read_to_string(path).with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        bail!("the token file {} is empty: put the shared token in it", path.display());
+    }
+    Ok(token)
+}
+
+/// Completes on Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping; press Ctrl-C again to exit at once");
+    tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+}
