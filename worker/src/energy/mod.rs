@@ -1,0 +1,224 @@
+//! The per-process energy meter: RAPL counters through powercap when readable, else a TDP
+//! model; CO₂ from the configured carbon intensity.
+//!
+//! - [`powercap`]: zone discovery and wrap-aware counter arithmetic.
+//! - [`procfs`]: machine and process CPU time, memory and CPU model from `/proc`, and
+//!   `getrusage` for reaped children.
+//! - [`tdp`]: CPU model → TDP from the embedded table.
+//! - [`model`]: the load → power curve and the memory model.
+//!
+//! The job runner calls [`Meter::start`] when it spawns the training child,
+//! [`MeterRun::sample`] every [`SAMPLE_INTERVAL`] while it runs, and [`MeterRun::finish`]
+//! once it has been reaped. Only this module reads `/sys` and `/proc` for energy.
+
+pub mod model;
+pub mod powercap;
+pub mod procfs;
+mod run;
+pub mod tdp;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ecobench_shared::EnergyMethod;
+use ecobench_shared::carbon::{self, CarbonError};
+
+pub use powercap::{Probe, Zone, ZoneKind, counter_delta};
+pub use procfs::{ChildUsage, CpuInfo};
+pub use run::MeterRun;
+pub use tdp::{Tdp, TdpSource};
+
+/// How often the caller should call [`MeterRun::sample`] (RAPL counters must be polled at
+/// 1 Hz or more so that no wraparound is missed).
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where to read from and how to turn energy into CO₂.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeterConfig {
+    /// The powercap class directory.
+    pub powercap_root: PathBuf,
+    /// The procfs mount.
+    pub proc_root: PathBuf,
+    /// ISO-3166 alpha-3 code of the country whose grid powers the worker.
+    pub country: Option<String>,
+    /// Carbon intensity in gCO₂e/kWh, overriding the country's.
+    pub carbon_intensity_g_per_kwh: Option<f64>,
+    /// Power usage effectiveness of the data centre (1.0 for none).
+    pub pue: f64,
+    /// The CPU's TDP, overriding the table.
+    pub cpu_tdp_w: Option<f64>,
+}
+
+impl Default for MeterConfig {
+    fn default() -> Self {
+        MeterConfig {
+            powercap_root: PathBuf::from("/sys/class/powercap"),
+            proc_root: PathBuf::from("/proc"),
+            country: None,
+            carbon_intensity_g_per_kwh: None,
+            pue: 1.0,
+            cpu_tdp_w: None,
+        }
+    }
+}
+
+/// Why the meter could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EnergyError {
+    /// The country or the intensity override is unusable.
+    #[error("carbon intensity: {0}")]
+    Carbon(#[from] CarbonError),
+    /// `/proc/cpuinfo` could not be read.
+    #[error(
+        "cannot read {path}: {source}; the energy meter needs procfs (mount /proc, or set proc_root)"
+    )]
+    CpuInfo {
+        /// The file that failed.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The PUE is below 1 or not a number.
+    #[error("PUE {0} is invalid: give a finite number >= 1.0 (1.0 means no data-centre overhead)")]
+    InvalidPue(f64),
+    /// The TDP override is not a positive number.
+    #[error("CPU TDP override {0} W is invalid: give a positive number of watts, e.g. 150")]
+    InvalidTdp(f64),
+}
+
+/// Where the meter's energy figures come from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Source {
+    /// RAPL counters, packages first.
+    Rapl(Vec<Zone>),
+    /// The TDP model.
+    Model,
+}
+
+/// A configured meter for one worker: the source it found and the carbon intensity it uses.
+#[derive(Debug)]
+pub struct Meter {
+    pub(crate) config: MeterConfig,
+    pub(crate) source: Source,
+    /// Why counters are not used, when they are not.
+    probe_note: Option<String>,
+    pub(crate) tdp: Tdp,
+    pub(crate) cpu_info: CpuInfo,
+    pub(crate) g_per_kwh: f64,
+    pub(crate) region_label: String,
+    pub(crate) clock_ticks_per_s: f64,
+    /// Reads the CPU time of reaped children; replaced by a script in tests.
+    pub(crate) child_usage: fn() -> ChildUsage,
+}
+
+impl Meter {
+    /// Probes for counters (falling back to the model) and resolves the carbon intensity;
+    /// an unknown country is an error here, at worker start.
+    pub fn new(config: MeterConfig) -> Result<Meter, EnergyError> {
+        if !config.pue.is_finite() || config.pue < 1.0 {
+            return Err(EnergyError::InvalidPue(config.pue));
+        }
+        if let Some(tdp_w) = config.cpu_tdp_w.filter(|w| !w.is_finite() || *w <= 0.0) {
+            return Err(EnergyError::InvalidTdp(tdp_w));
+        }
+        let (g_per_kwh, region_label) =
+            carbon::resolve(config.country.as_deref(), config.carbon_intensity_g_per_kwh)?;
+        let cpu_info =
+            procfs::cpu_info(&config.proc_root).map_err(|source| EnergyError::CpuInfo {
+                path: config.proc_root.join("cpuinfo"),
+                source,
+            })?;
+        let tdp = Tdp::resolve(&cpu_info.model, cpu_info.physical_cores, config.cpu_tdp_w);
+        let (source, probe_note) = match powercap::probe(&config.powercap_root) {
+            Probe::Counters(zones) => (Source::Rapl(zones), None),
+            Probe::Unavailable(reason) => (Source::Model, Some(reason)),
+        };
+        let meter = Meter {
+            config,
+            source,
+            probe_note,
+            tdp,
+            cpu_info,
+            g_per_kwh,
+            region_label,
+            clock_ticks_per_s: procfs::clock_ticks_per_s(),
+            child_usage: procfs::rusage_children,
+        };
+        tracing::info!(
+            source = %meter.describe(),
+            no_counters_because = meter.probe_note.as_deref().unwrap_or("-"),
+            carbon_g_per_kwh = meter.g_per_kwh,
+            carbon_region = %meter.region_label,
+            "energy meter ready"
+        );
+        Ok(meter)
+    }
+
+    /// What the meter measures with: `rapl: package-0, dram-0` or
+    /// `model: Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz TDP 150 W (table: Intel Xeon Gold 6248)`.
+    pub fn describe(&self) -> String {
+        match &self.source {
+            Source::Rapl(zones) => {
+                let labels: Vec<&str> = zones.iter().map(|zone| zone.label.as_str()).collect();
+                let ram = if zones.iter().any(|zone| zone.kind == ZoneKind::Dram) {
+                    ""
+                } else {
+                    " (ram: model)"
+                };
+                format!("rapl: {}{ram}", labels.join(", "))
+            }
+            Source::Model => format!(
+                "model: {} TDP {} W ({})",
+                self.cpu_info.model,
+                self.tdp.tdp_w,
+                self.tdp.note()
+            ),
+        }
+    }
+
+    /// Why no counter is used (`None` when RAPL is used).
+    pub fn probe_note(&self) -> Option<&str> {
+        self.probe_note.as_deref()
+    }
+
+    /// Measured (`Rapl`) or estimated (`Model`).
+    pub fn method(&self) -> EnergyMethod {
+        match self.source {
+            Source::Rapl(_) => EnergyMethod::Rapl,
+            Source::Model => EnergyMethod::Model,
+        }
+    }
+
+    /// The TDP the model uses; `None` when counters are used.
+    pub fn tdp_w(&self) -> Option<f64> {
+        (self.source == Source::Model).then_some(self.tdp.tdp_w)
+    }
+
+    /// Where the carbon intensity comes from: an ISO3 code, `world` or `override`.
+    pub fn country_label(&self) -> String {
+        self.region_label.clone()
+    }
+
+    /// The carbon intensity applied, gCO₂e/kWh.
+    pub fn carbon_intensity_g_per_kwh(&self) -> f64 {
+        self.g_per_kwh
+    }
+
+    /// The machine's CPU as `/proc/cpuinfo` describes it.
+    pub fn cpu_info(&self) -> &CpuInfo {
+        &self.cpu_info
+    }
+
+    /// The procfs root the meter reads.
+    pub fn proc_root(&self) -> &Path {
+        &self.config.proc_root
+    }
+
+    /// Starts metering the child `pid`: records the children's CPU time so far, the
+    /// counters, the machine's CPU time and the clock.
+    pub fn start(&self, pid: u32) -> MeterRun {
+        MeterRun::start(self, pid)
+    }
+}

@@ -1,0 +1,22 @@
+//! The ecobench worker.
+//!
+//! - [`agent`]: the loop: join, lease, run, report, reconnect with backoff.
+//! - [`client`]: the gRPC client (the only module that imports tonic).
+//! - [`exec`]: one job in a metered child process (`worker exec`).
+//! - [`energy`]: the per-process energy meter (RAPL through powercap, or a TDP model);
+//!   the only module that reads `/sys` and `/proc` for energy.
+//! - [`fingerprint`]: the hardware facts sent when joining.
+//! - [`data`]: datasets (IDX files), resolution of dataset names, seeded stratified subsets.
+//! - [`models`]: the models (linear SVM with smartcore, CNN with candle).
+//! - [`train`]: one entry point that trains and evaluates any model, returning a `TrainReport`.
+//!
+//! Entry point: [`agent::run`].
+
+pub mod agent;
+pub mod client;
+pub mod data;
+pub mod energy;
+pub mod exec;
+pub mod fingerprint;
+pub mod models;
+pub mod train;

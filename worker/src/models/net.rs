@@ -1,0 +1,178 @@
+//! The one training loop for every net: AdamW, seeded shuffling, per-epoch evaluation.
+
+use std::time::Instant;
+
+use candle_core::{D, DType, Device, Module, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap, loss, ops};
+use ecobench_shared::{EpochMetrics, NetConfig, TrainReport};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::{ModelError, check_not_empty, n_classes};
+use crate::data::Dataset;
+
+/// The `solver` named in the report of every net.
+pub const SOLVER: &str = "candle-adamw";
+/// Images per forward pass when evaluating.
+const EVAL_BATCH: usize = 500;
+
+/// Trains `model`, whose variables are those of `varmap`, on `train` for `config.n_epochs`
+/// epochs, evaluating on `test` after each and passing the metrics to `on_epoch`.
+///
+/// Pixels are scaled to [0, 1]; the loss is the negative log-likelihood of `log_softmax`;
+/// `shuffle_seed` fixes the order of the images in every epoch. In the report, `train_s`
+/// counts only the epochs' optimisation (no evaluation) and `eval_s` the final evaluation.
+pub fn fit(
+    model: &dyn Module,
+    varmap: &VarMap,
+    train: &Dataset,
+    test: &Dataset,
+    config: &NetConfig,
+    shuffle_seed: u64,
+    on_epoch: &mut dyn FnMut(&EpochMetrics),
+) -> Result<TrainReport, ModelError> {
+    check_inputs(train, test, config)?;
+    let (train_x, train_y) = to_tensors(train)?;
+    let (test_x, test_y) = to_tensors(test)?;
+    let params = ParamsAdamW {
+        lr: config.learning_rate,
+        ..Default::default()
+    };
+    let mut optimizer = AdamW::new(varmap.all_vars(), params)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(shuffle_seed);
+    let mut order: Vec<u32> = (0..train.len() as u32).collect();
+    let batch_size = config.batch_size as usize;
+    let started = Instant::now();
+    let (mut train_s, mut eval_s, mut accuracy) = (0.0, 0.0, 0.0);
+    let mut epochs = Vec::with_capacity(config.n_epochs as usize);
+    for epoch in 1..=config.n_epochs {
+        order.shuffle(&mut rng);
+        let epoch_started = Instant::now();
+        let loss = run_epoch(
+            model,
+            &mut optimizer,
+            &train_x,
+            &train_y,
+            &order,
+            batch_size,
+        )?;
+        let epoch_s = epoch_started.elapsed().as_secs_f64();
+        let eval_started = Instant::now();
+        accuracy = evaluate(model, &test_x, &test_y)?;
+        eval_s = eval_started.elapsed().as_secs_f64();
+        train_s += epoch_s;
+        let metrics = EpochMetrics {
+            epoch,
+            loss,
+            test_accuracy: accuracy,
+            samples_per_s: train.len() as f64 / epoch_s,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        };
+        tracing::debug!(
+            epoch,
+            loss,
+            accuracy,
+            samples_per_s = metrics.samples_per_s,
+            "epoch done"
+        );
+        on_epoch(&metrics);
+        epochs.push(metrics);
+    }
+    Ok(TrainReport {
+        accuracy,
+        train_s,
+        eval_s,
+        samples_per_s: (train.len() * config.n_epochs as usize) as f64 / train_s,
+        n_train: train.len() as u32,
+        n_test: test.len() as u32,
+        solver: SOLVER.to_string(),
+        epochs,
+    })
+}
+
+/// Accuracy of `model` on `images` (`(n, 1, h, w)`, f32) against `labels` (`(n,)`, u32),
+/// computed in batches of [`EVAL_BATCH`] images.
+pub fn evaluate(model: &dyn Module, images: &Tensor, labels: &Tensor) -> Result<f64, ModelError> {
+    let n = labels.dim(0)?;
+    let mut n_correct = 0u64;
+    for start in (0..n).step_by(EVAL_BATCH) {
+        let len = EVAL_BATCH.min(n - start);
+        let predicted = model
+            .forward(&images.narrow(0, start, len)?)?
+            .argmax(D::Minus1)?;
+        let correct = predicted.eq(&labels.narrow(0, start, len)?)?;
+        n_correct += correct
+            .to_dtype(DType::U32)?
+            .sum_all()?
+            .to_scalar::<u32>()? as u64;
+    }
+    Ok(n_correct as f64 / n as f64)
+}
+
+/// The images as a `(n, 1, rows, cols)` f32 tensor in [0, 1] and the labels as `(n,)` u32.
+pub fn to_tensors(split: &Dataset) -> Result<(Tensor, Tensor), ModelError> {
+    let pixels: Vec<f32> = split.images.iter().map(|&p| f32::from(p) / 255.0).collect();
+    let shape = (split.len(), 1, split.rows, split.cols);
+    let images = Tensor::from_vec(pixels, shape, &Device::Cpu)?;
+    let labels: Vec<u32> = split.labels.iter().map(|&l| u32::from(l)).collect();
+    let labels = Tensor::from_vec(labels, split.len(), &Device::Cpu)?;
+    Ok((images, labels))
+}
+
+/// One pass over the images in `order`; returns the mean training loss.
+fn run_epoch(
+    model: &dyn Module,
+    optimizer: &mut AdamW,
+    images: &Tensor,
+    labels: &Tensor,
+    order: &[u32],
+    batch_size: usize,
+) -> Result<f64, ModelError> {
+    let mut loss_sum = 0.0;
+    for batch in order.chunks(batch_size) {
+        let idx = Tensor::from_slice(batch, batch.len(), &Device::Cpu)?;
+        let logits = model.forward(&images.index_select(&idx, 0)?)?;
+        let log_probs = ops::log_softmax(&logits, D::Minus1)?;
+        let batch_loss = loss::nll(&log_probs, &labels.index_select(&idx, 0)?)?;
+        optimizer.backward_step(&batch_loss)?;
+        loss_sum += f64::from(batch_loss.to_scalar::<f32>()?) * batch.len() as f64;
+    }
+    Ok(loss_sum / order.len() as f64)
+}
+
+fn check_inputs(train: &Dataset, test: &Dataset, config: &NetConfig) -> Result<(), ModelError> {
+    check_config(config)?;
+    check_not_empty(train.len(), test.len())?;
+    let n_classes = n_classes(&train.labels);
+    if n_classes < 2 {
+        return Err(ModelError::TooFewClasses {
+            model: "cnn",
+            n_classes,
+        });
+    }
+    Ok(())
+}
+
+fn check_config(config: &NetConfig) -> Result<(), ModelError> {
+    let invalid = |field, value: String, expected| ModelError::InvalidConfig {
+        field,
+        value,
+        expected,
+    };
+    if config.n_epochs == 0 {
+        return Err(invalid("n_epochs", "0".into(), "at least 1"));
+    }
+    if config.batch_size == 0 {
+        return Err(invalid("batch_size", "0".into(), "at least 1"));
+    }
+    let lr = config.learning_rate;
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(invalid(
+            "learning_rate",
+            lr.to_string(),
+            "a positive number",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! One entry point that trains and evaluates any model on a job's data: [`train_job`].
+
+use std::path::PathBuf;
+
+use ecobench_shared::{EpochMetrics, JobSpec, ModelConfig, TrainReport};
+
+use crate::data::{self, DataError, Dataset, derive_seed, stratified_subset};
+use crate::models::{self, ModelError};
+
+/// Random stream (see [`derive_seed`]) of the training subset.
+const TRAIN_SUBSET_STREAM: u64 = 1;
+/// Random stream of the test subset.
+const TEST_SUBSET_STREAM: u64 = 2;
+/// Random stream of smartcore's solver.
+const SVM_STREAM: u64 = 3;
+
+/// Why a job could not be trained.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The dataset is missing or unreadable (bad input: do not retry).
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The model refused its input or failed while training.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+impl TrainError {
+    /// Whether running the job again may succeed: false for bad input (dataset missing or
+    /// not IDX, too few samples, bad hyper-parameters), true for internal failures (candle,
+    /// smartcore).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TrainError::Data(_) => false,
+            TrainError::Model(err) => err.is_retryable(),
+        }
+    }
+}
+
+/// Trains and evaluates the model of `spec` on its dataset, calling `on_epoch` after each
+/// epoch (nets only).
+///
+/// The dataset is resolved with [`data::resolve_dataset`] in `data_dirs` (priority order).
+/// `train_samples` images are taken from the training split and `test_samples` from the test
+/// split as seeded stratified subsets (sizes beyond a split are clamped; the report gives the
+/// counts used). The job's seed, through separate derived streams, fixes both subsets, the
+/// shuffling and the initial weights.
+pub fn train_job(
+    spec: &JobSpec,
+    data_dirs: &[PathBuf],
+    on_epoch: &mut dyn FnMut(&EpochMetrics),
+) -> Result<TrainReport, TrainError> {
+    let dir = data::resolve_dataset(&spec.dataset, data_dirs)?;
+    let (train_full, test_full) = data::load_split(&dir)?;
+    let train_seed = derive_seed(spec.seed, TRAIN_SUBSET_STREAM);
+    let test_seed = derive_seed(spec.seed, TEST_SUBSET_STREAM);
+    let train = subset(train_full, spec.train_samples, train_seed);
+    let test = subset(test_full, spec.test_samples, test_seed);
+    tracing::debug!(
+        dataset = %dir.display(),
+        n_train = train.len(),
+        n_test = test.len(),
+        model = spec.model.kind(),
+        "data ready"
+    );
+    let report = match &spec.model {
+        ModelConfig::SvmLinear(config) => {
+            models::train_svm(&train, &test, config, derive_seed(spec.seed, SVM_STREAM))?
+        }
+        ModelConfig::Cnn(config) => models::train_cnn(&train, &test, config, spec.seed, on_epoch)?,
+    };
+    Ok(report)
+}
+
+/// The seeded stratified subset of `n_samples` images, or the whole split for `None`.
+fn subset(split: Dataset, n_samples: Option<u32>, seed: u64) -> Dataset {
+    match n_samples {
+        None => split,
+        Some(n) if n as usize >= split.len() => split,
+        Some(n) => split.select(&stratified_subset(&split.labels, n as usize, seed)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::testdata::synthetic_split;
+    use ecobench_shared::{NetConfig, SvmConfig};
+
+    fn spec(dataset: &str, model: ModelConfig) -> JobSpec {
+        JobSpec {
+            campaign_id: "00000000000000ab".into(),
+            job_idx: 3,
+            dataset: dataset.into(),
+            train_samples: Some(200),
+            test_samples: Some(50),
+            seed: 42,
+            threads: 1,
+            model,
+        }
+    }
+
+    fn tiny_dataset_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("tiny");
+        data::write_split(
+            &folder,
+            &synthetic_split(400, 8, 1),
+            &synthetic_split(80, 8, 2),
+            true,
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn trains_a_cnn_end_to_end_from_idx_files() {
+        let dir = tiny_dataset_dir();
+        let net = NetConfig {
+            n_epochs: 2,
+            batch_size: 16,
+            learning_rate: 0.003,
+        };
+        let job = spec("tiny", ModelConfig::Cnn(net));
+        let mut n_epochs_seen = 0;
+        let dirs = [dir.path().to_path_buf()];
+        let report = train_job(&job, &dirs, &mut |_| n_epochs_seen += 1).unwrap();
+        assert_eq!((report.n_train, report.n_test), (200, 50));
+        assert_eq!(n_epochs_seen, 2);
+        assert_eq!(report.epochs.len(), 2);
+        assert!(report.accuracy > 0.3, "accuracy {}", report.accuracy);
+        assert_eq!(report.solver, models::net::SOLVER);
+    }
+
+    #[test]
+    fn trains_an_svm_by_directory_path_with_clamped_sizes() {
+        let dir = tiny_dataset_dir();
+        let path = dir.path().join("tiny");
+        let mut job = spec(
+            path.to_str().unwrap(),
+            ModelConfig::SvmLinear(SvmConfig { c: 1.0 }),
+        );
+        job.train_samples = Some(10_000);
+        job.test_samples = None;
+        let report = train_job(&job, &[], &mut |_| panic!("no epochs for an svm")).unwrap();
+        assert_eq!((report.n_train, report.n_test), (400, 80));
+        assert!(report.accuracy > 0.5, "accuracy {}", report.accuracy);
+    }
+
+    #[test]
+    fn a_folder_of_non_idx_files_is_a_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in data::SPLIT_FILES {
+            std::fs::write(dir.path().join(format!("{file}.gz")), b"<html>oops</html>").unwrap();
+        }
+        let job = spec(
+            dir.path().to_str().unwrap(),
+            ModelConfig::SvmLinear(SvmConfig { c: 1.0 }),
+        );
+        let err = train_job(&job, &[], &mut |_| {}).unwrap_err();
+        assert!(!err.is_retryable());
+        let message = err.to_string();
+        assert!(
+            message.contains("train-images-idx3-ubyte.gz is not an IDX image file"),
+            "{message}"
+        );
+        assert!(message.contains("folder of IDX files"), "{message}");
+    }
+
+    #[test]
+    fn too_few_svm_samples_is_a_bad_input() {
+        let dir = tiny_dataset_dir();
+        let mut job = spec("tiny", ModelConfig::SvmLinear(SvmConfig { c: 1.0 }));
+        job.train_samples = Some(50);
+        let err = train_job(&job, &[dir.path().to_path_buf()], &mut |_| {}).unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("at least 65"), "{err}");
+    }
+}
