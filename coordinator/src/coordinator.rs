@@ -157,7 +157,8 @@ impl Coordinator {
         };
         self.store.put_worker(&record)?;
         self.store.flush().await?;
-        Ok(self.config.heartbeat_interval_ms)
+        // Three heartbeats fit in a lease, so that one lost heartbeat does not void it.
+        Ok(self.config.heartbeat_interval_ms.min((self.config.lease_ms / 3) as u32))
     }
 
     /// Parses, validates and stores a campaign; the same content is stored once.

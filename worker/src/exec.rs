@@ -125,6 +125,7 @@ pub async fn run_job(
     if threads > 0 {
         command.env("RAYON_NUM_THREADS", threads.to_string());
     }
+    die_with_parent(&mut command);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(err) => {
@@ -220,6 +221,19 @@ impl Events {
             Ok(ChildEvent::Error { message, retryable }) => self.error = Some((message, retryable)),
             Err(_) => warn!(line, "unexpected output from the training process"),
         }
+    }
+}
+
+/// Makes the child die when the worker dies (even by kill -9), so that no
+/// orphaned training keeps burning energy.
+fn die_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe and touches only the calling (child) process.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
     }
 }
 

@@ -1,0 +1,7 @@
+//! Integration tests: a real coordinator process on 127.0.0.1:0, real worker
+//! processes, a real sled database in a temporary folder, tiny datasets in the
+//! real IDX format.
+
+mod cluster;
+mod errors;
+mod support;

@@ -1,0 +1,202 @@
+//! The test cluster: coordinator and worker processes, tiny IDX datasets, a gRPC client.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ecobench_proto::auth::BearerToken;
+use ecobench_proto::pb;
+use ecobench_proto::pb::campaign_service_client::CampaignServiceClient;
+use ecobench_worker::data::{Dataset, write_split};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// The longest a test waits for a campaign to end.
+const CAMPAIGN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// A `coordinator serve` process.
+pub struct CoordinatorProcess {
+    child: Child,
+    /// Its `host:port`.
+    pub addr: String,
+}
+
+impl CoordinatorProcess {
+    /// Starts `coordinator serve` on 127.0.0.1:0 over `db`; returns once it listens.
+    pub fn start(db: &Path, extra_args: &[&str]) -> CoordinatorProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .args(extra_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("coordinator starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        CoordinatorProcess { addr: addr.to_string(), child }
+    }
+
+    /// kill -9, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for CoordinatorProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `worker --join` process, logging to a file.
+pub struct WorkerProcess {
+    child: Child,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Starts a worker joining `addr`.
+    pub fn start(addr: &str, dir: &Path, name: &str, extra_args: &[&str]) -> WorkerProcess {
+        let binary = ecobench_coordinator::local::worker_binary().expect("the worker binary is built");
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(binary)
+            .args(["--join", addr, "--worker-id", name, "--threads", "1"])
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("worker starts");
+        WorkerProcess { child, log }
+    }
+
+    /// The exit status if it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// Waits for it to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// What it logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A deterministic pseudo-random stream (xorshift), enough for test images.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// `n` 8×8 images of 10 easy classes: each class lights its own random quarter
+/// of the pixels, under noise.
+fn synthetic(n: usize, seed: u64) -> Dataset {
+    let side = 8;
+    let patterns: Vec<Vec<bool>> = (0..10u64)
+        .map(|class| {
+            let mut noise = Noise(1000 + class * 7919);
+            (0..side * side).map(|_| noise.next() % 4 == 0).collect()
+        })
+        .collect();
+    let mut noise = Noise(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let labels: Vec<u8> = (0..n).map(|idx| (idx % 10) as u8).collect();
+    let mut images = Vec::with_capacity(n * side * side);
+    for &label in &labels {
+        for &lit in &patterns[usize::from(label)] {
+            let base: u64 = if lit { 170 } else { 0 };
+            images.push((base + noise.next() % 80) as u8);
+        }
+    }
+    Dataset { rows: side, cols: side, images, labels }
+}
+
+/// Writes a tiny dataset folder (gzipped IDX) and returns it.
+pub fn tiny_dataset(dir: &Path) -> PathBuf {
+    let path = dir.join("tiny-idx");
+    std::fs::create_dir_all(&path).unwrap();
+    write_split(&path, &synthetic(400, 1), &synthetic(100, 2), true).unwrap();
+    path
+}
+
+/// A campaign over `dataset` with the given model tables.
+pub fn campaign(name: &str, dataset: &Path, seeds: &str, models: &str) -> String {
+    format!(
+        "name = \"{name}\"\ndataset = \"{}\"\ntrain_samples = 300\ntest_samples = 100\nseeds = {seeds}\n\n[defaults]\nepochs = 2\nbatch_size = 16\nlearning_rate = 0.003\n\n{models}",
+        dataset.display()
+    )
+}
+
+/// A raw campaign client, to check gRPC codes.
+pub type RawClient = CampaignServiceClient<InterceptedService<Channel, BearerToken>>;
+
+/// Connects a campaign client with an optional token.
+pub async fn client(addr: &str, token: Option<&str>) -> RawClient {
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    CampaignServiceClient::with_interceptor(channel, BearerToken::new(token).unwrap())
+}
+
+/// Submits a campaign text; returns the answer.
+pub async fn submit(client: &mut RawClient, name: &str, toml: &str) -> Result<pb::SubmitCampaignResponse, tonic::Status> {
+    let request = pb::SubmitCampaignRequest { file_name: name.to_string(), toml: toml.to_string() };
+    client.submit_campaign(request).await.map(tonic::Response::into_inner)
+}
+
+/// Polls until every job of the campaign has ended; panics with the worker logs on timeout.
+pub async fn wait_done(client: &mut RawClient, campaign: &str, workers: &[&WorkerProcess]) -> pb::CampaignStatus {
+    let start = Instant::now();
+    loop {
+        let request = pb::GetCampaignRequest { campaign: campaign.to_string() };
+        let status = client.get_campaign(request).await.unwrap().into_inner();
+        if status.pending + status.leased == 0 {
+            return status;
+        }
+        if start.elapsed() > CAMPAIGN_TIMEOUT {
+            let logs: Vec<String> = workers.iter().map(|w| w.log_text()).collect();
+            panic!("campaign not done in time: {status:?}\nworker logs:\n{}", logs.join("\n----\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The report's file of that name, as text.
+pub fn report_file(report: &pb::GetReportResponse, name: &str) -> String {
+    let file = report.files.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no {name} in the report"));
+    String::from_utf8(file.content.clone()).unwrap()
+}
+
+/// Parses a CSV without quoted commas into header → values rows.
+pub fn csv_rows(text: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    lines
+        .map(|line| header.iter().map(|h| h.to_string()).zip(line.split(',').map(str::to_string)).collect())
+        .collect()
+}
