@@ -28,10 +28,9 @@ impl Client {
         let endpoint = Endpoint::from_shared(endpoint_uri(addr))
             .with_context(|| format!("{addr:?} is not a valid address: use host:port"))?
             .connect_timeout(Duration::from_secs(10));
-        let channel = endpoint
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach the coordinator at {addr}: is `coordinator serve` running there?"))?;
+        let channel = endpoint.connect().await.with_context(|| {
+            format!("cannot reach the coordinator at {addr}: is `coordinator serve` running there?")
+        })?;
         let inner = CampaignServiceClient::with_interceptor(channel, BearerToken::new(token)?)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -39,30 +38,68 @@ impl Client {
     }
 
     /// Submits a campaign file's text.
-    pub async fn submit(&mut self, file_name: &str, toml: String) -> Result<pb::SubmitCampaignResponse> {
-        let request = pb::SubmitCampaignRequest { file_name: file_name.to_string(), toml };
-        Ok(self.inner.submit_campaign(request).await.map_err(explain)?.into_inner())
+    pub async fn submit(
+        &mut self,
+        file_name: &str,
+        toml: String,
+    ) -> Result<pb::SubmitCampaignResponse> {
+        let request = pb::SubmitCampaignRequest {
+            file_name: file_name.to_string(),
+            toml,
+        };
+        Ok(self
+            .inner
+            .submit_campaign(request)
+            .await
+            .map_err(explain)?
+            .into_inner())
     }
 
     /// Job counts of one campaign (id or name).
     pub async fn status(&mut self, campaign: &str) -> Result<pb::CampaignStatus> {
-        let request = pb::GetCampaignRequest { campaign: campaign.to_string() };
-        Ok(self.inner.get_campaign(request).await.map_err(explain)?.into_inner())
+        let request = pb::GetCampaignRequest {
+            campaign: campaign.to_string(),
+        };
+        Ok(self
+            .inner
+            .get_campaign(request)
+            .await
+            .map_err(explain)?
+            .into_inner())
     }
 
     /// Every campaign's counts.
     pub async fn campaigns(&mut self) -> Result<Vec<pb::CampaignStatus>> {
-        Ok(self.inner.list_campaigns(pb::ListCampaignsRequest {}).await.map_err(explain)?.into_inner().campaigns)
+        Ok(self
+            .inner
+            .list_campaigns(pb::ListCampaignsRequest {})
+            .await
+            .map_err(explain)?
+            .into_inner()
+            .campaigns)
     }
 
     /// Every worker that joined.
     pub async fn workers(&mut self) -> Result<Vec<pb::WorkerInfo>> {
-        Ok(self.inner.list_workers(pb::ListWorkersRequest {}).await.map_err(explain)?.into_inner().workers)
+        Ok(self
+            .inner
+            .list_workers(pb::ListWorkersRequest {})
+            .await
+            .map_err(explain)?
+            .into_inner()
+            .workers)
     }
 
     /// The rendered report of a campaign (id or name).
     pub async fn report(&mut self, campaign: &str) -> Result<pb::GetReportResponse> {
-        let request = pb::GetReportRequest { campaign: campaign.to_string() };
-        Ok(self.inner.get_report(request).await.map_err(explain)?.into_inner())
+        let request = pb::GetReportRequest {
+            campaign: campaign.to_string(),
+        };
+        Ok(self
+            .inner
+            .get_report(request)
+            .await
+            .map_err(explain)?
+            .into_inner())
     }
 }

@@ -15,7 +15,11 @@ pub async fn submit(client: &mut Client, file: &Path) -> Result<String> {
     let toml = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read the campaign file {}", file.display()))?;
     let answer = client.submit(&file.display().to_string(), toml).await?;
-    let how = if answer.created { "stored" } else { "already stored, unchanged" };
+    let how = if answer.created {
+        "stored"
+    } else {
+        "already stored, unchanged"
+    };
     println!("campaign {}: {} jobs ({how})", answer.name, answer.n_jobs);
     println!("{}", answer.campaign_id);
     Ok(answer.campaign_id)
@@ -72,7 +76,12 @@ pub async fn wait_until_done(client: &mut Client, campaign: &str) -> Result<()> 
 }
 
 /// Fetches the report, prints its table and writes its files into `out`.
-pub async fn report(client: &mut Client, campaign: &str, out: &Path, wait: bool) -> Result<Vec<PathBuf>> {
+pub async fn report(
+    client: &mut Client,
+    campaign: &str,
+    out: &Path,
+    wait: bool,
+) -> Result<Vec<PathBuf>> {
     if wait {
         wait_until_done(client, campaign).await?;
     }
@@ -82,15 +91,20 @@ pub async fn report(client: &mut Client, campaign: &str, out: &Path, wait: bool)
 }
 
 fn write_files(files: &[pb::ReportFile], out: &Path) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the output folder {}", out.display()))?;
     let mut written = Vec::new();
     for file in files {
         let name = Path::new(&file.name);
         if name.components().count() != 1 {
-            bail!("the coordinator sent a report file with a path in its name ({:?}): refused", file.name);
+            bail!(
+                "the coordinator sent a report file with a path in its name ({:?}): refused",
+                file.name
+            );
         }
         let path = out.join(name);
-        std::fs::write(&path, &file.content).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, &file.content)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
         written.push(path);
     }
@@ -117,11 +131,20 @@ pub struct RunOptions {
 pub async fn run(options: RunOptions) -> Result<()> {
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("cannot create the output folder {}", options.out.display()))?;
-    let db = options.db.clone().unwrap_or_else(|| options.out.join("ecobench.db"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot bind a loopback port")?;
+    let db = options
+        .db
+        .clone()
+        .unwrap_or_else(|| options.out.join("ecobench.db"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind a loopback port")?;
     let addr = listener.local_addr()?.to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = crate::ServeConfig { db, token: None, coordinator: crate::CoordinatorConfig::default() };
+    let config = crate::ServeConfig {
+        db,
+        token: None,
+        coordinator: crate::CoordinatorConfig::default(),
+    };
     let server = tokio::spawn(crate::run(listener, config, async {
         let _ = stopped.await;
     }));
@@ -134,8 +157,16 @@ pub async fn run(options: RunOptions) -> Result<()> {
 async fn drive(addr: &str, options: &RunOptions) -> Result<()> {
     let mut client = Client::connect(addr, None).await?;
     let campaign = submit(&mut client, &options.file).await?;
-    let threads = (std::thread::available_parallelism().map_or(1, |n| n.get()) as u32 / options.n_workers).max(1);
-    let mut workers = LocalWorkers::spawn(addr, options.n_workers, threads, &options.worker_args, &options.out)?;
+    let threads = (std::thread::available_parallelism().map_or(1, |n| n.get()) as u32
+        / options.n_workers)
+        .max(1);
+    let mut workers = LocalWorkers::spawn(
+        addr,
+        options.n_workers,
+        threads,
+        &options.worker_args,
+        &options.out,
+    )?;
     let waited = tokio::select! {
         waited = wait_until_done(&mut client, &campaign) => waited,
         died = workers.all_exited() => Err(anyhow::anyhow!("every local worker exited ({died}); see the worker-*.log files in {}", options.out.display())),

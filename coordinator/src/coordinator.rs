@@ -10,7 +10,9 @@ use tracing::{info, instrument, warn};
 
 use crate::report::{self, Report};
 use crate::scheduler::{self, Completion, JobRecord, JobState};
-use crate::store::{CampaignRecord, ResultRecord, Store, StoreError, WorkerRecord, campaign_key, job_key};
+use crate::store::{
+    CampaignRecord, ResultRecord, Store, StoreError, WorkerRecord, campaign_key, job_key,
+};
 
 /// Tunables of the coordinator.
 #[derive(Debug, Clone)]
@@ -117,11 +119,17 @@ pub struct Coordinator {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn parse_job_id(job_id: &str) -> Result<[u8; 12], CoordinatorError> {
-    let bad = || CoordinatorError::InvalidArgument(format!("job id {job_id:?} is not of the form <campaign>-<index>"));
+    let bad = || {
+        CoordinatorError::InvalidArgument(format!(
+            "job id {job_id:?} is not of the form <campaign>-<index>"
+        ))
+    };
     let (campaign, idx) = job_id.split_once('-').ok_or_else(bad)?;
     let campaign = campaign_key(campaign).ok_or_else(bad)?;
     let idx: u32 = idx.parse().map_err(|_| bad())?;
@@ -142,9 +150,15 @@ impl Coordinator {
 
     /// Registers a worker, or refreshes it after a reconnect.
     #[instrument(skip_all, fields(worker = %worker_id))]
-    pub async fn join(&self, worker_id: &str, fingerprint: HardwareFingerprint) -> Result<u32, CoordinatorError> {
+    pub async fn join(
+        &self,
+        worker_id: &str,
+        fingerprint: HardwareFingerprint,
+    ) -> Result<u32, CoordinatorError> {
         if worker_id.is_empty() {
-            return Err(CoordinatorError::InvalidArgument("worker_id is empty: the worker must name itself".into()));
+            return Err(CoordinatorError::InvalidArgument(
+                "worker_id is empty: the worker must name itself".into(),
+            ));
         }
         let _guard = self.changes.lock().await;
         let jobs_done = self.store.worker(worker_id)?.map_or(0, |w| w.jobs_done);
@@ -158,7 +172,10 @@ impl Coordinator {
         self.store.put_worker(&record)?;
         self.store.flush().await?;
         // Three heartbeats fit in a lease, so that one lost heartbeat does not void it.
-        Ok(self.config.heartbeat_interval_ms.min((self.config.lease_ms / 3) as u32))
+        Ok(self
+            .config
+            .heartbeat_interval_ms
+            .min((self.config.lease_ms / 3) as u32))
     }
 
     /// Parses, validates and stores a campaign; the same content is stored once.
@@ -167,7 +184,10 @@ impl Coordinator {
         let spec = campaign::parse(file_name, toml, self.config.max_jobs)
             .map_err(|err| CoordinatorError::InvalidArgument(err.to_string()))?;
         let jobs: Vec<JobRecord> = spec.jobs.iter().cloned().map(JobRecord::new).collect();
-        let record = CampaignRecord { spec: spec.clone(), submitted_unix_ms: now_unix_ms() };
+        let record = CampaignRecord {
+            spec: spec.clone(),
+            submitted_unix_ms: now_unix_ms(),
+        };
         let created = {
             let _guard = self.changes.lock().await;
             let created = self.store.insert_campaign(&record, &jobs)?;
@@ -176,12 +196,21 @@ impl Coordinator {
         };
         info!(campaign = %spec.id, name = %spec.name, n_jobs = jobs.len(), created, "campaign submitted");
         self.work.notify_waiters();
-        Ok(Submitted { campaign_id: spec.id, name: spec.name, n_jobs: jobs.len() as u32, created })
+        Ok(Submitted {
+            campaign_id: spec.id,
+            name: spec.name,
+            n_jobs: jobs.len() as u32,
+            created,
+        })
     }
 
     /// Leases the next pending job to a worker, waiting up to `wait_ms` for one.
     #[instrument(skip_all, fields(worker = %worker_id))]
-    pub async fn lease_job(&self, worker_id: &str, wait_ms: u32) -> Result<Option<Lease>, CoordinatorError> {
+    pub async fn lease_job(
+        &self,
+        worker_id: &str,
+        wait_ms: u32,
+    ) -> Result<Option<Lease>, CoordinatorError> {
         if self.store.worker(worker_id)?.is_none() {
             return Err(CoordinatorError::FailedPrecondition(format!(
                 "worker {worker_id} has not joined: call Join first"
@@ -228,27 +257,48 @@ impl Coordinator {
     }
 
     /// Extends a lease; returns true when the worker should cancel the job.
-    pub async fn heartbeat(&self, job_id: &str, lease_id: u64, progress: Progress) -> Result<bool, CoordinatorError> {
+    pub async fn heartbeat(
+        &self,
+        job_id: &str,
+        lease_id: u64,
+        progress: Progress,
+    ) -> Result<bool, CoordinatorError> {
         let key = parse_job_id(job_id)?;
         let _guard = self.changes.lock().await;
-        let job = self.store.job(&key)?.ok_or_else(|| CoordinatorError::NotFound(format!("no job {job_id}")))?;
-        let Some(next) = scheduler::extend(&job, lease_id, now_unix_ms() + self.config.lease_ms) else {
+        let job = self
+            .store
+            .job(&key)?
+            .ok_or_else(|| CoordinatorError::NotFound(format!("no job {job_id}")))?;
+        let Some(next) = scheduler::extend(&job, lease_id, now_unix_ms() + self.config.lease_ms)
+        else {
             warn!(job = %job_id, lease_id, "heartbeat for a lease that no longer holds the job");
             return Ok(true);
         };
         self.store.swap_job(&key, &job, &next)?;
         self.store.flush().await?;
-        self.progress.lock().expect("progress lock").insert(job_id.to_string(), progress);
+        self.progress
+            .lock()
+            .expect("progress lock")
+            .insert(job_id.to_string(), progress);
         Ok(false)
     }
 
     /// Stores a job's result. Returns true when the same lease had already completed it.
     #[instrument(skip_all, fields(job = %job_id))]
-    pub async fn complete(&self, worker_id: &str, job_id: &str, lease_id: u64, result: JobResult) -> Result<bool, CoordinatorError> {
+    pub async fn complete(
+        &self,
+        worker_id: &str,
+        job_id: &str,
+        lease_id: u64,
+        result: JobResult,
+    ) -> Result<bool, CoordinatorError> {
         check_result(job_id, &result)?;
         let key = parse_job_id(job_id)?;
         let _guard = self.changes.lock().await;
-        let job = self.store.job(&key)?.ok_or_else(|| CoordinatorError::NotFound(format!("no job {job_id}")))?;
+        let job = self
+            .store
+            .job(&key)?
+            .ok_or_else(|| CoordinatorError::NotFound(format!("no job {job_id}")))?;
         match scheduler::complete(&job, lease_id) {
             Completion::Duplicate => Ok(true),
             Completion::Stale => Err(CoordinatorError::FailedPrecondition(format!(
@@ -262,10 +312,16 @@ impl Coordinator {
                     result,
                 };
                 if !self.store.complete_job(&key, &job, &next, &record)? {
-                    return Err(CoordinatorError::FailedPrecondition(format!("job {job_id} changed concurrently")));
+                    return Err(CoordinatorError::FailedPrecondition(format!(
+                        "job {job_id} changed concurrently"
+                    )));
                 }
                 self.store.flush().await?;
-                info!(accuracy = record.result.train.accuracy, energy_kwh = record.result.energy.energy_kwh, "job succeeded");
+                info!(
+                    accuracy = record.result.train.accuracy,
+                    energy_kwh = record.result.energy.energy_kwh,
+                    "job succeeded"
+                );
                 Ok(false)
             }
         }
@@ -273,13 +329,26 @@ impl Coordinator {
 
     /// Records a failed attempt. Returns true when the job will be tried again.
     #[instrument(skip_all, fields(job = %job_id))]
-    pub async fn fail(&self, job_id: &str, lease_id: u64, reason: &str, retryable: bool) -> Result<bool, CoordinatorError> {
+    pub async fn fail(
+        &self,
+        job_id: &str,
+        lease_id: u64,
+        reason: &str,
+        retryable: bool,
+    ) -> Result<bool, CoordinatorError> {
         let key = parse_job_id(job_id)?;
         let _guard = self.changes.lock().await;
-        let job = self.store.job(&key)?.ok_or_else(|| CoordinatorError::NotFound(format!("no job {job_id}")))?;
+        let job = self
+            .store
+            .job(&key)?
+            .ok_or_else(|| CoordinatorError::NotFound(format!("no job {job_id}")))?;
         let reason = format!("attempt {}: {reason}", job.attempts);
-        let Some(next) = scheduler::fail(&job, lease_id, &reason, retryable, self.config.max_attempts) else {
-            return Err(CoordinatorError::FailedPrecondition(format!("lease {lease_id} no longer holds job {job_id}")));
+        let Some(next) =
+            scheduler::fail(&job, lease_id, &reason, retryable, self.config.max_attempts)
+        else {
+            return Err(CoordinatorError::FailedPrecondition(format!(
+                "lease {lease_id} no longer holds job {job_id}"
+            )));
         };
         self.store.swap_job(&key, &job, &next)?;
         self.store.flush().await?;
@@ -323,10 +392,17 @@ impl Coordinator {
             .max_by_key(|record| record.submitted_unix_ms)
             .cloned()
             .ok_or_else(|| {
-                let known: Vec<String> = all.iter().map(|r| format!("{} ({})", r.spec.name, r.spec.id)).collect();
+                let known: Vec<String> = all
+                    .iter()
+                    .map(|r| format!("{} ({})", r.spec.name, r.spec.id))
+                    .collect();
                 CoordinatorError::NotFound(format!(
                     "no campaign with id or name {campaign:?}; known: {}",
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ))
             })
     }
@@ -357,9 +433,17 @@ impl Coordinator {
     pub fn report(&self, campaign: &str) -> Result<Report, CoordinatorError> {
         let record = self.resolve(campaign)?;
         let jobs = self.store.jobs_of(&record.spec.id)?;
-        let results: HashMap<u32, ResultRecord> = self.store.results_of(&record.spec.id)?.into_iter().collect();
-        let workers: HashMap<String, HardwareFingerprint> =
-            self.store.workers()?.into_iter().map(|w| (w.worker_id, w.fingerprint)).collect();
+        let results: HashMap<u32, ResultRecord> = self
+            .store
+            .results_of(&record.spec.id)?
+            .into_iter()
+            .collect();
+        let workers: HashMap<String, HardwareFingerprint> = self
+            .store
+            .workers()?
+            .into_iter()
+            .map(|w| (w.worker_id, w.fingerprint))
+            .collect();
         Ok(report::build(&record.spec, &jobs, &results, &workers))
     }
 }

@@ -45,8 +45,13 @@ pub struct ServeConfig {
 ///
 /// The caller binds the listener (so tests can bind `127.0.0.1:0`) and decides
 /// what shutdown means.
-pub async fn run(listener: TcpListener, config: ServeConfig, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-    let store = Store::open(&config.db).with_context(|| format!("cannot open the database {}", config.db.display()))?;
+pub async fn run(
+    listener: TcpListener,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let store = Store::open(&config.db)
+        .with_context(|| format!("cannot open the database {}", config.db.display()))?;
     let coordinator = Arc::new(Coordinator::new(store, config.coordinator));
     let reaper = tokio::spawn(reap_forever(coordinator.clone()));
     info!(addr = %listener.local_addr()?, db = %config.db.display(), "coordinator serving");

@@ -15,7 +15,10 @@ pub fn worker_binary() -> Result<PathBuf> {
         return Ok(beside);
     }
     // Test binaries live in target/<profile>/deps; the worker is one folder up.
-    if let Some(up) = exe.parent().and_then(Path::parent).map(|dir| dir.join("worker"))
+    if let Some(up) = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("worker"))
         && up.is_file()
     {
         return Ok(up);
@@ -42,14 +45,27 @@ pub struct LocalWorkers {
 
 impl LocalWorkers {
     /// Starts `n` workers joining `addr`, each capped at `threads` compute threads.
-    pub fn spawn(addr: &str, n: u32, threads: u32, extra_args: &[String], log_dir: &Path) -> Result<LocalWorkers> {
+    pub fn spawn(
+        addr: &str,
+        n: u32,
+        threads: u32,
+        extra_args: &[String],
+        log_dir: &Path,
+    ) -> Result<LocalWorkers> {
         let binary = worker_binary()?;
         let mut children = Vec::new();
         for idx in 0..n {
             let log_path = log_dir.join(format!("worker-{idx}.log"));
-            let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+            let log = std::fs::File::create(&log_path)
+                .with_context(|| format!("cannot create {}", log_path.display()))?;
             let child = Command::new(&binary)
-                .args(["--join", addr, "--threads", &threads.to_string(), "--worker-id"])
+                .args([
+                    "--join",
+                    addr,
+                    "--threads",
+                    &threads.to_string(),
+                    "--worker-id",
+                ])
                 .arg(format!("local-{idx}-{}", std::process::id()))
                 .args(extra_args)
                 .stdin(Stdio::null())
@@ -67,7 +83,12 @@ impl LocalWorkers {
     pub async fn all_exited(&mut self) -> String {
         let mut statuses = Vec::new();
         for child in &mut self.children {
-            statuses.push(child.wait().await.map_or_else(|e| e.to_string(), |s| s.to_string()));
+            statuses.push(
+                child
+                    .wait()
+                    .await
+                    .map_or_else(|e| e.to_string(), |s| s.to_string()),
+            );
         }
         statuses.join(", ")
     }
@@ -81,7 +102,10 @@ impl LocalWorkers {
             }
         }
         for child in &mut self.children {
-            if tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await.is_err() {
+            if tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
                 let _ = child.kill().await;
             }
         }

@@ -111,10 +111,14 @@ impl Connection {
 }
 
 fn read_token(path: &Path) -> Result<String> {
-    let token = std::fs::read_to_string(path).with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
     let token = token.trim().to_string();
     if token.is_empty() {
-        bail!("the token file {} is empty: put the shared token in it", path.display());
+        bail!(
+            "the token file {} is empty: put the shared token in it",
+            path.display()
+        );
     }
     Ok(token)
 }
@@ -123,22 +127,64 @@ fn read_token(path: &Path) -> Result<String> {
 async fn main() -> Result<()> {
     ecobench_shared::telemetry::init();
     match Cli::parse().command {
-        Command::Serve { listen, db, token_file, insecure, lease_s, max_attempts, max_jobs } => {
+        Command::Serve {
+            listen,
+            db,
+            token_file,
+            insecure,
+            lease_s,
+            max_attempts,
+            max_jobs,
+        } => {
             let token = token_file.as_deref().map(read_token).transpose()?;
             if token.is_none() && !listen.ip().is_loopback() && !insecure {
-                bail!("refusing to listen on {listen} without a token: pass --token-file FILE (or --insecure on a trusted network)");
+                bail!(
+                    "refusing to listen on {listen} without a token: pass --token-file FILE (or --insecure on a trusted network)"
+                );
             }
-            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
             println!("listening on {}", listener.local_addr()?);
-            let coordinator = CoordinatorConfig { lease_ms: lease_s * 1000, max_attempts, max_jobs, ..CoordinatorConfig::default() };
-            ecobench_coordinator::run(listener, ServeConfig { db, token, coordinator }, shutdown_signal()).await
+            let coordinator = CoordinatorConfig {
+                lease_ms: lease_s * 1000,
+                max_attempts,
+                max_jobs,
+                ..CoordinatorConfig::default()
+            };
+            ecobench_coordinator::run(
+                listener,
+                ServeConfig {
+                    db,
+                    token,
+                    coordinator,
+                },
+                shutdown_signal(),
+            )
+            .await
         }
-        Command::Submit { file, conn } => commands::submit(&mut conn.connect().await?, &file).await.map(drop),
-        Command::Status { campaign, conn } => commands::status(&mut conn.connect().await?, campaign.as_deref()).await,
-        Command::Report { campaign, conn, out, wait } => {
-            commands::report(&mut conn.connect().await?, &campaign, &out, wait).await.map(drop)
+        Command::Submit { file, conn } => commands::submit(&mut conn.connect().await?, &file)
+            .await
+            .map(drop),
+        Command::Status { campaign, conn } => {
+            commands::status(&mut conn.connect().await?, campaign.as_deref()).await
         }
-        Command::Run { file, workers, out, db, data_dir, country } => {
+        Command::Report {
+            campaign,
+            conn,
+            out,
+            wait,
+        } => commands::report(&mut conn.connect().await?, &campaign, &out, wait)
+            .await
+            .map(drop),
+        Command::Run {
+            file,
+            workers,
+            out,
+            db,
+            data_dir,
+            country,
+        } => {
             let mut worker_args = Vec::new();
             if let Some(dir) = data_dir {
                 worker_args.extend(["--data-dir".to_string(), dir.display().to_string()]);
@@ -146,14 +192,22 @@ async fn main() -> Result<()> {
             if let Some(country) = country {
                 worker_args.extend(["--country".to_string(), country]);
             }
-            commands::run(RunOptions { file, n_workers: workers.max(1), out, db, worker_args }).await
+            commands::run(RunOptions {
+                file,
+                n_workers: workers.max(1),
+                out,
+                db,
+                worker_args,
+            })
+            .await
         }
     }
 }
 
 /// Completes on Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -51,8 +51,16 @@ impl Stat {
             return Stat::default();
         }
         let mean = values.iter().sum::<f64>() / n as f64;
-        let var = if n > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
-        Stat { mean, std: var.sqrt(), n }
+        let var = if n > 1 {
+            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            0.0
+        };
+        Stat {
+            mean,
+            std: var.sqrt(),
+            n,
+        }
     }
 }
 
@@ -107,7 +115,10 @@ pub fn build(
     results: &HashMap<u32, ResultRecord>,
     workers: &HashMap<String, HardwareFingerprint>,
 ) -> Report {
-    let rows: Vec<JobRow> = jobs.iter().map(|job| job_row(job, results.get(&job.spec.job_idx), workers)).collect();
+    let rows: Vec<JobRow> = jobs
+        .iter()
+        .map(|job| job_row(job, results.get(&job.spec.job_idx), workers))
+        .collect();
     Report {
         status: status(spec, jobs),
         campaign_id: spec.id.clone(),
@@ -117,7 +128,11 @@ pub fn build(
     }
 }
 
-fn job_row(job: &JobRecord, result: Option<&ResultRecord>, workers: &HashMap<String, HardwareFingerprint>) -> JobRow {
+fn job_row(
+    job: &JobRecord,
+    result: Option<&ResultRecord>,
+    workers: &HashMap<String, HardwareFingerprint>,
+) -> JobRow {
     let (status, worker) = match &job.state {
         JobState::Pending => ("pending", String::new()),
         JobState::Leased { worker_id, .. } => ("running", worker_id.clone()),
@@ -138,7 +153,9 @@ fn job_row(job: &JobRecord, result: Option<&ResultRecord>, workers: &HashMap<Str
         energy_kwh: energy.map(|e| e.energy_kwh),
         co2_kg: energy.map(|e| e.co2_kg),
         method: energy.map_or(String::new(), |e| e.method.as_str().to_string()),
-        cpu_model: workers.get(&worker).map_or(String::new(), |f| f.cpu_model.clone()),
+        cpu_model: workers
+            .get(&worker)
+            .map_or(String::new(), |f| f.cpu_model.clone()),
         worker,
         carbon_intensity_g_per_kwh: energy.map(|e| e.carbon_intensity_g_per_kwh),
         carbon_region: energy.map_or(String::new(), |e| e.carbon_region.clone()),
@@ -162,8 +179,14 @@ pub fn summarise(rows: &[JobRow]) -> Vec<SummaryRow> {
     groups
         .into_iter()
         .map(|((model, config), members)| {
-            let ok: Vec<&JobRow> = members.iter().copied().filter(|r| r.status == "succeeded").collect();
-            let figure = |f: fn(&JobRow) -> Option<f64>| Stat::of(&ok.iter().filter_map(|r| f(r)).collect::<Vec<_>>());
+            let ok: Vec<&JobRow> = members
+                .iter()
+                .copied()
+                .filter(|r| r.status == "succeeded")
+                .collect();
+            let figure = |f: fn(&JobRow) -> Option<f64>| {
+                Stat::of(&ok.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
+            };
             let mut methods: Vec<&str> = ok.iter().map(|r| r.method.as_str()).collect();
             methods.sort_unstable();
             methods.dedup();
@@ -190,7 +213,17 @@ impl Report {
             "campaign {} ({}): {} jobs, {} succeeded, {} failed, {} running, {} pending\n",
             self.name, self.campaign_id, s.n_jobs, s.succeeded, s.failed, s.leased, s.pending
         );
-        let header = ["model", "config", "n", "failed", "accuracy", "train s", "energy kWh", "kg CO2e", "method"];
+        let header = [
+            "model",
+            "config",
+            "n",
+            "failed",
+            "accuracy",
+            "train s",
+            "energy kWh",
+            "kg CO2e",
+            "method",
+        ];
         let mut lines = vec![header.map(String::from).to_vec()];
         for row in &self.summary {
             lines.push(vec![
@@ -205,10 +238,21 @@ impl Report {
                 row.methods.clone(),
             ]);
         }
-        let widths: Vec<usize> =
-            (0..header.len()).map(|col| lines.iter().map(|l| l[col].chars().count()).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> = (0..header.len())
+            .map(|col| {
+                lines
+                    .iter()
+                    .map(|l| l[col].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
         for line in lines {
-            let cells: Vec<String> = line.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+            let cells: Vec<String> = line
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
             let _ = writeln!(out, "{}", cells.join("  ").trim_end());
         }
         for row in self.jobs.iter().filter(|r| r.status == "failed") {
@@ -259,7 +303,12 @@ impl Report {
              energy_kwh_mean,energy_kwh_std,co2_kg_mean,co2_kg_std,method\n",
         );
         for r in &self.summary {
-            let mut fields = vec![r.model.clone(), r.config.clone(), r.n_succeeded.to_string(), r.n_failed.to_string()];
+            let mut fields = vec![
+                r.model.clone(),
+                r.config.clone(),
+                r.n_succeeded.to_string(),
+                r.n_failed.to_string(),
+            ];
             for stat in [r.accuracy, r.train_s, r.energy_kwh, r.co2_kg] {
                 fields.push(stat.mean.to_string());
                 fields.push(stat.std.to_string());
@@ -293,7 +342,11 @@ fn push_csv_line(out: &mut String, fields: &[String]) {
     let quoted: Vec<String> = fields
         .iter()
         .map(|f| {
-            if f.contains([',', '"', '\n']) { format!("\"{}\"", f.replace('"', "\"\"")) } else { f.clone() }
+            if f.contains([',', '"', '\n']) {
+                format!("\"{}\"", f.replace('"', "\"\""))
+            } else {
+                f.clone()
+            }
         })
         .collect();
     out.push_str(&quoted.join(","));
@@ -333,12 +386,23 @@ mod tests {
         let rows = vec![row("cnn", "succeeded", 0.8); 4];
         let summary = summarise(&rows);
         assert_eq!(summary.len(), 1);
-        assert_eq!(summary[0].accuracy, Stat { mean: 0.8, std: 0.0, n: 4 });
+        assert_eq!(
+            summary[0].accuracy,
+            Stat {
+                mean: 0.8,
+                std: 0.0,
+                n: 4
+            }
+        );
     }
 
     #[test]
     fn failed_runs_are_counted_not_averaged() {
-        let rows = vec![row("cnn", "succeeded", 0.6), row("cnn", "succeeded", 0.8), row("cnn", "failed", 0.0)];
+        let rows = vec![
+            row("cnn", "succeeded", 0.6),
+            row("cnn", "succeeded", 0.8),
+            row("cnn", "failed", 0.0),
+        ];
         let summary = summarise(&rows);
         assert_eq!(summary[0].n_succeeded, 2);
         assert_eq!(summary[0].n_failed, 1);

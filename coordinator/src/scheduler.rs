@@ -48,7 +48,12 @@ pub struct JobRecord {
 impl JobRecord {
     /// A new, pending job.
     pub fn new(spec: ecobench_shared::JobSpec) -> JobRecord {
-        JobRecord { spec, state: JobState::Pending, attempts: 0, failures: Vec::new() }
+        JobRecord {
+            spec,
+            state: JobState::Pending,
+            attempts: 0,
+            failures: Vec::new(),
+        }
     }
 
     /// True once the job has succeeded or failed for good.
@@ -66,12 +71,21 @@ impl JobRecord {
 }
 
 /// Grants a lease on a pending job; `None` if the job is not pending.
-pub fn lease(job: &JobRecord, worker_id: &str, lease_id: u64, deadline_unix_ms: u64) -> Option<JobRecord> {
+pub fn lease(
+    job: &JobRecord,
+    worker_id: &str,
+    lease_id: u64,
+    deadline_unix_ms: u64,
+) -> Option<JobRecord> {
     if job.state != JobState::Pending {
         return None;
     }
     let mut next = job.clone();
-    next.state = JobState::Leased { worker_id: worker_id.to_string(), lease_id, deadline_unix_ms };
+    next.state = JobState::Leased {
+        worker_id: worker_id.to_string(),
+        lease_id,
+        deadline_unix_ms,
+    };
     next.attempts += 1;
     Some(next)
 }
@@ -79,9 +93,17 @@ pub fn lease(job: &JobRecord, worker_id: &str, lease_id: u64, deadline_unix_ms: 
 /// Extends a live lease; `None` if `lease_id` does not hold the job.
 pub fn extend(job: &JobRecord, lease_id: u64, deadline_unix_ms: u64) -> Option<JobRecord> {
     match &job.state {
-        JobState::Leased { worker_id, lease_id: held, .. } if *held == lease_id => {
+        JobState::Leased {
+            worker_id,
+            lease_id: held,
+            ..
+        } if *held == lease_id => {
             let mut next = job.clone();
-            next.state = JobState::Leased { worker_id: worker_id.clone(), lease_id, deadline_unix_ms };
+            next.state = JobState::Leased {
+                worker_id: worker_id.clone(),
+                lease_id,
+                deadline_unix_ms,
+            };
             Some(next)
         }
         _ => None,
@@ -102,9 +124,16 @@ pub enum Completion {
 /// Decides what a `CompleteJob` under `lease_id` does.
 pub fn complete(job: &JobRecord, lease_id: u64) -> Completion {
     match &job.state {
-        JobState::Leased { worker_id, lease_id: held, .. } if *held == lease_id => {
+        JobState::Leased {
+            worker_id,
+            lease_id: held,
+            ..
+        } if *held == lease_id => {
             let mut next = job.clone();
-            next.state = JobState::Succeeded { worker_id: worker_id.clone(), lease_id };
+            next.state = JobState::Succeeded {
+                worker_id: worker_id.clone(),
+                lease_id,
+            };
             Completion::Accept(next)
         }
         JobState::Succeeded { lease_id: done, .. } if *done == lease_id => Completion::Duplicate,
@@ -114,7 +143,13 @@ pub fn complete(job: &JobRecord, lease_id: u64) -> Completion {
 
 /// Records a failed attempt: back to pending while attempts remain and the
 /// failure is retryable, failed for good otherwise. `None` if the lease is stale.
-pub fn fail(job: &JobRecord, lease_id: u64, reason: &str, retryable: bool, max_attempts: u32) -> Option<JobRecord> {
+pub fn fail(
+    job: &JobRecord,
+    lease_id: u64,
+    reason: &str,
+    retryable: bool,
+    max_attempts: u32,
+) -> Option<JobRecord> {
     if job.lease_id() != Some(lease_id) {
         return None;
     }
@@ -124,8 +159,15 @@ pub fn fail(job: &JobRecord, lease_id: u64, reason: &str, retryable: bool, max_a
 /// Voids a lease whose deadline passed; `None` if the job holds no expired lease.
 pub fn expire(job: &JobRecord, now_unix_ms: u64, max_attempts: u32) -> Option<JobRecord> {
     match &job.state {
-        JobState::Leased { worker_id, deadline_unix_ms, .. } if *deadline_unix_ms <= now_unix_ms => {
-            let reason = format!("attempt {}: lease expired on worker {worker_id} (no heartbeat)", job.attempts);
+        JobState::Leased {
+            worker_id,
+            deadline_unix_ms,
+            ..
+        } if *deadline_unix_ms <= now_unix_ms => {
+            let reason = format!(
+                "attempt {}: lease expired on worker {worker_id} (no heartbeat)",
+                job.attempts
+            );
             Some(give_back(job, reason, true, max_attempts))
         }
         _ => None,
@@ -135,7 +177,11 @@ pub fn expire(job: &JobRecord, now_unix_ms: u64, max_attempts: u32) -> Option<Jo
 fn give_back(job: &JobRecord, reason: String, retryable: bool, max_attempts: u32) -> JobRecord {
     let mut next = job.clone();
     next.failures.push(reason);
-    next.state = if retryable && job.attempts < max_attempts { JobState::Pending } else { JobState::Failed };
+    next.state = if retryable && job.attempts < max_attempts {
+        JobState::Pending
+    } else {
+        JobState::Failed
+    };
     next
 }
 
@@ -161,7 +207,9 @@ mod tests {
     fn a_job_is_leased_once_and_completed_once() {
         let leased = lease(&job(), "w1", 10, 1_000).unwrap();
         assert!(lease(&leased, "w2", 11, 1_000).is_none());
-        let Completion::Accept(done) = complete(&leased, 10) else { panic!("not accepted") };
+        let Completion::Accept(done) = complete(&leased, 10) else {
+            panic!("not accepted")
+        };
         assert_eq!(complete(&done, 10), Completion::Duplicate);
         assert_eq!(complete(&done, 11), Completion::Stale);
         assert!(lease(&done, "w2", 12, 1_000).is_none());
@@ -188,11 +236,14 @@ mod tests {
         assert_eq!(complete(&second, 1), Completion::Stale);
         assert!(fail(&second, 1, "x", true, 3).is_none());
         assert!(extend(&second, 1, 400).is_none());
-        assert_eq!(extend(&second, 2, 400).unwrap().state, JobState::Leased {
-            worker_id: "w2".into(),
-            lease_id: 2,
-            deadline_unix_ms: 400
-        });
+        assert_eq!(
+            extend(&second, 2, 400).unwrap().state,
+            JobState::Leased {
+                worker_id: "w2".into(),
+                lease_id: 2,
+                deadline_unix_ms: 400
+            }
+        );
     }
 
     #[test]
@@ -241,7 +292,10 @@ mod tests {
                 }
             }
             assert!(accepted <= 1);
-            assert_eq!(accepted == 1, matches!(record.state, JobState::Succeeded { .. }));
+            assert_eq!(
+                accepted == 1,
+                matches!(record.state, JobState::Succeeded { .. })
+            );
         }
     }
 }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use ecobench_proto::pb::{self, campaign_service_server::CampaignService, worker_service_server::WorkerService};
+use ecobench_proto::pb::{
+    self, campaign_service_server::CampaignService, worker_service_server::WorkerService,
+};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Response, Status};
 use tracing::error;
@@ -35,20 +37,26 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").field("token", &self.token.as_ref().map(|_| "<set>")).finish()
+        f.debug_struct("Auth")
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish()
     }
 }
 
 impl Auth {
     /// No token: every call is accepted.
     pub fn new(token: Option<String>) -> Auth {
-        Auth { token: token.map(|t| Arc::from(t.into_bytes().into_boxed_slice())) }
+        Auth {
+            token: token.map(|t| Arc::from(t.into_bytes().into_boxed_slice())),
+        }
     }
 }
 
 impl tonic::service::Interceptor for Auth {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.token else { return Ok(request) };
+        let Some(expected) = &self.token else {
+            return Ok(request);
+        };
         let given = request
             .metadata()
             .get("authorization")
@@ -58,7 +66,9 @@ impl tonic::service::Interceptor for Auth {
         if bool::from(given.as_bytes().ct_eq(expected)) {
             Ok(request)
         } else {
-            Err(Status::unauthenticated("missing or wrong token: pass the coordinator's token with --token-file"))
+            Err(Status::unauthenticated(
+                "missing or wrong token: pass the coordinator's token with --token-file",
+            ))
         }
     }
 }
@@ -94,16 +104,28 @@ fn invalid(err: ecobench_proto::WireError) -> Status {
 
 #[tonic::async_trait]
 impl WorkerService for Service {
-    async fn join(&self, request: Request<pb::JoinRequest>) -> Result<Response<pb::JoinResponse>, Status> {
+    async fn join(
+        &self,
+        request: Request<pb::JoinRequest>,
+    ) -> Result<Response<pb::JoinResponse>, Status> {
         let req = request.into_inner();
         let fingerprint = req.fingerprint.unwrap_or_default().into();
         let heartbeat_interval_ms = self.coordinator.join(&req.worker_id, fingerprint).await?;
-        Ok(Response::new(pb::JoinResponse { worker_id: req.worker_id, heartbeat_interval_ms }))
+        Ok(Response::new(pb::JoinResponse {
+            worker_id: req.worker_id,
+            heartbeat_interval_ms,
+        }))
     }
 
-    async fn lease_job(&self, request: Request<pb::LeaseJobRequest>) -> Result<Response<pb::LeaseJobResponse>, Status> {
+    async fn lease_job(
+        &self,
+        request: Request<pb::LeaseJobRequest>,
+    ) -> Result<Response<pb::LeaseJobResponse>, Status> {
         let req = request.into_inner();
-        let lease = self.coordinator.lease_job(&req.worker_id, req.wait_ms).await?;
+        let lease = self
+            .coordinator
+            .lease_job(&req.worker_id, req.wait_ms)
+            .await?;
         Ok(Response::new(pb::LeaseJobResponse {
             lease: lease.map(|lease| pb::Lease {
                 job: Some(lease.job.into()),
@@ -114,24 +136,44 @@ impl WorkerService for Service {
         }))
     }
 
-    async fn heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let req = request.into_inner();
         let progress = req.progress.unwrap_or_default().into();
-        let cancel = self.coordinator.heartbeat(&req.job_id, req.lease_id, progress).await?;
+        let cancel = self
+            .coordinator
+            .heartbeat(&req.job_id, req.lease_id, progress)
+            .await?;
         Ok(Response::new(pb::HeartbeatResponse { cancel }))
     }
 
-    async fn complete_job(&self, request: Request<pb::CompleteJobRequest>) -> Result<Response<pb::CompleteJobResponse>, Status> {
+    async fn complete_job(
+        &self,
+        request: Request<pb::CompleteJobRequest>,
+    ) -> Result<Response<pb::CompleteJobResponse>, Status> {
         let req = request.into_inner();
-        let result = req.result.ok_or_else(|| Status::invalid_argument("CompleteJob without a result"))?;
+        let result = req
+            .result
+            .ok_or_else(|| Status::invalid_argument("CompleteJob without a result"))?;
         let result = result.try_into().map_err(invalid)?;
-        let duplicate = self.coordinator.complete(&req.worker_id, &req.job_id, req.lease_id, result).await?;
+        let duplicate = self
+            .coordinator
+            .complete(&req.worker_id, &req.job_id, req.lease_id, result)
+            .await?;
         Ok(Response::new(pb::CompleteJobResponse { duplicate }))
     }
 
-    async fn fail_job(&self, request: Request<pb::FailJobRequest>) -> Result<Response<pb::FailJobResponse>, Status> {
+    async fn fail_job(
+        &self,
+        request: Request<pb::FailJobRequest>,
+    ) -> Result<Response<pb::FailJobResponse>, Status> {
         let req = request.into_inner();
-        let will_retry = self.coordinator.fail(&req.job_id, req.lease_id, &req.reason, req.retryable).await?;
+        let will_retry = self
+            .coordinator
+            .fail(&req.job_id, req.lease_id, &req.reason, req.retryable)
+            .await?;
         Ok(Response::new(pb::FailJobResponse { will_retry }))
     }
 }
@@ -152,7 +194,10 @@ impl CampaignService for Service {
         }))
     }
 
-    async fn get_campaign(&self, request: Request<pb::GetCampaignRequest>) -> Result<Response<pb::CampaignStatus>, Status> {
+    async fn get_campaign(
+        &self,
+        request: Request<pb::GetCampaignRequest>,
+    ) -> Result<Response<pb::CampaignStatus>, Status> {
         let status = self.coordinator.status(&request.into_inner().campaign)?;
         Ok(Response::new(wire_status(status)))
     }
@@ -161,11 +206,19 @@ impl CampaignService for Service {
         &self,
         _request: Request<pb::ListCampaignsRequest>,
     ) -> Result<Response<pb::ListCampaignsResponse>, Status> {
-        let campaigns = self.coordinator.list_campaigns()?.into_iter().map(wire_status).collect();
+        let campaigns = self
+            .coordinator
+            .list_campaigns()?
+            .into_iter()
+            .map(wire_status)
+            .collect();
         Ok(Response::new(pb::ListCampaignsResponse { campaigns }))
     }
 
-    async fn list_workers(&self, _request: Request<pb::ListWorkersRequest>) -> Result<Response<pb::ListWorkersResponse>, Status> {
+    async fn list_workers(
+        &self,
+        _request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
         let workers = self
             .coordinator
             .list_workers()?
@@ -180,11 +233,18 @@ impl CampaignService for Service {
         Ok(Response::new(pb::ListWorkersResponse { workers }))
     }
 
-    async fn get_report(&self, request: Request<pb::GetReportRequest>) -> Result<Response<pb::GetReportResponse>, Status> {
+    async fn get_report(
+        &self,
+        request: Request<pb::GetReportRequest>,
+    ) -> Result<Response<pb::GetReportResponse>, Status> {
         let report = self.coordinator.report(&request.into_inner().campaign)?;
         Ok(Response::new(pb::GetReportResponse {
             table: report.table(),
-            files: report.files().into_iter().map(|(name, content)| pb::ReportFile { name, content }).collect(),
+            files: report
+                .files()
+                .into_iter()
+                .map(|(name, content)| pb::ReportFile { name, content })
+                .collect(),
             status: Some(wire_status(report.status)),
         }))
     }
@@ -207,7 +267,9 @@ pub async fn serve(
     let service = Service::new(coordinator);
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in ["ecobench.v1.WorkerService", "ecobench.v1.CampaignService"] {
-        health.set_service_status(name, ServingStatus::Serving).await;
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
     }
     let workers = WorkerServiceServer::new(service.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -219,6 +281,9 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(InterceptedService::new(workers, auth.clone()))
         .add_service(InterceptedService::new(campaigns, auth))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
         .await
 }

@@ -34,7 +34,9 @@ pub enum StoreError {
         source: serde_json::Error,
     },
     /// The database was written by another schema version.
-    #[error("database schema version {found} is not {SCHEMA_VERSION}: use a matching coordinator or a new --db path")]
+    #[error(
+        "database schema version {found} is not {SCHEMA_VERSION}: use a matching coordinator or a new --db path"
+    )]
     Schema {
         /// The version found on disk.
         found: u32,
@@ -95,7 +97,10 @@ pub struct Store {
 
 /// The key of a campaign: its 16-hex-digit id as a big-endian u64.
 pub fn campaign_key(campaign_id: &str) -> Option<[u8; 8]> {
-    u64::from_str_radix(campaign_id, 16).ok().filter(|_| campaign_id.len() == 16).map(u64::to_be_bytes)
+    u64::from_str_radix(campaign_id, 16)
+        .ok()
+        .filter(|_| campaign_id.len() == 16)
+        .map(u64::to_be_bytes)
 }
 
 /// The key of a job: campaign key ++ job index, big-endian, so order is numeric.
@@ -107,13 +112,25 @@ pub fn job_key(campaign: [u8; 8], job_idx: u32) -> [u8; 12] {
 }
 
 fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    serde_json::to_vec(&Versioned { v: SCHEMA_VERSION, record }).expect("records serialise")
+    serde_json::to_vec(&Versioned {
+        v: SCHEMA_VERSION,
+        record,
+    })
+    .expect("records serialise")
 }
 
-fn decode<T: DeserializeOwned>(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice::<Versioned<T>>(bytes).map(|versioned| versioned.record).map_err(|source| {
-        StoreError::Corrupt { tree, key: key.iter().map(|b| format!("{b:02x}")).collect(), source }
-    })
+fn decode<T: DeserializeOwned>(
+    tree: &'static str,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice::<Versioned<T>>(bytes)
+        .map(|versioned| versioned.record)
+        .map_err(|source| StoreError::Corrupt {
+            tree,
+            key: key.iter().map(|b| format!("{b:02x}")).collect(),
+            source,
+        })
 }
 
 fn flatten<T>(err: TransactionError<T>) -> Result<T, StoreError> {
@@ -169,7 +186,11 @@ impl Store {
 
     /// Stores a campaign and its pending jobs in one transaction.
     /// Returns false, writing nothing, when the campaign is already stored.
-    pub fn insert_campaign(&self, record: &CampaignRecord, jobs: &[JobRecord]) -> Result<bool, StoreError> {
+    pub fn insert_campaign(
+        &self,
+        record: &CampaignRecord,
+        jobs: &[JobRecord],
+    ) -> Result<bool, StoreError> {
         let key = campaign_key(&record.spec.id).expect("campaign ids are 16 hex digits");
         let result = (&self.campaigns, &self.jobs).transaction(|(campaigns, job_tree)| {
             if campaigns.get(key)?.is_some() {
@@ -186,29 +207,44 @@ impl Store {
 
     /// Every campaign, in key order.
     pub fn campaigns(&self) -> Result<Vec<CampaignRecord>, StoreError> {
-        self.campaigns.iter().map(|entry| {
-            let (key, value) = entry?;
-            decode("campaigns", &key, &value)
-        }).collect()
+        self.campaigns
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry?;
+                decode("campaigns", &key, &value)
+            })
+            .collect()
     }
 
     /// One campaign by id.
     pub fn campaign(&self, campaign_id: &str) -> Result<Option<CampaignRecord>, StoreError> {
-        let Some(key) = campaign_key(campaign_id) else { return Ok(None) };
-        self.campaigns.get(key)?.map(|value| decode("campaigns", &key, &value)).transpose()
+        let Some(key) = campaign_key(campaign_id) else {
+            return Ok(None);
+        };
+        self.campaigns
+            .get(key)?
+            .map(|value| decode("campaigns", &key, &value))
+            .transpose()
     }
 
     /// The jobs of a campaign, in index order.
     pub fn jobs_of(&self, campaign_id: &str) -> Result<Vec<JobRecord>, StoreError> {
-        let Some(key) = campaign_key(campaign_id) else { return Ok(Vec::new()) };
-        self.jobs.scan_prefix(key).map(|entry| {
-            let (key, value) = entry?;
-            decode("jobs", &key, &value)
-        }).collect()
+        let Some(key) = campaign_key(campaign_id) else {
+            return Ok(Vec::new());
+        };
+        self.jobs
+            .scan_prefix(key)
+            .map(|entry| {
+                let (key, value) = entry?;
+                decode("jobs", &key, &value)
+            })
+            .collect()
     }
 
     /// Every job with its key, in key order.
-    pub fn all_jobs(&self) -> impl Iterator<Item = Result<(sled::IVec, JobRecord), StoreError>> + '_ {
+    pub fn all_jobs(
+        &self,
+    ) -> impl Iterator<Item = Result<(sled::IVec, JobRecord), StoreError>> + '_ {
         self.jobs.iter().map(|entry| {
             let (key, value) = entry?;
             let record = decode("jobs", &key, &value)?;
@@ -218,12 +254,22 @@ impl Store {
 
     /// One job by key.
     pub fn job(&self, key: &[u8]) -> Result<Option<JobRecord>, StoreError> {
-        self.jobs.get(key)?.map(|value| decode("jobs", key, &value)).transpose()
+        self.jobs
+            .get(key)?
+            .map(|value| decode("jobs", key, &value))
+            .transpose()
     }
 
     /// Replaces a job record if it still equals `expected`; false otherwise.
-    pub fn swap_job(&self, key: &[u8], expected: &JobRecord, next: &JobRecord) -> Result<bool, StoreError> {
-        let swapped = self.jobs.compare_and_swap(key, Some(encode(expected)), Some(encode(next)))?;
+    pub fn swap_job(
+        &self,
+        key: &[u8],
+        expected: &JobRecord,
+        next: &JobRecord,
+    ) -> Result<bool, StoreError> {
+        let swapped =
+            self.jobs
+                .compare_and_swap(key, Some(encode(expected)), Some(encode(next)))?;
         Ok(swapped.is_ok())
     }
 
@@ -237,51 +283,66 @@ impl Store {
         result: &ResultRecord,
     ) -> Result<bool, StoreError> {
         let expected = encode(expected);
-        let outcome = (&self.jobs, &self.results, &self.workers).transaction(|(jobs, results, workers)| {
-            if jobs.get(key)?.as_deref() != Some(expected.as_slice()) {
-                return Ok(false);
-            }
-            jobs.insert(key, encode(next))?;
-            results.insert(key, encode(result))?;
-            if let Some(bytes) = workers.get(result.worker_id.as_bytes())?
-                && let Ok(mut worker) = decode::<WorkerRecord>("workers", result.worker_id.as_bytes(), &bytes)
-            {
-                worker.jobs_done += 1;
-                worker.last_seen_unix_ms = result.completed_unix_ms;
-                workers.insert(result.worker_id.as_bytes(), encode(&worker))?;
-            }
-            Ok::<_, ConflictableTransactionError<bool>>(true)
-        });
+        let outcome =
+            (&self.jobs, &self.results, &self.workers).transaction(|(jobs, results, workers)| {
+                if jobs.get(key)?.as_deref() != Some(expected.as_slice()) {
+                    return Ok(false);
+                }
+                jobs.insert(key, encode(next))?;
+                results.insert(key, encode(result))?;
+                if let Some(bytes) = workers.get(result.worker_id.as_bytes())?
+                    && let Ok(mut worker) =
+                        decode::<WorkerRecord>("workers", result.worker_id.as_bytes(), &bytes)
+                {
+                    worker.jobs_done += 1;
+                    worker.last_seen_unix_ms = result.completed_unix_ms;
+                    workers.insert(result.worker_id.as_bytes(), encode(&worker))?;
+                }
+                Ok::<_, ConflictableTransactionError<bool>>(true)
+            });
         outcome.or_else(flatten)
     }
 
     /// The results of a campaign, keyed by job index.
     pub fn results_of(&self, campaign_id: &str) -> Result<Vec<(u32, ResultRecord)>, StoreError> {
-        let Some(key) = campaign_key(campaign_id) else { return Ok(Vec::new()) };
-        self.results.scan_prefix(key).map(|entry| {
-            let (key, value) = entry?;
-            let job_idx = u32::from_be_bytes(key[8..12].try_into().expect("job keys are 12 bytes"));
-            Ok((job_idx, decode("results", &key, &value)?))
-        }).collect()
+        let Some(key) = campaign_key(campaign_id) else {
+            return Ok(Vec::new());
+        };
+        self.results
+            .scan_prefix(key)
+            .map(|entry| {
+                let (key, value) = entry?;
+                let job_idx =
+                    u32::from_be_bytes(key[8..12].try_into().expect("job keys are 12 bytes"));
+                Ok((job_idx, decode("results", &key, &value)?))
+            })
+            .collect()
     }
 
     /// Stores (or replaces) a worker.
     pub fn put_worker(&self, worker: &WorkerRecord) -> Result<(), StoreError> {
-        self.workers.insert(worker.worker_id.as_bytes(), encode(worker))?;
+        self.workers
+            .insert(worker.worker_id.as_bytes(), encode(worker))?;
         Ok(())
     }
 
     /// One worker by id.
     pub fn worker(&self, worker_id: &str) -> Result<Option<WorkerRecord>, StoreError> {
         let key = worker_id.as_bytes();
-        self.workers.get(key)?.map(|value| decode("workers", key, &value)).transpose()
+        self.workers
+            .get(key)?
+            .map(|value| decode("workers", key, &value))
+            .transpose()
     }
 
     /// Every worker, by id.
     pub fn workers(&self) -> Result<Vec<WorkerRecord>, StoreError> {
-        self.workers.iter().map(|entry| {
-            let (key, value) = entry?;
-            decode("workers", &key, &value)
-        }).collect()
+        self.workers
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry?;
+                decode("workers", &key, &value)
+            })
+            .collect()
     }
 }

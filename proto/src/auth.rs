@@ -20,15 +20,22 @@ pub struct BadToken;
 impl BearerToken {
     /// A token interceptor; `None` sends no header.
     pub fn new(token: Option<&str>) -> Result<BearerToken, BadToken> {
-        let value = token.map(|t| format!("Bearer {t}").parse().map_err(|_| BadToken)).transpose()?;
+        let value = token
+            .map(|t| format!("Bearer {t}").parse().map_err(|_| BadToken))
+            .transpose()?;
         Ok(BearerToken(value))
     }
 }
 
 impl tonic::service::Interceptor for BearerToken {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -36,5 +43,9 @@ impl tonic::service::Interceptor for BearerToken {
 
 /// The `http://` URI for a `host:port` address (a URI passes unchanged).
 pub fn endpoint_uri(addr: &str) -> String {
-    if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") }
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
 }

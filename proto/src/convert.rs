@@ -22,7 +22,9 @@ fn missing(message: &'static str, problem: &'static str) -> WireError {
 impl From<domain::JobSpec> for pb::JobSpec {
     fn from(job: domain::JobSpec) -> Self {
         let model = match job.model {
-            domain::ModelConfig::SvmLinear(svm) => pb::job_spec::Model::SvmLinear(pb::SvmConfig { c: svm.c }),
+            domain::ModelConfig::SvmLinear(svm) => {
+                pb::job_spec::Model::SvmLinear(pb::SvmConfig { c: svm.c })
+            }
             domain::ModelConfig::Cnn(net) => pb::job_spec::Model::Cnn(net.into()),
         };
         pb::JobSpec {
@@ -40,7 +42,11 @@ impl From<domain::JobSpec> for pb::JobSpec {
 
 impl From<domain::NetConfig> for pb::NetConfig {
     fn from(net: domain::NetConfig) -> Self {
-        pb::NetConfig { n_epochs: net.n_epochs, batch_size: net.batch_size, learning_rate: net.learning_rate }
+        pb::NetConfig {
+            n_epochs: net.n_epochs,
+            batch_size: net.batch_size,
+            learning_rate: net.learning_rate,
+        }
     }
 }
 
@@ -48,7 +54,9 @@ impl TryFrom<pb::JobSpec> for domain::JobSpec {
     type Error = WireError;
     fn try_from(job: pb::JobSpec) -> Result<Self, WireError> {
         let model = match job.model.ok_or(missing("JobSpec", "no model"))? {
-            pb::job_spec::Model::SvmLinear(svm) => domain::ModelConfig::SvmLinear(domain::SvmConfig { c: svm.c }),
+            pb::job_spec::Model::SvmLinear(svm) => {
+                domain::ModelConfig::SvmLinear(domain::SvmConfig { c: svm.c })
+            }
             pb::job_spec::Model::Cnn(net) => domain::ModelConfig::Cnn(domain::NetConfig {
                 n_epochs: net.n_epochs,
                 batch_size: net.batch_size,
@@ -182,7 +190,10 @@ impl TryFrom<pb::EnergyReport> for domain::EnergyReport {
 
 impl From<domain::JobResult> for pb::JobResult {
     fn from(r: domain::JobResult) -> Self {
-        pb::JobResult { train: Some(r.train.into()), energy: Some(r.energy.into()) }
+        pb::JobResult {
+            train: Some(r.train.into()),
+            energy: Some(r.energy.into()),
+        }
     }
 }
 
@@ -191,7 +202,10 @@ impl TryFrom<pb::JobResult> for domain::JobResult {
     fn try_from(r: pb::JobResult) -> Result<Self, WireError> {
         let train = r.train.ok_or(missing("JobResult", "no train report"))?;
         let energy = r.energy.ok_or(missing("JobResult", "no energy report"))?;
-        Ok(domain::JobResult { train: train.into(), energy: energy.try_into()? })
+        Ok(domain::JobResult {
+            train: train.into(),
+            energy: energy.try_into()?,
+        })
     }
 }
 
@@ -269,7 +283,11 @@ mod tests {
             test_samples: None,
             seed: 7,
             threads: 2,
-            model: domain::ModelConfig::Cnn(domain::NetConfig { n_epochs: 2, batch_size: 16, learning_rate: 0.01 }),
+            model: domain::ModelConfig::Cnn(domain::NetConfig {
+                n_epochs: 2,
+                batch_size: 16,
+                learning_rate: 0.01,
+            }),
         };
         let wire: pb::JobSpec = job.clone().into();
         assert_eq!(domain::JobSpec::try_from(wire).unwrap(), job);
@@ -278,6 +296,9 @@ mod tests {
     #[test]
     fn a_job_without_model_is_refused() {
         let wire = pb::JobSpec::default();
-        assert_eq!(domain::JobSpec::try_from(wire).unwrap_err().problem, "no model");
+        assert_eq!(
+            domain::JobSpec::try_from(wire).unwrap_err().problem,
+            "no model"
+        );
     }
 }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::job::{JobSpec, ModelConfig, NetConfig, SvmConfig, MODEL_KINDS};
+use crate::job::{JobSpec, MODEL_KINDS, ModelConfig, NetConfig, SvmConfig};
 
 /// Largest matrix a campaign may expand to unless the coordinator says otherwise.
 pub const DEFAULT_MAX_JOBS: usize = 10_000;
@@ -52,7 +52,9 @@ pub enum CampaignError {
         reason: String,
     },
     /// The matrix is larger than the coordinator accepts.
-    #[error("{file}: the campaign expands to {n_jobs} jobs, more than the limit of {max_jobs}: remove axis values or seeds, or raise the coordinator's --max-jobs")]
+    #[error(
+        "{file}: the campaign expands to {n_jobs} jobs, more than the limit of {max_jobs}: remove axis values or seeds, or raise the coordinator's --max-jobs"
+    )]
     TooLarge {
         /// The file (or source name).
         file: String,
@@ -131,6 +133,7 @@ impl Default for RawDefaults {
 #[serde(deny_unknown_fields)]
 struct RawModel {
     kind: String,
+    train_samples: Option<u32>,
     c: Option<Axis<f64>>,
     epochs: Option<Axis<u32>>,
     batch_size: Option<Axis<u32>>,
@@ -157,7 +160,10 @@ impl RawModel {
     }
 }
 
-/// The keys each model kind takes.
+/// Keys every `[[model]]` table may set, whatever its kind.
+const COMMON_MODEL_KEYS: &[&str] = &["train_samples"];
+
+/// The keys each model kind takes besides [`COMMON_MODEL_KEYS`].
 fn keys_of_kind(kind: &str) -> &'static [&'static str] {
     match kind {
         "svm-linear" => &["c"],
@@ -197,17 +203,20 @@ pub fn parse(file: &str, text: &str, max_jobs: usize) -> Result<CampaignSpec, Ca
     check.validate(&raw)?;
     let n_jobs = count_jobs(&raw);
     if n_jobs > max_jobs {
-        return Err(CampaignError::TooLarge { file: file.to_string(), n_jobs, max_jobs });
+        return Err(CampaignError::TooLarge {
+            file: file.to_string(),
+            n_jobs,
+            max_jobs,
+        });
     }
-    let models = expand_models(&raw);
     let mut jobs = Vec::with_capacity(n_jobs);
-    for model in &models {
+    for (model, train_samples) in expand_models(&raw) {
         for &seed in &raw.seeds {
             jobs.push(JobSpec {
                 campaign_id: String::new(),
                 job_idx: jobs.len() as u32,
                 dataset: raw.dataset.clone(),
-                train_samples: raw.train_samples,
+                train_samples,
                 test_samples: raw.test_samples,
                 seed,
                 threads: raw.defaults.threads,
@@ -233,7 +242,10 @@ pub fn parse(file: &str, text: &str, max_jobs: usize) -> Result<CampaignSpec, Ca
 fn content_id(spec: &CampaignSpec) -> String {
     let canonical = serde_json::to_vec(spec).expect("campaign specs serialise");
     let digest = Sha256::digest(&canonical);
-    digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+    digest[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 fn count_jobs(raw: &RawCampaign) -> usize {
@@ -246,8 +258,18 @@ fn count_jobs(raw: &RawCampaign) -> usize {
                 "svm-linear" => model.c.as_ref().map_or(1, |c| c.values().len()),
                 _ => {
                     model.epochs.as_ref().unwrap_or(&d.epochs).values().len()
-                        * model.batch_size.as_ref().unwrap_or(&d.batch_size).values().len()
-                        * model.learning_rate.as_ref().unwrap_or(&d.learning_rate).values().len()
+                        * model
+                            .batch_size
+                            .as_ref()
+                            .unwrap_or(&d.batch_size)
+                            .values()
+                            .len()
+                        * model
+                            .learning_rate
+                            .as_ref()
+                            .unwrap_or(&d.learning_rate)
+                            .values()
+                            .len()
                 }
             }
         })
@@ -255,24 +277,35 @@ fn count_jobs(raw: &RawCampaign) -> usize {
     per_seed * raw.seeds.len()
 }
 
-fn expand_models(raw: &RawCampaign) -> Vec<ModelConfig> {
+/// Every model configuration with its training-subset size.
+fn expand_models(raw: &RawCampaign) -> Vec<(ModelConfig, Option<u32>)> {
     let d = &raw.defaults;
     let mut configs = Vec::new();
     for model in &raw.model {
+        let train_samples = model.train_samples.or(raw.train_samples);
         match model.kind.as_str() {
             "svm-linear" => {
                 let cs = model.c.as_ref().map_or(vec![1.0], Axis::values);
-                configs.extend(cs.into_iter().map(|c| ModelConfig::SvmLinear(SvmConfig { c })));
+                configs.extend(
+                    cs.into_iter()
+                        .map(|c| (ModelConfig::SvmLinear(SvmConfig { c }), train_samples)),
+                );
             }
             _ => {
                 for n_epochs in model.epochs.as_ref().unwrap_or(&d.epochs).values() {
                     for batch in model.batch_size.as_ref().unwrap_or(&d.batch_size).values() {
-                        for lr in model.learning_rate.as_ref().unwrap_or(&d.learning_rate).values() {
-                            configs.push(ModelConfig::Cnn(NetConfig {
+                        for lr in model
+                            .learning_rate
+                            .as_ref()
+                            .unwrap_or(&d.learning_rate)
+                            .values()
+                        {
+                            let net = NetConfig {
                                 n_epochs,
                                 batch_size: batch,
                                 learning_rate: lr,
-                            }));
+                            };
+                            configs.push((ModelConfig::Cnn(net), train_samples));
                         }
                     }
                 }
@@ -289,7 +322,10 @@ fn explain_toml_error(message: &str) -> String {
         "expected a value or a list of values of the key's type (numbers here)",
     );
     if message.contains("missing field `kind`") {
-        return format!("{message}\nevery [[model]] needs `kind`, one of: {}", MODEL_KINDS.join(", "));
+        return format!(
+            "{message}\nevery [[model]] needs `kind`, one of: {}",
+            MODEL_KINDS.join(", ")
+        );
     }
     message
 }
@@ -309,28 +345,59 @@ impl Checker<'_> {
             return Err(self.invalid(
                 "model",
                 "(none)",
-                &format!("add at least one [[model]] table with `kind` = one of: {}", MODEL_KINDS.join(", ")),
+                &format!(
+                    "add at least one [[model]] table with `kind` = one of: {}",
+                    MODEL_KINDS.join(", ")
+                ),
             ));
         }
         if raw.seeds.is_empty() {
-            return Err(self.invalid("seeds", "[]", "list at least one seed, e.g. seeds = [1, 2, 3]"));
+            return Err(self.invalid(
+                "seeds",
+                "[]",
+                "list at least one seed, e.g. seeds = [1, 2, 3]",
+            ));
         }
-        for (key, value) in [("train_samples", raw.train_samples), ("test_samples", raw.test_samples)] {
+        for (key, value) in [
+            ("train_samples", raw.train_samples),
+            ("test_samples", raw.test_samples),
+        ] {
             if value == Some(0) {
-                return Err(self.invalid(key, "0", "use a positive count, or omit the key for the whole split"));
+                return Err(self.invalid(
+                    key,
+                    "0",
+                    "use a positive count, or omit the key for the whole split",
+                ));
             }
         }
         if let Some(target) = raw.target_accuracy
             && !(0.0..=1.0).contains(&target)
         {
-            return Err(self.invalid("target_accuracy", &target.to_string(), "use a fraction between 0 and 1"));
+            return Err(self.invalid(
+                "target_accuracy",
+                &target.to_string(),
+                "use a fraction between 0 and 1",
+            ));
         }
         if raw.defaults.optimizer != "adamw" {
-            return Err(self.invalid("optimizer", &format!("{:?}", raw.defaults.optimizer), "the only optimizer is \"adamw\""));
+            return Err(self.invalid(
+                "optimizer",
+                &format!("{:?}", raw.defaults.optimizer),
+                "the only optimizer is \"adamw\"",
+            ));
         }
-        self.positive_all("epochs", raw.defaults.epochs.values().iter().map(|&v| v as f64))?;
-        self.positive_all("batch_size", raw.defaults.batch_size.values().iter().map(|&v| v as f64))?;
-        self.positive_all("learning_rate", raw.defaults.learning_rate.values().into_iter())?;
+        self.positive_all(
+            "epochs",
+            raw.defaults.epochs.values().iter().map(|&v| v as f64),
+        )?;
+        self.positive_all(
+            "batch_size",
+            raw.defaults.batch_size.values().iter().map(|&v| v as f64),
+        )?;
+        self.positive_all(
+            "learning_rate",
+            raw.defaults.learning_rate.values().into_iter(),
+        )?;
         for model in &raw.model {
             self.validate_model(model)?;
         }
@@ -344,25 +411,60 @@ impl Checker<'_> {
                 line: line_of(self.text, "kind", Some(&model.kind)),
                 key: "kind".into(),
                 value: format!("{:?}", model.kind),
-                reason: format!("unknown model kind; valid kinds: {}", MODEL_KINDS.join(", ")),
+                reason: format!(
+                    "unknown model kind; valid kinds: {}",
+                    MODEL_KINDS.join(", ")
+                ),
             });
         }
         let allowed = keys_of_kind(&model.kind);
-        if let Some(key) = model.keys_set().into_iter().find(|key| !allowed.contains(key)) {
+        if let Some(key) = model
+            .keys_set()
+            .into_iter()
+            .find(|key| !allowed.contains(key))
+        {
             return Err(self.invalid(
                 key,
                 "(set)",
-                &format!("`{key}` does not apply to kind {:?}; its keys are: {}", model.kind, allowed.join(", ")),
+                &format!(
+                    "`{key}` does not apply to kind {:?}; its keys are: {}",
+                    model.kind,
+                    [allowed, COMMON_MODEL_KEYS].concat().join(", ")
+                ),
+            ));
+        }
+        if model.train_samples == Some(0) {
+            return Err(self.invalid(
+                "train_samples",
+                "0",
+                "use a positive count, or omit the key",
             ));
         }
         self.positive_all("c", model.c.iter().flat_map(Axis::values))?;
-        self.positive_all("epochs", model.epochs.iter().flat_map(Axis::values).map(f64::from))?;
-        self.positive_all("batch_size", model.batch_size.iter().flat_map(Axis::values).map(f64::from))?;
-        self.positive_all("learning_rate", model.learning_rate.iter().flat_map(Axis::values))?;
+        self.positive_all(
+            "epochs",
+            model.epochs.iter().flat_map(Axis::values).map(f64::from),
+        )?;
+        self.positive_all(
+            "batch_size",
+            model
+                .batch_size
+                .iter()
+                .flat_map(Axis::values)
+                .map(f64::from),
+        )?;
+        self.positive_all(
+            "learning_rate",
+            model.learning_rate.iter().flat_map(Axis::values),
+        )?;
         Ok(())
     }
 
-    fn positive_all(&self, key: &str, values: impl Iterator<Item = f64>) -> Result<(), CampaignError> {
+    fn positive_all(
+        &self,
+        key: &str,
+        values: impl Iterator<Item = f64>,
+    ) -> Result<(), CampaignError> {
         for value in values {
             if !(value > 0.0 && value.is_finite()) {
                 return Err(self.invalid(key, &value.to_string(), "use a positive, finite number"));
@@ -387,7 +489,9 @@ fn line_of(text: &str, key: &str, value: Option<&str>) -> usize {
     text.lines()
         .position(|line| {
             let line = line.trim_start();
-            let assignment = line.strip_prefix(key).and_then(|rest| rest.trim_start().strip_prefix('='));
+            let assignment = line
+                .strip_prefix(key)
+                .and_then(|rest| rest.trim_start().strip_prefix('='));
             assignment.is_some_and(|rhs| value.is_none_or(|value| rhs.contains(value)))
         })
         .map_or(0, |idx| idx + 1)

@@ -44,7 +44,9 @@ impl Backoff {
     const MAX_S: f64 = 30.0;
 
     fn new() -> Backoff {
-        Backoff { next_s: Backoff::FIRST_S }
+        Backoff {
+            next_s: Backoff::FIRST_S,
+        }
     }
 
     fn reset(&mut self) {
@@ -69,12 +71,24 @@ pub async fn run(config: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> a
         if *shutdown.borrow() {
             return Ok(());
         }
-        let err = match session(&config, &meter, &fingerprint, &mut unsent, &mut backoff, &mut shutdown).await {
+        let err = match session(
+            &config,
+            &meter,
+            &fingerprint,
+            &mut unsent,
+            &mut backoff,
+            &mut shutdown,
+        )
+        .await
+        {
             Ok(()) => return Ok(()),
             Err(err) => err,
         };
         if err.is_unauthenticated() {
-            bail!("the coordinator at {} refused this worker: {err}", config.coordinator);
+            bail!(
+                "the coordinator at {} refused this worker: {err}",
+                config.coordinator
+            );
         }
         let delay = backoff.next();
         warn!(error = %err, retry_in_s = delay.as_secs_f64(), "lost the coordinator; reconnecting");
@@ -94,12 +108,19 @@ async fn session(
     backoff: &mut Backoff,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ClientError> {
-    let mut client = Client::connect(&config.coordinator, config.token.as_deref(), &config.worker_id).await?;
+    let mut client = Client::connect(
+        &config.coordinator,
+        config.token.as_deref(),
+        &config.worker_id,
+    )
+    .await?;
     let heartbeat_every = client.join(fingerprint.clone()).await?;
     info!(coordinator = %config.coordinator, "joined");
     backoff.reset();
     if let Some((job, outcome)) = unsent.take() {
-        deliver(&mut client, &job, outcome.clone()).await.inspect_err(|_| *unsent = Some((job, outcome)))?;
+        deliver(&mut client, &job, outcome.clone())
+            .await
+            .inspect_err(|_| *unsent = Some((job, outcome)))?;
     }
     loop {
         if *shutdown.borrow() {
@@ -111,18 +132,32 @@ async fn session(
         };
         let Some(job) = lease else { continue };
         info!(job = %job.spec.job_id(), model = job.spec.model.kind(), attempt = job.attempt, "job leased");
-        let outcome = exec::run_job(&job, &config.exec, meter, &mut client, heartbeat_every, shutdown).await;
-        deliver(&mut client, &job, outcome.clone()).await.inspect_err(|_| *unsent = Some((job, outcome)))?;
+        let outcome = exec::run_job(
+            &job,
+            &config.exec,
+            meter,
+            &mut client,
+            heartbeat_every,
+            shutdown,
+        )
+        .await;
+        deliver(&mut client, &job, outcome.clone())
+            .await
+            .inspect_err(|_| *unsent = Some((job, outcome)))?;
     }
 }
 
 /// Sends an outcome; a refusal (stale lease) is logged and dropped, a lost
 /// connection is returned so that the caller keeps the outcome.
-async fn deliver(client: &mut Client, job: &LeasedJob, outcome: Outcome) -> Result<(), ClientError> {
+async fn deliver(
+    client: &mut Client,
+    job: &LeasedJob,
+    outcome: Outcome,
+) -> Result<(), ClientError> {
     let sent = match outcome {
         Outcome::Succeeded(result) => {
             let (accuracy, energy_kwh) = (result.train.accuracy, result.energy.energy_kwh);
-            let sent = client.complete(job, result).await;
+            let sent = client.complete(job, *result).await;
             if sent.is_ok() {
                 info!(job = %job.spec.job_id(), accuracy, energy_kwh, "job succeeded");
             }

@@ -38,17 +38,29 @@ impl ClientError {
 
     /// True when the coordinator refused the token.
     pub fn is_unauthenticated(&self) -> bool {
-        matches!(self, ClientError::Refused { code: tonic::Code::Unauthenticated, .. })
+        matches!(
+            self,
+            ClientError::Refused {
+                code: tonic::Code::Unauthenticated,
+                ..
+            }
+        )
     }
 }
 
 impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
         match status.code() {
-            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => {
+            tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::DeadlineExceeded => {
                 ClientError::Unreachable(status.message().to_string())
             }
-            code => ClientError::Refused { code, message: status.message().to_string() },
+            code => ClientError::Refused {
+                code,
+                message: status.message().to_string(),
+            },
         }
     }
 }
@@ -73,23 +85,45 @@ pub struct Client {
 
 impl Client {
     /// Connects to `addr` (`host:port`).
-    pub async fn connect(addr: &str, token: Option<&str>, worker_id: &str) -> Result<Client, ClientError> {
+    pub async fn connect(
+        addr: &str,
+        token: Option<&str>,
+        worker_id: &str,
+    ) -> Result<Client, ClientError> {
         let endpoint = Endpoint::from_shared(endpoint_uri(addr))
-            .map_err(|err| ClientError::Unreachable(format!("{addr:?} is not a valid address ({err}): use host:port")))?
+            .map_err(|err| {
+                ClientError::Unreachable(format!(
+                    "{addr:?} is not a valid address ({err}): use host:port"
+                ))
+            })?
             .connect_timeout(Duration::from_secs(5))
             .tcp_keepalive(Some(Duration::from_secs(10)))
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(10));
-        let channel = endpoint.connect().await.map_err(|err| ClientError::Unreachable(format!("{addr}: {err}")))?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|err| ClientError::Unreachable(format!("{addr}: {err}")))?;
         let inner = WorkerServiceClient::with_interceptor(channel, BearerToken::new(token)?);
-        Ok(Client { inner, worker_id: worker_id.to_string() })
+        Ok(Client {
+            inner,
+            worker_id: worker_id.to_string(),
+        })
     }
 
     /// Registers this worker; returns the heartbeat interval.
-    pub async fn join(&mut self, fingerprint: HardwareFingerprint) -> Result<Duration, ClientError> {
-        let request = pb::JoinRequest { worker_id: self.worker_id.clone(), fingerprint: Some(fingerprint.into()) };
+    pub async fn join(
+        &mut self,
+        fingerprint: HardwareFingerprint,
+    ) -> Result<Duration, ClientError> {
+        let request = pb::JoinRequest {
+            worker_id: self.worker_id.clone(),
+            fingerprint: Some(fingerprint.into()),
+        };
         let answer = self.inner.join(request).await?.into_inner();
-        Ok(Duration::from_millis(answer.heartbeat_interval_ms.max(100).into()))
+        Ok(Duration::from_millis(
+            answer.heartbeat_interval_ms.max(100).into(),
+        ))
     }
 
     /// Asks for a job, waiting up to `wait` on the coordinator's side.
@@ -99,13 +133,26 @@ impl Client {
             wait_ms: wait.as_millis() as u32,
         });
         request.set_timeout(wait + Duration::from_secs(15));
-        let Some(lease) = self.inner.lease_job(request).await?.into_inner().lease else { return Ok(None) };
-        let spec = lease.job.ok_or(ecobench_proto::WireError { message: "Lease", problem: "no job" })?;
-        Ok(Some(LeasedJob { spec: spec.try_into()?, lease_id: lease.lease_id, attempt: lease.attempt }))
+        let Some(lease) = self.inner.lease_job(request).await?.into_inner().lease else {
+            return Ok(None);
+        };
+        let spec = lease.job.ok_or(ecobench_proto::WireError {
+            message: "Lease",
+            problem: "no job",
+        })?;
+        Ok(Some(LeasedJob {
+            spec: spec.try_into()?,
+            lease_id: lease.lease_id,
+            attempt: lease.attempt,
+        }))
     }
 
     /// Extends the lease; returns true when the job must be cancelled.
-    pub async fn heartbeat(&mut self, job: &LeasedJob, progress: Progress) -> Result<bool, ClientError> {
+    pub async fn heartbeat(
+        &mut self,
+        job: &LeasedJob,
+        progress: Progress,
+    ) -> Result<bool, ClientError> {
         let mut request = tonic::Request::new(pb::HeartbeatRequest {
             worker_id: self.worker_id.clone(),
             job_id: job.spec.job_id(),
@@ -117,7 +164,11 @@ impl Client {
     }
 
     /// Sends a result.
-    pub async fn complete(&mut self, job: &LeasedJob, result: JobResult) -> Result<(), ClientError> {
+    pub async fn complete(
+        &mut self,
+        job: &LeasedJob,
+        result: JobResult,
+    ) -> Result<(), ClientError> {
         let request = pb::CompleteJobRequest {
             worker_id: self.worker_id.clone(),
             job_id: job.spec.job_id(),
@@ -129,7 +180,12 @@ impl Client {
     }
 
     /// Reports a failure.
-    pub async fn fail(&mut self, job: &LeasedJob, reason: &str, retryable: bool) -> Result<(), ClientError> {
+    pub async fn fail(
+        &mut self,
+        job: &LeasedJob,
+        reason: &str,
+        retryable: bool,
+    ) -> Result<(), ClientError> {
         let request = pb::FailJobRequest {
             worker_id: self.worker_id.clone(),
             job_id: job.spec.job_id(),

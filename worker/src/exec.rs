@@ -67,7 +67,7 @@ pub struct ExecConfig {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// It trained; here are the figures.
-    Succeeded(JobResult),
+    Succeeded(Box<JobResult>),
     /// It failed.
     Failed {
         /// Why.
@@ -85,18 +85,28 @@ pub fn child_main() -> i32 {
     let input: ChildInput = match serde_json::from_reader(std::io::stdin().lock()) {
         Ok(input) => input,
         Err(err) => {
-            emit(&ChildEvent::Error { message: format!("bad job on stdin: {err}"), retryable: false });
+            emit(&ChildEvent::Error {
+                message: format!("bad job on stdin: {err}"),
+                retryable: false,
+            });
             return 2;
         }
     };
-    let mut on_epoch = |metrics: &EpochMetrics| emit(&ChildEvent::Epoch { metrics: metrics.clone() });
+    let mut on_epoch = |metrics: &EpochMetrics| {
+        emit(&ChildEvent::Epoch {
+            metrics: metrics.clone(),
+        })
+    };
     match crate::train::train_job(&input.spec, &input.data_dirs, &mut on_epoch) {
         Ok(report) => {
             emit(&ChildEvent::Result { report });
             0
         }
         Err(err) => {
-            emit(&ChildEvent::Error { message: err.to_string(), retryable: err.is_retryable() });
+            emit(&ChildEvent::Error {
+                message: err.to_string(),
+                retryable: err.is_retryable(),
+            });
             2
         }
     }
@@ -119,9 +129,18 @@ pub async fn run_job(
     heartbeat_every: Duration,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Outcome {
-    let threads = if job.spec.threads > 0 { job.spec.threads } else { config.threads };
+    let threads = if job.spec.threads > 0 {
+        job.spec.threads
+    } else {
+        config.threads
+    };
     let mut command = Command::new(&config.exe);
-    command.arg("exec").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    command
+        .arg("exec")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     if threads > 0 {
         command.env("RAYON_NUM_THREADS", threads.to_string());
     }
@@ -129,13 +148,19 @@ pub async fn run_job(
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(err) => {
-            return Outcome::Failed { reason: format!("cannot start {}: {err}", config.exe.display()), retryable: true };
+            return Outcome::Failed {
+                reason: format!("cannot start {}: {err}", config.exe.display()),
+                retryable: true,
+            };
         }
     };
     let pid = child.id().expect("a just-spawned child has a pid");
     let mut metering = meter.start(pid);
     info!(job = %job.spec.job_id(), pid, threads, "job started");
-    let input = ChildInput { spec: job.spec.clone(), data_dirs: config.data_dirs.clone() };
+    let input = ChildInput {
+        spec: job.spec.clone(),
+        data_dirs: config.data_dirs.clone(),
+    };
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let payload = serde_json::to_vec(&input).expect("inputs serialise");
     tokio::spawn(async move {
@@ -184,14 +209,28 @@ pub async fn run_job(
         return Outcome::Cancelled;
     }
     if stopping {
-        return Outcome::Failed { reason: "the worker was stopped during the job".into(), retryable: true };
+        return Outcome::Failed {
+            reason: "the worker was stopped during the job".into(),
+            retryable: true,
+        };
     }
     match (events.report, events.error, status) {
-        (Some(report), _, Ok(status)) if status.success() => Outcome::Succeeded(JobResult { train: report, energy }),
-        (_, Some((message, retryable)), _) => Outcome::Failed { reason: message, retryable },
+        (Some(report), _, Ok(status)) if status.success() => Outcome::Succeeded(JobResult {
+            train: report,
+            energy,
+        }),
+        (_, Some((message, retryable)), _) => Outcome::Failed {
+            reason: message,
+            retryable,
+        },
         (_, None, status) => {
             let how = status.map_or_else(|err| err.to_string(), |s| s.to_string());
-            Outcome::Failed { reason: format!("training process ended without a result ({how}); its stderr:\n{stderr_tail}"), retryable: true }
+            Outcome::Failed {
+                reason: format!(
+                    "training process ended without a result ({how}); its stderr:\n{stderr_tail}"
+                ),
+                retryable: true,
+            }
         }
     }
 }
@@ -208,7 +247,12 @@ impl Events {
     fn take(&mut self, line: &str) {
         match serde_json::from_str::<ChildEvent>(line) {
             Ok(ChildEvent::Epoch { metrics }) => {
-                info!(epoch = metrics.epoch, loss = metrics.loss, accuracy = metrics.test_accuracy, "epoch done");
+                info!(
+                    epoch = metrics.epoch,
+                    loss = metrics.loss,
+                    accuracy = metrics.test_accuracy,
+                    "epoch done"
+                );
                 self.progress = Progress {
                     epoch: metrics.epoch,
                     n_epochs: self.progress.n_epochs,

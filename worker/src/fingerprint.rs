@@ -34,7 +34,9 @@ pub fn hostname() -> String {
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|text| text.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|text| text.trim().to_string())
 }
 
 fn mem_total_bytes(proc_root: &Path) -> Option<u64> {
@@ -46,6 +48,8 @@ fn mem_total_bytes(proc_root: &Path) -> Option<u64> {
 
 fn os_name() -> Option<String> {
     let release = std::fs::read_to_string("/etc/os-release").ok()?;
-    let line = release.lines().find(|line| line.starts_with("PRETTY_NAME="))?;
+    let line = release
+        .lines()
+        .find(|line| line.starts_with("PRETTY_NAME="))?;
     Some(line["PRETTY_NAME=".len()..].trim_matches('"').to_string())
 }

@@ -70,7 +70,11 @@ fn main() -> Result<()> {
         coordinator,
         token: cli.token_file.as_deref().map(read_token).transpose()?,
         worker_id: cli.worker_id.clone().unwrap_or_else(|| {
-            format!("{}-{}", ecobench_worker::fingerprint::hostname(), std::process::id())
+            format!(
+                "{}-{}",
+                ecobench_worker::fingerprint::hostname(),
+                std::process::id()
+            )
         }),
         exec: ExecConfig {
             exe: std::env::current_exe().context("cannot find the worker's own executable")?,
@@ -107,17 +111,22 @@ fn data_dirs(given: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 fn read_token(path: &Path) -> Result<String> {
-    let token = std::fs::read_to_string(path).with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
     let token = token.trim().to_string();
     if token.is_empty() {
-        bail!("the token file {} is empty: put the shared token in it", path.display());
+        bail!(
+            "the token file {} is empty: put the shared token in it",
+            path.display()
+        );
     }
     Ok(token)
 }
 
 /// Completes on Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

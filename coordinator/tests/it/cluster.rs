@@ -6,7 +6,8 @@ use ecobench_proto::pb;
 
 use crate::support::*;
 
-const BOTH_MODELS: &str = "[[model]]\nkind = \"cnn\"\n\n[[model]]\nkind = \"svm-linear\"\nc = 1.0\n";
+const BOTH_MODELS: &str =
+    "[[model]]\nkind = \"cnn\"\n\n[[model]]\nkind = \"svm-linear\"\nc = 1.0\n";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_workers_run_a_campaign_to_the_end() {
@@ -21,12 +22,25 @@ async fn two_workers_run_a_campaign_to_the_end() {
     let first = submit(&mut client, "e2e.toml", &text).await.unwrap();
     let again = submit(&mut client, "e2e.toml", &text).await.unwrap();
     assert_eq!((first.n_jobs, first.created), (4, true));
-    assert_eq!((again.campaign_id.as_str(), again.created), (first.campaign_id.as_str(), false));
+    assert_eq!(
+        (again.campaign_id.as_str(), again.created),
+        (first.campaign_id.as_str(), false)
+    );
 
     let status = wait_done(&mut client, &first.campaign_id, &[&w1, &w2]).await;
-    assert_eq!((status.succeeded, status.failed, status.n_jobs), (4, 0, 4), "{status:?}");
+    assert_eq!(
+        (status.succeeded, status.failed, status.n_jobs),
+        (4, 0, 4),
+        "{status:?}"
+    );
 
-    let report = client.get_report(pb::GetReportRequest { campaign: "e2e".into() }).await.unwrap().into_inner();
+    let report = client
+        .get_report(pb::GetReportRequest {
+            campaign: "e2e".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let jobs = csv_rows(&report_file(&report, "jobs.csv"));
     assert_eq!(jobs.len(), 4);
     let mut ids: Vec<&str> = jobs.iter().map(|row| row["job_id"].as_str()).collect();
@@ -39,15 +53,30 @@ async fn two_workers_run_a_campaign_to_the_end() {
         assert!(accuracy > 0.3, "above chance (0.1): {row:?}");
         assert!(row["energy_kwh"].parse::<f64>().unwrap() > 0.0, "{row:?}");
         assert!(row["co2_kg"].parse::<f64>().unwrap() > 0.0, "{row:?}");
-        assert!(["model", "rapl"].contains(&row["method"].as_str()), "{row:?}");
+        assert!(
+            ["model", "rapl"].contains(&row["method"].as_str()),
+            "{row:?}"
+        );
         assert!(["w1", "w2"].contains(&row["worker"].as_str()), "{row:?}");
     }
     let summary = csv_rows(&report_file(&report, "summary.csv"));
-    let groups: Vec<(&str, &str)> = summary.iter().map(|r| (r["model"].as_str(), r["n_succeeded"].as_str())).collect();
+    let groups: Vec<(&str, &str)> = summary
+        .iter()
+        .map(|r| (r["model"].as_str(), r["n_succeeded"].as_str()))
+        .collect();
     assert_eq!(groups, vec![("cnn", "2"), ("svm-linear", "2")]);
-    assert!(report.table.contains("svm-linear") && report.table.contains("cnn"), "{}", report.table);
+    assert!(
+        report.table.contains("svm-linear") && report.table.contains("cnn"),
+        "{}",
+        report.table
+    );
 
-    let workers = client.list_workers(pb::ListWorkersRequest {}).await.unwrap().into_inner().workers;
+    let workers = client
+        .list_workers(pb::ListWorkersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .workers;
     let done: u32 = workers.iter().map(|w| w.jobs_done).sum();
     assert_eq!((workers.len(), done), (2, 4));
 
@@ -58,9 +87,16 @@ async fn two_workers_run_a_campaign_to_the_end() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
     assert!(String::from_utf8_lossy(&cli.stdout).contains("svm-linear"));
-    assert_eq!(std::fs::read_to_string(out.join("jobs.csv")).unwrap(), report_file(&report, "jobs.csv"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("jobs.csv")).unwrap(),
+        report_file(&report, "jobs.csv")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -71,21 +107,47 @@ async fn results_survive_a_coordinator_crash() {
     let mut coordinator = CoordinatorProcess::start(&db, &[]);
     let worker = WorkerProcess::start(&coordinator.addr, tmp.path(), "w", &[]);
     let mut client = client(&coordinator.addr, None).await;
-    let text = campaign("crash", &dataset, "[1, 2]", "[[model]]\nkind = \"svm-linear\"\n");
+    let text = campaign(
+        "crash",
+        &dataset,
+        "[1, 2]",
+        "[[model]]\nkind = \"svm-linear\"\n",
+    );
     let submitted = submit(&mut client, "crash.toml", &text).await.unwrap();
     wait_done(&mut client, &submitted.campaign_id, &[&worker]).await;
-    let request = pb::GetReportRequest { campaign: submitted.campaign_id.clone() };
-    let before = report_file(&client.get_report(request.clone()).await.unwrap().into_inner(), "jobs.csv");
+    let request = pb::GetReportRequest {
+        campaign: submitted.campaign_id.clone(),
+    };
+    let before = report_file(
+        &client
+            .get_report(request.clone())
+            .await
+            .unwrap()
+            .into_inner(),
+        "jobs.csv",
+    );
     drop(worker);
 
     coordinator.kill();
     let restarted = CoordinatorProcess::start(&db, &[]);
     let mut client = crate::support::client(&restarted.addr, None).await;
-    let after = report_file(&client.get_report(request).await.unwrap().into_inner(), "jobs.csv");
+    let after = report_file(
+        &client.get_report(request).await.unwrap().into_inner(),
+        "jobs.csv",
+    );
     assert_eq!(before, after);
-    assert_eq!(csv_rows(&after).iter().filter(|r| r["status"] == "succeeded").count(), 2);
+    assert_eq!(
+        csv_rows(&after)
+            .iter()
+            .filter(|r| r["status"] == "succeeded")
+            .count(),
+        2
+    );
     let again = submit(&mut client, "crash.toml", &text).await.unwrap();
-    assert!(!again.created, "the restarted coordinator still knows the campaign");
+    assert!(
+        !again.created,
+        "the restarted coordinator still knows the campaign"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -96,10 +158,25 @@ async fn a_worker_killed_mid_job_loses_nothing() {
     let doomed = WorkerProcess::start(&coordinator.addr, tmp.path(), "doomed", &[]);
     let mut client = client(&coordinator.addr, None).await;
     let models = "[[model]]\nkind = \"cnn\"\nepochs = 40\n";
-    let submitted = submit(&mut client, "long.toml", &campaign("long", &dataset, "[1]", models)).await.unwrap();
+    let submitted = submit(
+        &mut client,
+        "long.toml",
+        &campaign("long", &dataset, "[1]", models),
+    )
+    .await
+    .unwrap();
     loop {
-        let request = pb::GetCampaignRequest { campaign: submitted.campaign_id.clone() };
-        if client.get_campaign(request).await.unwrap().into_inner().leased == 1 {
+        let request = pb::GetCampaignRequest {
+            campaign: submitted.campaign_id.clone(),
+        };
+        if client
+            .get_campaign(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .leased
+            == 1
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -109,10 +186,20 @@ async fn a_worker_killed_mid_job_loses_nothing() {
     let survivor = WorkerProcess::start(&coordinator.addr, tmp.path(), "survivor", &[]);
     let status = wait_done(&mut client, &submitted.campaign_id, &[&survivor]).await;
     assert_eq!((status.succeeded, status.failed), (1, 0));
-    let report = client.get_report(pb::GetReportRequest { campaign: "long".into() }).await.unwrap().into_inner();
+    let report = client
+        .get_report(pb::GetReportRequest {
+            campaign: "long".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let jobs = csv_rows(&report_file(&report, "jobs.csv"));
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0]["worker"], "survivor");
     assert_eq!(jobs[0]["attempts"], "2");
-    assert!(jobs[0]["error"].contains("lease expired on worker doomed"), "{:?}", jobs[0]);
+    assert!(
+        jobs[0]["error"].contains("lease expired on worker doomed"),
+        "{:?}",
+        jobs[0]
+    );
 }

@@ -34,9 +34,17 @@ impl CoordinatorProcess {
             .spawn()
             .expect("coordinator starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        CoordinatorProcess { addr: addr.to_string(), child }
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        CoordinatorProcess {
+            addr: addr.to_string(),
+            child,
+        }
     }
 
     /// kill -9, as a crash would.
@@ -62,7 +70,8 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Starts a worker joining `addr`.
     pub fn start(addr: &str, dir: &Path, name: &str, extra_args: &[&str]) -> WorkerProcess {
-        let binary = ecobench_coordinator::local::worker_binary().expect("the worker binary is built");
+        let binary =
+            ecobench_coordinator::local::worker_binary().expect("the worker binary is built");
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(binary)
             .args(["--join", addr, "--worker-id", name, "--threads", "1"])
@@ -123,7 +132,9 @@ fn synthetic(n: usize, seed: u64) -> Dataset {
     let patterns: Vec<Vec<bool>> = (0..10u64)
         .map(|class| {
             let mut noise = Noise(1000 + class * 7919);
-            (0..side * side).map(|_| noise.next() % 4 == 0).collect()
+            (0..side * side)
+                .map(|_| noise.next().is_multiple_of(4))
+                .collect()
         })
         .collect();
     let mut noise = Noise(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
@@ -135,7 +146,12 @@ fn synthetic(n: usize, seed: u64) -> Dataset {
             images.push((base + noise.next() % 80) as u8);
         }
     }
-    Dataset { rows: side, cols: side, images, labels }
+    Dataset {
+        rows: side,
+        cols: side,
+        images,
+        labels,
+    }
 }
 
 /// Writes a tiny dataset folder (gzipped IDX) and returns it.
@@ -159,28 +175,51 @@ pub type RawClient = CampaignServiceClient<InterceptedService<Channel, BearerTok
 
 /// Connects a campaign client with an optional token.
 pub async fn client(addr: &str, token: Option<&str>) -> RawClient {
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     CampaignServiceClient::with_interceptor(channel, BearerToken::new(token).unwrap())
 }
 
 /// Submits a campaign text; returns the answer.
-pub async fn submit(client: &mut RawClient, name: &str, toml: &str) -> Result<pb::SubmitCampaignResponse, tonic::Status> {
-    let request = pb::SubmitCampaignRequest { file_name: name.to_string(), toml: toml.to_string() };
-    client.submit_campaign(request).await.map(tonic::Response::into_inner)
+pub async fn submit(
+    client: &mut RawClient,
+    name: &str,
+    toml: &str,
+) -> Result<pb::SubmitCampaignResponse, tonic::Status> {
+    let request = pb::SubmitCampaignRequest {
+        file_name: name.to_string(),
+        toml: toml.to_string(),
+    };
+    client
+        .submit_campaign(request)
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 /// Polls until every job of the campaign has ended; panics with the worker logs on timeout.
-pub async fn wait_done(client: &mut RawClient, campaign: &str, workers: &[&WorkerProcess]) -> pb::CampaignStatus {
+pub async fn wait_done(
+    client: &mut RawClient,
+    campaign: &str,
+    workers: &[&WorkerProcess],
+) -> pb::CampaignStatus {
     let start = Instant::now();
     loop {
-        let request = pb::GetCampaignRequest { campaign: campaign.to_string() };
+        let request = pb::GetCampaignRequest {
+            campaign: campaign.to_string(),
+        };
         let status = client.get_campaign(request).await.unwrap().into_inner();
         if status.pending + status.leased == 0 {
             return status;
         }
         if start.elapsed() > CAMPAIGN_TIMEOUT {
             let logs: Vec<String> = workers.iter().map(|w| w.log_text()).collect();
-            panic!("campaign not done in time: {status:?}\nworker logs:\n{}", logs.join("\n----\n"));
+            panic!(
+                "campaign not done in time: {status:?}\nworker logs:\n{}",
+                logs.join("\n----\n")
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -188,7 +227,11 @@ pub async fn wait_done(client: &mut RawClient, campaign: &str, workers: &[&Worke
 
 /// The report's file of that name, as text.
 pub fn report_file(report: &pb::GetReportResponse, name: &str) -> String {
-    let file = report.files.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no {name} in the report"));
+    let file = report
+        .files
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no {name} in the report"));
     String::from_utf8(file.content.clone()).unwrap()
 }
 
@@ -197,6 +240,12 @@ pub fn csv_rows(text: &str) -> Vec<std::collections::HashMap<String, String>> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     lines
-        .map(|line| header.iter().map(|h| h.to_string()).zip(line.split(',').map(str::to_string)).collect())
+        .map(|line| {
+            header
+                .iter()
+                .map(|h| h.to_string())
+                .zip(line.split(',').map(str::to_string))
+                .collect()
+        })
         .collect()
 }

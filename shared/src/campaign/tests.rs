@@ -30,11 +30,18 @@ fn expands_axes_times_seeds() {
     let idx: Vec<u32> = spec.jobs.iter().map(|job| job.job_idx).collect();
     assert_eq!(idx, (0..12).collect::<Vec<_>>());
     assert!(spec.jobs.iter().all(|job| job.campaign_id == spec.id));
-    assert_eq!(spec.jobs[0].model, ModelConfig::SvmLinear(SvmConfig { c: 0.1 }));
+    assert_eq!(
+        spec.jobs[0].model,
+        ModelConfig::SvmLinear(SvmConfig { c: 0.1 })
+    );
     assert_eq!(spec.jobs[2].seed, 3);
     assert_eq!(
         spec.jobs[11].model,
-        ModelConfig::Cnn(NetConfig { n_epochs: 2, batch_size: 32, learning_rate: 3e-3 })
+        ModelConfig::Cnn(NetConfig {
+            n_epochs: 2,
+            batch_size: 32,
+            learning_rate: 3e-3
+        })
     );
     assert_eq!(spec.jobs[11].train_samples, Some(1000));
 }
@@ -44,14 +51,24 @@ fn same_content_same_id_and_changes_change_it() {
     let a = parse("a.toml", SEED, DEFAULT_MAX_JOBS).unwrap();
     let b = parse("b.toml", &format!("# a comment\n{SEED}"), DEFAULT_MAX_JOBS).unwrap();
     assert_eq!(a.id, b.id);
-    let c = parse("c.toml", &SEED.replace("seeds = [1, 2, 3]", "seeds = [1, 2]"), DEFAULT_MAX_JOBS).unwrap();
+    let c = parse(
+        "c.toml",
+        &SEED.replace("seeds = [1, 2, 3]", "seeds = [1, 2]"),
+        DEFAULT_MAX_JOBS,
+    )
+    .unwrap();
     assert_ne!(a.id, c.id);
 }
 
 #[test]
 fn unknown_key_names_file_line_and_key() {
-    let text = SEED.replace("test_samples = 200", "test_samples = 200\nlearning_rat = 0.1");
-    let err = parse("bad.toml", &text, DEFAULT_MAX_JOBS).unwrap_err().to_string();
+    let text = SEED.replace(
+        "test_samples = 200",
+        "test_samples = 200\nlearning_rat = 0.1",
+    );
+    let err = parse("bad.toml", &text, DEFAULT_MAX_JOBS)
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("bad.toml"), "{err}");
     assert!(err.contains("learning_rat"), "{err}");
     assert!(err.contains("line 6"), "{err}");
@@ -60,14 +77,18 @@ fn unknown_key_names_file_line_and_key() {
 #[test]
 fn unknown_key_inside_a_model_is_named() {
     let text = SEED.replace("c = [0.1, 1.0]", "c = [0.1, 1.0]\ngamma = 2");
-    let err = parse("bad.toml", &text, DEFAULT_MAX_JOBS).unwrap_err().to_string();
+    let err = parse("bad.toml", &text, DEFAULT_MAX_JOBS)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("gamma"), "{err}");
 }
 
 #[test]
 fn unknown_kind_lists_the_valid_ones() {
     let text = SEED.replace("kind = \"cnn\"", "kind = \"resnet\"");
-    let err = parse("bad.toml", &text, DEFAULT_MAX_JOBS).unwrap_err().to_string();
+    let err = parse("bad.toml", &text, DEFAULT_MAX_JOBS)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("resnet"), "{err}");
     assert!(err.starts_with("bad.toml:17: key `kind`"), "{err}");
     for kind in MODEL_KINDS {
@@ -78,7 +99,9 @@ fn unknown_kind_lists_the_valid_ones() {
 #[test]
 fn wrong_type_is_explained() {
     let text = SEED.replace("c = [0.1, 1.0]", "c = \"high\"");
-    let err = parse("bad.toml", &text, DEFAULT_MAX_JOBS).unwrap_err().to_string();
+    let err = parse("bad.toml", &text, DEFAULT_MAX_JOBS)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("line 14"), "{err}");
     assert!(err.contains("list of values"), "{err}");
 }
@@ -102,18 +125,37 @@ fn out_of_range_values_name_key_line_and_value() {
 #[test]
 fn too_large_is_refused() {
     let err = parse("big.toml", SEED, 5).unwrap_err();
-    assert_eq!(err, CampaignError::TooLarge { file: "big.toml".into(), n_jobs: 12, max_jobs: 5 });
+    assert_eq!(
+        err,
+        CampaignError::TooLarge {
+            file: "big.toml".into(),
+            n_jobs: 12,
+            max_jobs: 5
+        }
+    );
 }
 
 #[test]
 fn a_campaign_without_models_is_refused() {
-    let err = parse("empty.toml", "name = \"x\"\n", DEFAULT_MAX_JOBS).unwrap_err().to_string();
+    let err = parse("empty.toml", "name = \"x\"\n", DEFAULT_MAX_JOBS)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("[[model]]"), "{err}");
 }
 
 #[test]
 fn a_key_of_another_kind_is_refused() {
     let text = SEED.replace("learning_rate = [1e-3, 3e-3]", "c = 2.0");
-    let err = parse("bad.toml", &text, DEFAULT_MAX_JOBS).unwrap_err().to_string();
+    let err = parse("bad.toml", &text, DEFAULT_MAX_JOBS)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("`c` does not apply to kind \"cnn\""), "{err}");
+}
+
+#[test]
+fn a_model_may_train_on_fewer_samples() {
+    let text = SEED.replace("c = [0.1, 1.0]", "c = [0.1, 1.0]\ntrain_samples = 800");
+    let spec = parse("seed.toml", &text, DEFAULT_MAX_JOBS).unwrap();
+    assert_eq!(spec.jobs[0].train_samples, Some(800));
+    assert_eq!(spec.jobs[11].train_samples, Some(1000));
 }
