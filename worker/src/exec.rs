@@ -215,10 +215,12 @@ pub async fn run_job(
         };
     }
     match (events.report, events.error, status) {
-        (Some(report), _, Ok(status)) if status.success() => Outcome::Succeeded(JobResult {
-            train: report,
-            energy,
-        }),
+        (Some(report), _, Ok(status)) if status.success() => {
+            Outcome::Succeeded(Box::new(JobResult {
+                train: report,
+                energy,
+            }))
+        }
         (_, Some((message, retryable)), _) => Outcome::Failed {
             reason: message,
             retryable,
