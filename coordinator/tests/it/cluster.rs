@@ -203,3 +203,43 @@ async fn a_worker_killed_mid_job_loses_nothing() {
         jobs[0]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_reconnects_when_the_coordinator_comes_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = tiny_dataset(tmp.path());
+    let db = tmp.path().join("db");
+    let mut first = CoordinatorProcess::start(&db, &[]);
+    let addr = first.addr.clone();
+    let worker = WorkerProcess::start(&addr, tmp.path(), "steady", &[]);
+    let mut client = client(&addr, None).await;
+    let one = submit(
+        &mut client,
+        "one.toml",
+        &campaign("one", &dataset, "[1]", "[[model]]\nkind = \"svm-linear\"\n"),
+    )
+    .await
+    .unwrap();
+    wait_done(&mut client, &one.campaign_id, &[&worker]).await;
+
+    first.kill();
+    let second = CoordinatorProcess::start_at(&addr, &db, &[]);
+    let mut client = crate::support::client(&second.addr, None).await;
+    let two = submit(
+        &mut client,
+        "two.toml",
+        &campaign("two", &dataset, "[2]", "[[model]]\nkind = \"svm-linear\"\n"),
+    )
+    .await
+    .unwrap();
+    let status = wait_done(&mut client, &two.campaign_id, &[&worker]).await;
+    assert_eq!(
+        status.succeeded, 1,
+        "the same worker process took the new job"
+    );
+    assert!(
+        worker.log_text().contains("reconnecting"),
+        "{}",
+        worker.log_text()
+    );
+}

@@ -25,8 +25,13 @@ pub struct CoordinatorProcess {
 impl CoordinatorProcess {
     /// Starts `coordinator serve` on 127.0.0.1:0 over `db`; returns once it listens.
     pub fn start(db: &Path, extra_args: &[&str]) -> CoordinatorProcess {
+        CoordinatorProcess::start_at("127.0.0.1:0", db, extra_args)
+    }
+
+    /// Starts `coordinator serve` on `listen` over `db`; returns once it listens.
+    pub fn start_at(listen: &str, db: &Path, extra_args: &[&str]) -> CoordinatorProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .args(["serve", "--listen", listen, "--db"])
             .arg(db)
             .args(extra_args)
             .stdout(Stdio::piped())
