@@ -1,13 +1,14 @@
 //! `coordinator`: flags, tracing, binding and signals; the work is in the library.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ecobench_coordinator::client::Client;
 use ecobench_coordinator::commands::{self, RunOptions};
 use ecobench_coordinator::{CoordinatorConfig, ServeConfig};
+use ecobench_shared::process::read_token_file;
 
 /// The ecobench coordinator: stores campaigns and results, leases jobs to workers, serves reports.
 #[derive(Debug, Parser)]
@@ -105,22 +106,13 @@ struct Connection {
 
 impl Connection {
     async fn connect(&self) -> Result<Client> {
-        let token = self.token_file.as_deref().map(read_token).transpose()?;
+        let token = self
+            .token_file
+            .as_deref()
+            .map(read_token_file)
+            .transpose()?;
         Client::connect(&self.addr, token.as_deref()).await
     }
-}
-
-fn read_token(path: &Path) -> Result<String> {
-    let token = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
-    let token = token.trim().to_string();
-    if token.is_empty() {
-        bail!(
-            "the token file {} is empty: put the shared token in it",
-            path.display()
-        );
-    }
-    Ok(token)
 }
 
 #[tokio::main]
@@ -136,7 +128,7 @@ async fn main() -> Result<()> {
             max_attempts,
             max_jobs,
         } => {
-            let token = token_file.as_deref().map(read_token).transpose()?;
+            let token = token_file.as_deref().map(read_token_file).transpose()?;
             if token.is_none() && !listen.ip().is_loopback() && !insecure {
                 bail!(
                     "refusing to listen on {listen} without a token: pass --token-file FILE (or --insecure on a trusted network)"
@@ -159,7 +151,7 @@ async fn main() -> Result<()> {
                     token,
                     coordinator,
                 },
-                shutdown_signal(),
+                ecobench_shared::process::shutdown_signal(),
             )
             .await
         }
@@ -202,19 +194,4 @@ async fn main() -> Result<()> {
             .await
         }
     }
-}
-
-/// Completes on Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down; press Ctrl-C again to exit at once");
-    tokio::spawn(async {
-        let _ = tokio::signal::ctrl_c().await;
-        std::process::exit(130);
-    });
 }

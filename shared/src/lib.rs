@@ -4,12 +4,14 @@
 //! - [`campaign`]: campaign TOML files and their expansion into a matrix of jobs.
 //! - [`carbon`]: the embedded per-country carbon-intensity table.
 //! - [`telemetry`]: one tracing set-up for every binary.
+//! - [`process`]: the token file and the shutdown signal, for both binaries.
 //!
 //! Nothing here does network, database or training work.
 
 pub mod campaign;
 pub mod carbon;
 pub mod job;
+pub mod process;
 pub mod telemetry;
 
 pub use campaign::{CampaignError, CampaignSpec};

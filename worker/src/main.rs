@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use ecobench_shared::process::read_token_file;
 use ecobench_worker::agent::{self, WorkerConfig};
 use ecobench_worker::energy::MeterConfig;
 use ecobench_worker::exec::{self, ExecConfig};
@@ -68,7 +69,7 @@ fn main() -> Result<()> {
     };
     let config = WorkerConfig {
         coordinator,
-        token: cli.token_file.as_deref().map(read_token).transpose()?,
+        token: cli.token_file.as_deref().map(read_token_file).transpose()?,
         worker_id: cli.worker_id.clone().unwrap_or_else(|| {
             format!(
                 "{}-{}",
@@ -94,7 +95,7 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            shutdown_signal().await;
+            ecobench_shared::process::shutdown_signal().await;
             let _ = stop.send(true);
         });
         agent::run(config, stopped).await
@@ -108,32 +109,4 @@ fn data_dirs(given: &[PathBuf]) -> Vec<PathBuf> {
     dirs.push(PathBuf::from("data"));
     dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../data"));
     dirs
-}
-
-fn read_token(path: &Path) -> Result<String> {
-    let token = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
-    let token = token.trim().to_string();
-    if token.is_empty() {
-        bail!(
-            "the token file {} is empty: put the shared token in it",
-            path.display()
-        );
-    }
-    Ok(token)
-}
-
-/// Completes on Ctrl-C or SIGTERM; a second Ctrl-C exits at once.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("stopping; press Ctrl-C again to exit at once");
-    tokio::spawn(async {
-        let _ = tokio::signal::ctrl_c().await;
-        std::process::exit(130);
-    });
 }
