@@ -473,3 +473,6 @@ fn check_result(job_id: &str, result: &JobResult) -> Result<(), CoordinatorError
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

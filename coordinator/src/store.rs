@@ -346,3 +346,6 @@ impl Store {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

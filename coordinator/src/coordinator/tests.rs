@@ -1,0 +1,150 @@
+//! Tests of the domain over a temporary store: leases, completions, failures, reports.
+
+use std::sync::Arc;
+
+use ecobench_shared::{EnergyMethod, EnergyReport, JobResult, TrainReport};
+
+use super::*;
+
+const CAMPAIGN: &str = "name = \"d\"\nseeds = [1]\n[[model]]\nkind = \"svm-linear\"\n";
+
+fn coordinator(config: CoordinatorConfig) -> Coordinator {
+    Coordinator::new(Store::temporary().unwrap(), config)
+}
+
+fn result(accuracy: f64) -> JobResult {
+    JobResult {
+        train: TrainReport {
+            accuracy,
+            train_s: 1.0,
+            eval_s: 0.1,
+            samples_per_s: 100.0,
+            n_train: 100,
+            n_test: 10,
+            solver: "test".into(),
+            epochs: vec![],
+        },
+        energy: EnergyReport {
+            method: EnergyMethod::Model,
+            duration_s: 1.0,
+            cpu_time_s: 1.0,
+            cpu_energy_kwh: 1e-6,
+            ram_energy_kwh: 0.0,
+            energy_kwh: 1e-6,
+            machine_energy_kwh: None,
+            avg_power_w: 3.6,
+            carbon_intensity_g_per_kwh: 475.0,
+            carbon_region: "world".into(),
+            pue: 1.0,
+            co2_kg: 4.75e-7,
+            tdp_w: Some(20.0),
+            uncertainty: 0.6,
+            sample_interval_s: 1.0,
+            n_samples: 1,
+            peak_rss_bytes: 1,
+        },
+    }
+}
+
+async fn joined(c: &Coordinator, worker: &str) {
+    c.join(worker, HardwareFingerprint::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_result_is_stored_once_and_a_stale_lease_is_refused() {
+    let c = coordinator(CoordinatorConfig::default());
+    joined(&c, "w").await;
+    let submitted = c.submit("d.toml", CAMPAIGN).await.unwrap();
+    let lease = c.lease_job("w", 0).await.unwrap().expect("a pending job");
+    let job_id = lease.job.job_id();
+    assert!(
+        !c.complete("w", &job_id, lease.lease_id, result(0.8))
+            .await
+            .unwrap()
+    );
+    assert!(
+        c.complete("w", &job_id, lease.lease_id, result(0.8))
+            .await
+            .unwrap(),
+        "a repeat is a duplicate"
+    );
+    let stale = c
+        .complete("w", &job_id, lease.lease_id + 1, result(0.9))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(stale, CoordinatorError::FailedPrecondition(_)),
+        "{stale}"
+    );
+    let report = c.report(&submitted.campaign_id).unwrap();
+    assert_eq!(report.jobs.len(), 1);
+    assert_eq!(report.jobs[0].accuracy, Some(0.8));
+    assert!(c.lease_job("w", 0).await.unwrap().is_none(), "nothing left");
+}
+
+#[tokio::test]
+async fn impossible_results_are_refused_and_nothing_is_stored() {
+    let c = coordinator(CoordinatorConfig::default());
+    joined(&c, "w").await;
+    let submitted = c.submit("d.toml", CAMPAIGN).await.unwrap();
+    let lease = c.lease_job("w", 0).await.unwrap().unwrap();
+    for bad in [result(f64::NAN), result(1.5)] {
+        let err = c
+            .complete("w", &lease.job.job_id(), lease.lease_id, bad)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CoordinatorError::InvalidArgument(_)), "{err}");
+    }
+    assert_eq!(c.status(&submitted.campaign_id).unwrap().leased, 1);
+}
+
+#[tokio::test]
+async fn an_expired_lease_goes_back_to_pending_then_fails() {
+    let config = CoordinatorConfig {
+        lease_ms: 0,
+        max_attempts: 2,
+        ..CoordinatorConfig::default()
+    };
+    let c = coordinator(config);
+    joined(&c, "w").await;
+    let submitted = c.submit("d.toml", CAMPAIGN).await.unwrap();
+    for attempt in 1..=2 {
+        let lease = c.lease_job("w", 0).await.unwrap().unwrap();
+        assert_eq!(lease.attempt, attempt);
+        assert_eq!(c.reap_expired().await.unwrap(), 1);
+    }
+    let status = c.status(&submitted.campaign_id).unwrap();
+    assert_eq!((status.pending, status.failed), (0, 1));
+    let report = c.report("d").unwrap();
+    assert!(
+        report.jobs[0].error.contains("lease expired on worker w"),
+        "{}",
+        report.jobs[0].error
+    );
+}
+
+#[tokio::test]
+async fn a_waiting_lease_wakes_when_work_arrives() {
+    let c = Arc::new(coordinator(CoordinatorConfig::default()));
+    joined(&c, "w").await;
+    let waiter = tokio::spawn({
+        let c = c.clone();
+        async move { c.lease_job("w", 20_000).await }
+    });
+    tokio::task::yield_now().await;
+    c.submit("d.toml", CAMPAIGN).await.unwrap();
+    let lease = waiter.await.unwrap().unwrap();
+    assert!(lease.is_some());
+}
+
+#[tokio::test]
+async fn an_unknown_worker_or_campaign_is_named() {
+    let c = coordinator(CoordinatorConfig::default());
+    let err = c.lease_job("ghost", 0).await.unwrap_err().to_string();
+    assert!(err.contains("ghost") && err.contains("Join"), "{err}");
+    c.submit("d.toml", CAMPAIGN).await.unwrap();
+    let err = c.report("nope").unwrap_err().to_string();
+    assert!(err.contains("\"nope\"") && err.contains("d ("), "{err}");
+}

@@ -1,0 +1,77 @@
+//! Tests of the store over real sled databases in temporary folders.
+
+use super::*;
+use crate::scheduler;
+use ecobench_shared::campaign;
+
+const CAMPAIGN: &str = "name = \"s\"\nseeds = [1, 2]\n[[model]]\nkind = \"svm-linear\"\n";
+
+fn record() -> (CampaignRecord, Vec<JobRecord>) {
+    let spec = campaign::parse("s.toml", CAMPAIGN, 100).unwrap();
+    let jobs = spec.jobs.iter().cloned().map(JobRecord::new).collect();
+    (
+        CampaignRecord {
+            spec,
+            submitted_unix_ms: 1,
+        },
+        jobs,
+    )
+}
+
+#[test]
+fn a_campaign_is_stored_once_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (campaign, jobs) = record();
+    {
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        assert!(store.insert_campaign(&campaign, &jobs).unwrap());
+        assert!(!store.insert_campaign(&campaign, &jobs).unwrap());
+        store.db.flush().unwrap();
+    }
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    assert_eq!(store.campaigns().unwrap().len(), 1);
+    let stored = store.jobs_of(&campaign.spec.id).unwrap();
+    assert_eq!(stored, jobs);
+}
+
+#[test]
+fn jobs_are_kept_in_numeric_order() {
+    assert!(job_key([0; 8], 2) < job_key([0; 8], 10));
+    assert!(job_key([0; 8], u32::MAX) < job_key([0, 0, 0, 0, 0, 0, 0, 1], 0));
+    assert_eq!(campaign_key("zz"), None);
+    assert_eq!(
+        campaign_key("00000000000000ff"),
+        Some([0, 0, 0, 0, 0, 0, 0, 0xff])
+    );
+}
+
+#[test]
+fn a_swap_against_a_stale_read_changes_nothing() {
+    let store = Store::temporary().unwrap();
+    let (campaign, jobs) = record();
+    store.insert_campaign(&campaign, &jobs).unwrap();
+    let key = job_key(campaign_key(&campaign.spec.id).unwrap(), 0);
+    let leased = scheduler::lease(&jobs[0], "w1", 1, 100).unwrap();
+    assert!(store.swap_job(&key, &jobs[0], &leased).unwrap());
+    let other = scheduler::lease(&jobs[0], "w2", 2, 100).unwrap();
+    assert!(
+        !store.swap_job(&key, &jobs[0], &other).unwrap(),
+        "the read was stale"
+    );
+    assert_eq!(store.job(&key).unwrap().unwrap().state, leased.state);
+}
+
+#[test]
+fn a_database_of_another_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", encode(&99u32))
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(&dir.path().join("db")).unwrap_err().to_string();
+    assert!(err.contains("schema version 99"), "{err}");
+}
