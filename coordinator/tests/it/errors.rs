@@ -30,6 +30,22 @@ async fn a_wrong_token_is_unauthenticated() {
             .created
     );
 
+    // The standard health service answers without a token (for probes and load balancers).
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", coordinator.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let request = HealthCheckRequest {
+        service: "ecobench.v1.CampaignService".into(),
+    };
+    let answer = health.check(request).await.unwrap().into_inner();
+    assert_eq!(answer.status(), ServingStatus::Serving);
+
     let bad_token = tmp.path().join("bad");
     std::fs::write(&bad_token, "wrong").unwrap();
     let mut worker = WorkerProcess::start(
