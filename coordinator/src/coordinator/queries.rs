@@ -1,0 +1,104 @@
+//! Read-only questions to the coordinator (campaigns, workers, reports), and
+//! the plausibility check of results.
+
+use std::collections::HashMap;
+
+use ecobench_shared::{HardwareFingerprint, JobResult};
+
+use super::{CampaignStatus, Coordinator, CoordinatorError};
+use crate::report::{self, Report};
+use crate::store::{CampaignRecord, ResultRecord, WorkerRecord};
+
+impl Coordinator {
+    /// Finds a campaign by id, or by name (the latest submitted of that name).
+    pub fn resolve(&self, campaign: &str) -> Result<CampaignRecord, CoordinatorError> {
+        if let Some(record) = self.store.campaign(campaign)? {
+            return Ok(record);
+        }
+        let all = self.store.campaigns()?;
+        all.iter()
+            .filter(|record| record.spec.name == campaign)
+            .max_by_key(|record| record.submitted_unix_ms)
+            .cloned()
+            .ok_or_else(|| {
+                let known: Vec<String> = all
+                    .iter()
+                    .map(|r| format!("{} ({})", r.spec.name, r.spec.id))
+                    .collect();
+                CoordinatorError::NotFound(format!(
+                    "no campaign with id or name {campaign:?}; known: {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            })
+    }
+
+    /// Job counts of a campaign.
+    pub fn status(&self, campaign: &str) -> Result<CampaignStatus, CoordinatorError> {
+        let record = self.resolve(campaign)?;
+        let jobs = self.store.jobs_of(&record.spec.id)?;
+        Ok(report::status(&record.spec, &jobs))
+    }
+
+    /// Every campaign's counts.
+    pub fn list_campaigns(&self) -> Result<Vec<CampaignStatus>, CoordinatorError> {
+        let mut statuses = Vec::new();
+        for record in self.store.campaigns()? {
+            let jobs = self.store.jobs_of(&record.spec.id)?;
+            statuses.push(report::status(&record.spec, &jobs));
+        }
+        Ok(statuses)
+    }
+
+    /// Every worker that ever joined.
+    pub fn list_workers(&self) -> Result<Vec<WorkerRecord>, CoordinatorError> {
+        Ok(self.store.workers()?)
+    }
+
+    /// The campaign's report from what is stored now.
+    pub fn report(&self, campaign: &str) -> Result<Report, CoordinatorError> {
+        let record = self.resolve(campaign)?;
+        let jobs = self.store.jobs_of(&record.spec.id)?;
+        let results: HashMap<u32, ResultRecord> = self
+            .store
+            .results_of(&record.spec.id)?
+            .into_iter()
+            .collect();
+        let workers: HashMap<String, HardwareFingerprint> = self
+            .store
+            .workers()?
+            .into_iter()
+            .map(|w| (w.worker_id, w.fingerprint))
+            .collect();
+        Ok(report::build(&record.spec, &jobs, &results, &workers))
+    }
+}
+
+/// Refuses results that cannot be true (NaN, negative energy, accuracy outside [0, 1]).
+pub(super) fn check_result(job_id: &str, result: &JobResult) -> Result<(), CoordinatorError> {
+    let e = &result.energy;
+    let figures = [
+        ("accuracy", result.train.accuracy),
+        ("train_s", result.train.train_s),
+        ("energy_kwh", e.energy_kwh),
+        ("co2_kg", e.co2_kg),
+        ("duration_s", e.duration_s),
+    ];
+    for (name, value) in figures {
+        if !value.is_finite() || value < 0.0 {
+            return Err(CoordinatorError::InvalidArgument(format!(
+                "result of job {job_id} has {name} = {value}: figures must be finite and non-negative"
+            )));
+        }
+    }
+    if result.train.accuracy > 1.0 {
+        return Err(CoordinatorError::InvalidArgument(format!(
+            "result of job {job_id} has accuracy = {} > 1",
+            result.train.accuracy
+        )));
+    }
+    Ok(())
+}

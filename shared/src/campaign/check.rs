@@ -1,0 +1,172 @@
+//! Range and consistency checks that TOML types cannot express, reporting the
+//! file, the key's line, the value and what to do.
+
+use super::{Axis, COMMON_MODEL_KEYS, CampaignError, RawCampaign, RawModel, keys_of_kind};
+use crate::job::MODEL_KINDS;
+
+/// Range checks that TOML types cannot express, reporting the key's line.
+pub(super) struct Checker<'a> {
+    pub(super) file: &'a str,
+    pub(super) text: &'a str,
+}
+
+impl Checker<'_> {
+    pub(super) fn validate(&self, raw: &RawCampaign) -> Result<(), CampaignError> {
+        if raw.name.trim().is_empty() {
+            return Err(self.invalid("name", "\"\"", "give the campaign a name"));
+        }
+        if raw.model.is_empty() {
+            return Err(self.invalid(
+                "model",
+                "(none)",
+                &format!(
+                    "add at least one [[model]] table with `kind` = one of: {}",
+                    MODEL_KINDS.join(", ")
+                ),
+            ));
+        }
+        if raw.seeds.is_empty() {
+            return Err(self.invalid(
+                "seeds",
+                "[]",
+                "list at least one seed, e.g. seeds = [1, 2, 3]",
+            ));
+        }
+        for (key, value) in [
+            ("train_samples", raw.train_samples),
+            ("test_samples", raw.test_samples),
+        ] {
+            if value == Some(0) {
+                return Err(self.invalid(
+                    key,
+                    "0",
+                    "use a positive count, or omit the key for the whole split",
+                ));
+            }
+        }
+        if let Some(target) = raw.target_accuracy
+            && !(0.0..=1.0).contains(&target)
+        {
+            return Err(self.invalid(
+                "target_accuracy",
+                &target.to_string(),
+                "use a fraction between 0 and 1",
+            ));
+        }
+        if raw.defaults.optimizer != "adamw" {
+            return Err(self.invalid(
+                "optimizer",
+                &format!("{:?}", raw.defaults.optimizer),
+                "the only optimizer is \"adamw\"",
+            ));
+        }
+        self.positive_all(
+            "epochs",
+            raw.defaults.epochs.values().iter().map(|&v| v as f64),
+        )?;
+        self.positive_all(
+            "batch_size",
+            raw.defaults.batch_size.values().iter().map(|&v| v as f64),
+        )?;
+        self.positive_all(
+            "learning_rate",
+            raw.defaults.learning_rate.values().into_iter(),
+        )?;
+        for model in &raw.model {
+            self.validate_model(model)?;
+        }
+        Ok(())
+    }
+
+    fn validate_model(&self, model: &RawModel) -> Result<(), CampaignError> {
+        if !MODEL_KINDS.contains(&model.kind.as_str()) {
+            return Err(CampaignError::Invalid {
+                file: self.file.to_string(),
+                line: line_of(self.text, "kind", Some(&model.kind)),
+                key: "kind".into(),
+                value: format!("{:?}", model.kind),
+                reason: format!(
+                    "unknown model kind; valid kinds: {}",
+                    MODEL_KINDS.join(", ")
+                ),
+            });
+        }
+        let allowed = keys_of_kind(&model.kind);
+        if let Some(key) = model
+            .keys_set()
+            .into_iter()
+            .find(|key| !allowed.contains(key))
+        {
+            return Err(self.invalid(
+                key,
+                "(set)",
+                &format!(
+                    "`{key}` does not apply to kind {:?}; its keys are: {}",
+                    model.kind,
+                    [allowed, COMMON_MODEL_KEYS].concat().join(", ")
+                ),
+            ));
+        }
+        if model.train_samples == Some(0) {
+            return Err(self.invalid(
+                "train_samples",
+                "0",
+                "use a positive count, or omit the key",
+            ));
+        }
+        self.positive_all("c", model.c.iter().flat_map(Axis::values))?;
+        self.positive_all(
+            "epochs",
+            model.epochs.iter().flat_map(Axis::values).map(f64::from),
+        )?;
+        self.positive_all(
+            "batch_size",
+            model
+                .batch_size
+                .iter()
+                .flat_map(Axis::values)
+                .map(f64::from),
+        )?;
+        self.positive_all(
+            "learning_rate",
+            model.learning_rate.iter().flat_map(Axis::values),
+        )?;
+        Ok(())
+    }
+
+    fn positive_all(
+        &self,
+        key: &str,
+        values: impl Iterator<Item = f64>,
+    ) -> Result<(), CampaignError> {
+        for value in values {
+            if !(value > 0.0 && value.is_finite()) {
+                return Err(self.invalid(key, &value.to_string(), "use a positive, finite number"));
+            }
+        }
+        Ok(())
+    }
+
+    fn invalid(&self, key: &str, value: &str, reason: &str) -> CampaignError {
+        CampaignError::Invalid {
+            file: self.file.to_string(),
+            line: line_of(self.text, key, None),
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// The 1-based line where `key = …` (holding `value`, if given) first appears, or 0.
+fn line_of(text: &str, key: &str, value: Option<&str>) -> usize {
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start();
+            let assignment = line
+                .strip_prefix(key)
+                .and_then(|rest| rest.trim_start().strip_prefix('='));
+            assignment.is_some_and(|rhs| value.is_none_or(|value| rhs.contains(value)))
+        })
+        .map_or(0, |idx| idx + 1)
+}
