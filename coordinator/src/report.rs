@@ -31,6 +31,7 @@ pub struct JobRow {
     pub n_train: Option<u32>,
     pub n_test: Option<u32>,
     pub solver: String,
+    pub dataset_sha256: String,
     pub error: String,
 }
 
@@ -161,6 +162,7 @@ fn job_row(
         n_train: train.map(|t| t.n_train),
         n_test: train.map(|t| t.n_test),
         solver: train.map_or(String::new(), |t| t.solver.clone()),
+        dataset_sha256: train.map_or(String::new(), |t| t.dataset_sha256.clone()),
         error: job.failures.join(" | "),
     }
 }
@@ -206,6 +208,20 @@ pub fn summarise(rows: &[JobRow]) -> Vec<SummaryRow> {
 
 mod render;
 
+impl Report {
+    /// The distinct dataset digests of the succeeded jobs, in order of appearance:
+    /// more than one means that workers trained on different copies of the data.
+    pub fn dataset_digests(&self) -> Vec<&str> {
+        let mut digests: Vec<&str> = Vec::new();
+        for row in self.jobs.iter().filter(|r| r.status == "succeeded") {
+            if !digests.contains(&row.dataset_sha256.as_str()) {
+                digests.push(&row.dataset_sha256);
+            }
+        }
+        digests
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +246,7 @@ mod tests {
             n_train: Some(10),
             n_test: Some(10),
             solver: "s".into(),
+            dataset_sha256: "d1".into(),
             error: String::new(),
         }
     }
@@ -261,6 +278,32 @@ mod tests {
         assert_eq!(summary[0].n_failed, 1);
         assert!((summary[0].accuracy.mean - 0.7).abs() < 1e-12);
         assert!((summary[0].accuracy.std - 0.02f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn different_copies_of_the_dataset_are_flagged() {
+        let mut other = row("cnn", "succeeded", 0.7);
+        other.dataset_sha256 = "d2".into();
+        let jobs = vec![
+            row("cnn", "succeeded", 0.8),
+            other,
+            row("cnn", "failed", 0.0),
+        ];
+        let report = Report {
+            status: CampaignStatus::default(),
+            campaign_id: "c".into(),
+            name: "n".into(),
+            summary: summarise(&jobs),
+            jobs,
+        };
+        assert_eq!(report.dataset_digests(), vec!["d1", "d2"]);
+        assert!(
+            report
+                .table()
+                .contains("warning: the jobs trained on 2 different copies"),
+            "{}",
+            report.table()
+        );
     }
 
     #[test]

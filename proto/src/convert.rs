@@ -110,6 +110,7 @@ impl From<domain::TrainReport> for pb::TrainReport {
             n_train: r.n_train,
             n_test: r.n_test,
             solver: r.solver,
+            dataset_sha256: r.dataset_sha256,
             epochs: r.epochs.into_iter().map(Into::into).collect(),
         }
     }
@@ -125,6 +126,7 @@ impl From<pb::TrainReport> for domain::TrainReport {
             n_train: r.n_train,
             n_test: r.n_test,
             solver: r.solver,
+            dataset_sha256: r.dataset_sha256,
             epochs: r.epochs.into_iter().map(Into::into).collect(),
         }
     }

@@ -114,6 +114,10 @@ pub struct TrainReport {
     pub n_test: u32,
     /// Which solver or optimiser ran (`smartcore-smo-ovo`, `adamw`, …).
     pub solver: String,
+    /// SHA-256 of the decoded dataset (both splits, before subsetting), so that
+    /// results trained on different copies of a dataset are told apart.
+    #[serde(default)]
+    pub dataset_sha256: String,
     /// Per-epoch metrics; empty for models without epochs.
     pub epochs: Vec<EpochMetrics>,
 }

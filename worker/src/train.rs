@@ -54,21 +54,24 @@ pub fn train_job(
     let (train_full, test_full) = data::load_split(&dir)?;
     let train_seed = derive_seed(spec.seed, TRAIN_SUBSET_STREAM);
     let test_seed = derive_seed(spec.seed, TEST_SUBSET_STREAM);
+    let dataset_sha256 = data::digest(&train_full, &test_full);
     let train = subset(train_full, spec.train_samples, train_seed);
     let test = subset(test_full, spec.test_samples, test_seed);
     tracing::debug!(
         dataset = %dir.display(),
+        %dataset_sha256,
         n_train = train.len(),
         n_test = test.len(),
         model = spec.model.kind(),
         "data ready"
     );
-    let report = match &spec.model {
+    let mut report = match &spec.model {
         ModelConfig::SvmLinear(config) => {
             models::train_svm(&train, &test, config, derive_seed(spec.seed, SVM_STREAM))?
         }
         ModelConfig::Cnn(config) => models::train_cnn(&train, &test, config, spec.seed, on_epoch)?,
     };
+    report.dataset_sha256 = dataset_sha256;
     Ok(report)
 }
 

@@ -22,6 +22,7 @@ fn result(accuracy: f64) -> JobResult {
             n_train: 100,
             n_test: 10,
             solver: "test".into(),
+            dataset_sha256: "ab".into(),
             epochs: vec![],
         },
         energy: EnergyReport {

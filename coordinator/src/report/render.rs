@@ -54,6 +54,17 @@ impl Report {
                 .collect();
             let _ = writeln!(out, "{}", cells.join("  ").trim_end());
         }
+        let digests = self.dataset_digests();
+        if digests.len() > 1 {
+            let short: Vec<&str> = digests.iter().map(|d| &d[..d.len().min(12)]).collect();
+            let _ = writeln!(
+                out,
+                "warning: the jobs trained on {} different copies of the dataset (sha256 {}): \
+                 give every worker the same files before comparing (see jobs.csv, dataset_sha256)",
+                digests.len(),
+                short.join(", ")
+            );
+        }
         for row in self.jobs.iter().filter(|r| r.status == "failed") {
             let _ = writeln!(out, "failed {}: {}", row.job_id, row.error);
         }
@@ -64,7 +75,7 @@ impl Report {
     pub fn jobs_csv(&self) -> String {
         let mut out = String::from(
             "job_id,model,config,seed,status,attempts,accuracy,train_s,energy_kwh,co2_kg,method,worker,cpu_model,\
-             carbon_intensity_g_per_kwh,carbon_region,n_train,n_test,solver,campaign_id,campaign,error\n",
+             carbon_intensity_g_per_kwh,carbon_region,n_train,n_test,solver,dataset_sha256,campaign_id,campaign,error\n",
         );
         for r in &self.jobs {
             let fields = [
@@ -86,6 +97,7 @@ impl Report {
                 r.n_train.map_or(String::new(), |n| n.to_string()),
                 r.n_test.map_or(String::new(), |n| n.to_string()),
                 r.solver.clone(),
+                r.dataset_sha256.clone(),
                 self.campaign_id.clone(),
                 self.name.clone(),
                 r.error.clone(),

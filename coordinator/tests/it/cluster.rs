@@ -58,7 +58,12 @@ async fn two_workers_run_a_campaign_to_the_end() {
             "{row:?}"
         );
         assert!(["w1", "w2"].contains(&row["worker"].as_str()), "{row:?}");
+        assert_eq!(
+            row["dataset_sha256"], jobs[0]["dataset_sha256"],
+            "one copy of the data"
+        );
     }
+    assert_eq!(jobs[0]["dataset_sha256"].len(), 64);
     let summary = csv_rows(&report_file(&report, "summary.csv"));
     let groups: Vec<(&str, &str)> = summary
         .iter()

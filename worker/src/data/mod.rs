@@ -256,3 +256,22 @@ pub fn write_split(
 
 #[cfg(test)]
 mod tests;
+
+/// SHA-256 (hex) of two decoded splits: their shapes, pixels and labels. Two
+/// copies of a dataset with the same content have the same digest, gzipped or not.
+pub fn digest(train: &Dataset, test: &Dataset) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for split in [train, test] {
+        for n in [split.len(), split.rows, split.cols] {
+            hasher.update((n as u64).to_be_bytes());
+        }
+        hasher.update(&split.images);
+        hasher.update(&split.labels);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}

@@ -100,3 +100,19 @@ fn unknown_dataset_says_where_it_looked_and_what_to_do() {
         .to_string();
     assert!(message.contains("not an existing directory"), "{message}");
 }
+
+#[test]
+fn the_digest_follows_the_content_not_the_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = crate::models::testdata::synthetic_split(50, 8, 1);
+    let test = crate::models::testdata::synthetic_split(20, 8, 2);
+    write_split(&dir.path().join("gz"), &train, &test, true).unwrap();
+    write_split(&dir.path().join("plain"), &train, &test, false).unwrap();
+    let (a_train, a_test) = load_split(&dir.path().join("gz")).unwrap();
+    let (b_train, b_test) = load_split(&dir.path().join("plain")).unwrap();
+    assert_eq!(digest(&a_train, &a_test), digest(&b_train, &b_test));
+    assert_eq!(digest(&a_train, &a_test).len(), 64);
+    let mut changed = train.clone();
+    changed.images[0] ^= 1;
+    assert_ne!(digest(&changed, &test), digest(&train, &test));
+}

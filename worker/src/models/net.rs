@@ -87,6 +87,7 @@ pub fn fit(
         n_train: train.len() as u32,
         n_test: test.len() as u32,
         solver: SOLVER.to_string(),
+        dataset_sha256: String::new(),
         epochs,
     })
 }

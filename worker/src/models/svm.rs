@@ -59,6 +59,7 @@ pub fn train_svm(
         n_train: train.len() as u32,
         n_test: test.len() as u32,
         solver: SOLVER.to_string(),
+        dataset_sha256: String::new(),
         epochs: Vec::new(),
     })
 }
