@@ -248,3 +248,58 @@ async fn a_worker_reconnects_when_the_coordinator_comes_back() {
         worker.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_finished_while_the_coordinator_is_down_is_delivered_later() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dataset = tiny_dataset(tmp.path());
+    let db = tmp.path().join("db");
+    let mut first = CoordinatorProcess::start(&db, &[]);
+    let addr = first.addr.clone();
+    let worker = WorkerProcess::start(&addr, tmp.path(), "patient", &[]);
+    let mut client = client(&addr, None).await;
+    let models = "[[model]]\nkind = \"cnn\"\nepochs = 20\n";
+    let submitted = submit(
+        &mut client,
+        "slow.toml",
+        &campaign("slow", &dataset, "[1]", models),
+    )
+    .await
+    .unwrap();
+    let request = pb::GetCampaignRequest {
+        campaign: submitted.campaign_id.clone(),
+    };
+    while client
+        .get_campaign(request.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .leased
+        == 0
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    first.kill();
+    // The job ends while nobody listens: the worker keeps the result and retries.
+    while !worker.log_text().contains("lost the coordinator") {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let second = CoordinatorProcess::start_at(&addr, &db, &[]);
+    let mut client = crate::support::client(&second.addr, None).await;
+    let status = wait_done(&mut client, &submitted.campaign_id, &[&worker]).await;
+    assert_eq!((status.succeeded, status.failed), (1, 0));
+    let report = client
+        .get_report(pb::GetReportRequest {
+            campaign: "slow".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let jobs = csv_rows(&report_file(&report, "jobs.csv"));
+    assert_eq!(
+        jobs[0]["attempts"], "1",
+        "delivered, not trained again: {:?}",
+        jobs[0]
+    );
+}
