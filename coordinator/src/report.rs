@@ -13,33 +13,56 @@ use crate::store::ResultRecord;
 /// One job's line in the report.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct JobRow {
+    /// `<campaign>-<index>`.
     pub job_id: String,
+    /// Model kind.
     pub model: String,
+    /// Hyper-parameter label.
     pub config: String,
+    /// The job's seed.
     pub seed: u64,
+    /// `pending`, `running`, `succeeded` or `failed`.
     pub status: String,
+    /// Leases granted so far.
     pub attempts: u32,
+    /// Test accuracy, once succeeded.
     pub accuracy: Option<f64>,
+    /// Fitting seconds.
     pub train_s: Option<f64>,
+    /// Energy of the training process.
     pub energy_kwh: Option<f64>,
+    /// Its CO₂e.
     pub co2_kg: Option<f64>,
+    /// `rapl` or `model`.
     pub method: String,
+    /// The worker that holds or produced it.
     pub worker: String,
+    /// That worker's CPU.
     pub cpu_model: String,
+    /// Intensity used for the CO₂.
     pub carbon_intensity_g_per_kwh: Option<f64>,
+    /// Where the intensity comes from.
     pub carbon_region: String,
+    /// Training samples used.
     pub n_train: Option<u32>,
+    /// Test samples used.
     pub n_test: Option<u32>,
+    /// Solver or optimiser.
     pub solver: String,
+    /// Digest of the data trained on.
     pub dataset_sha256: String,
+    /// Why attempts failed, oldest first.
     pub error: String,
 }
 
 /// Mean, sample standard deviation and count of one figure.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
 pub struct Stat {
+    /// Arithmetic mean.
     pub mean: f64,
+    /// Sample standard deviation (n − 1).
     pub std: f64,
+    /// Values counted.
     pub n: usize,
 }
 
@@ -67,25 +90,39 @@ impl Stat {
 /// One (model, configuration) line of the summary, over seeds.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SummaryRow {
+    /// Model kind.
     pub model: String,
+    /// Hyper-parameter label.
     pub config: String,
+    /// Seeds that succeeded.
     pub n_succeeded: usize,
+    /// Seeds that failed for good.
     pub n_failed: usize,
+    /// Test accuracy over the succeeded seeds.
     pub accuracy: Stat,
+    /// Fitting seconds.
     pub train_s: Stat,
+    /// Energy per run.
     pub energy_kwh: Stat,
+    /// CO₂e per run.
     pub co2_kg: Stat,
+    /// Energy methods seen, joined by `+`.
     pub methods: String,
 }
 
 /// A campaign's report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Job counts (not serialised: the JSON has the rows).
     #[serde(skip)]
     pub status: CampaignStatus,
+    /// The campaign's id.
     pub campaign_id: String,
+    /// The campaign's name.
     pub name: String,
+    /// One row per (model, configuration).
     pub summary: Vec<SummaryRow>,
+    /// One row per job.
     pub jobs: Vec<JobRow>,
 }
 
