@@ -123,6 +123,15 @@ pub fn now_unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The worker that holds the job's lease: the one that trained it, even when
+/// another process delivers its stored result.
+fn lease_holder(job: &JobRecord) -> Option<&str> {
+    match &job.state {
+        JobState::Leased { worker_id, .. } => Some(worker_id),
+        _ => None,
+    }
+}
+
 fn parse_job_id(job_id: &str) -> Result<[u8; 12], CoordinatorError> {
     let bad = || {
         CoordinatorError::InvalidArgument(format!(
@@ -305,7 +314,7 @@ impl Coordinator {
             ))),
             Completion::Accept(next) => {
                 let record = ResultRecord {
-                    worker_id: worker_id.to_string(),
+                    worker_id: lease_holder(&job).unwrap_or(worker_id).to_string(),
                     lease_id,
                     completed_unix_ms: now_unix_ms(),
                     result,

@@ -67,6 +67,8 @@ impl LocalWorkers {
                     "--worker-id",
                 ])
                 .arg(format!("local-{idx}-{}", std::process::id()))
+                .arg("--state-dir")
+                .arg(log_dir.join("worker-state"))
                 .args(extra_args)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)

@@ -2,9 +2,10 @@
 //! exponential backoff and jitter when the coordinator goes away, keeping a
 //! finished result until the coordinator has taken it.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use ecobench_shared::HardwareFingerprint;
 use rand::Rng;
 use tokio::sync::watch;
@@ -14,6 +15,7 @@ use crate::client::{Client, ClientError, LeasedJob};
 use crate::energy::{Meter, MeterConfig};
 use crate::exec::{self, ExecConfig, Outcome};
 use crate::fingerprint;
+use crate::outbox::Outbox;
 
 /// How long one `LeaseJob` call may wait on the coordinator for work.
 const LEASE_WAIT: Duration = Duration::from_secs(10);
@@ -31,6 +33,8 @@ pub struct WorkerConfig {
     pub exec: ExecConfig,
     /// How energy is measured.
     pub meter: MeterConfig,
+    /// Where finished outcomes wait until the coordinator has taken them.
+    pub outbox_dir: PathBuf,
 }
 
 /// Exponential backoff from 0.5 s to 30 s with ±50 % jitter.
@@ -65,8 +69,13 @@ pub async fn run(config: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> a
     let meter = Meter::new(config.meter.clone())?;
     let fingerprint = fingerprint::collect(&meter);
     info!(worker = %config.worker_id, cpu = %fingerprint.cpu_model, energy = %fingerprint.energy_source, country = %fingerprint.country, "worker starting");
+    let outbox = Outbox::open(&config.outbox_dir).with_context(|| {
+        format!(
+            "cannot use the outbox folder {}: pass a writable --state-dir",
+            config.outbox_dir.display()
+        )
+    })?;
     let mut backoff = Backoff::new();
-    let mut unsent: Option<(LeasedJob, Outcome)> = None;
     loop {
         if *shutdown.borrow() {
             return Ok(());
@@ -75,7 +84,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> a
             &config,
             &meter,
             &fingerprint,
-            &mut unsent,
+            &outbox,
             &mut backoff,
             &mut shutdown,
         )
@@ -104,7 +113,7 @@ async fn session(
     config: &WorkerConfig,
     meter: &Meter,
     fingerprint: &HardwareFingerprint,
-    unsent: &mut Option<(LeasedJob, Outcome)>,
+    outbox: &Outbox,
     backoff: &mut Backoff,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ClientError> {
@@ -117,10 +126,10 @@ async fn session(
     let heartbeat_every = client.join(fingerprint.clone()).await?;
     info!(coordinator = %config.coordinator, "joined");
     backoff.reset();
-    if let Some((job, outcome)) = unsent.take() {
-        deliver(&mut client, &job, outcome.clone())
-            .await
-            .inspect_err(|_| *unsent = Some((job, outcome)))?;
+    for stored in outbox.stored() {
+        info!(job = %stored.job.spec.job_id(), "delivering a stored outcome");
+        deliver(&mut client, &stored.job, stored.outcome).await?;
+        outbox.remove(&stored.path);
     }
     loop {
         if *shutdown.borrow() {
@@ -141,9 +150,17 @@ async fn session(
             shutdown,
         )
         .await;
-        deliver(&mut client, &job, outcome.clone())
-            .await
-            .inspect_err(|_| *unsent = Some((job, outcome)))?;
+        if matches!(outcome, Outcome::Cancelled) {
+            continue;
+        }
+        let stored = outbox.put(&job, &outcome);
+        if let Err(err) = &stored {
+            warn!(error = %err, dir = %outbox.dir().display(), "cannot store the outcome on disk: it is lost if it cannot be delivered now");
+        }
+        deliver(&mut client, &job, outcome).await?;
+        if let Ok(path) = stored {
+            outbox.remove(&path);
+        }
     }
 }
 

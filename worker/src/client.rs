@@ -66,7 +66,7 @@ impl From<tonic::Status> for ClientError {
 }
 
 /// A leased job as the agent sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LeasedJob {
     /// The job.
     pub spec: JobSpec,

@@ -64,7 +64,7 @@ pub struct ExecConfig {
 }
 
 /// How a job ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Outcome {
     /// It trained; here are the figures.
     Succeeded(Box<JobResult>),

@@ -6,6 +6,7 @@
 //! - [`energy`]: the per-process energy meter (RAPL through powercap, or a TDP model);
 //!   the only module that reads `/sys` and `/proc` for energy.
 //! - [`fingerprint`]: the hardware facts sent when joining.
+//! - [`outbox`]: finished outcomes kept on disk until the coordinator has taken them.
 //! - [`data`]: datasets (IDX files), resolution of dataset names, seeded stratified subsets.
 //! - [`models`]: the models (linear SVM with smartcore, CNN with candle).
 //! - [`train`]: one entry point that trains and evaluates any model, returning a `TrainReport`.
@@ -19,4 +20,5 @@ pub mod energy;
 pub mod exec;
 pub mod fingerprint;
 pub mod models;
+pub mod outbox;
 pub mod train;

@@ -43,6 +43,10 @@ struct Cli {
     /// Compute threads for jobs that ask for all cores (0: every core).
     #[arg(long, default_value_t = 0)]
     threads: u32,
+    /// Folder for the worker's state (finished results not yet delivered).
+    /// Default: $XDG_STATE_HOME/ecobench, else ~/.local/state/ecobench.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// Root of the powercap sysfs tree (for tests and containers).
     #[arg(long, default_value = "/sys/class/powercap")]
     powercap_root: PathBuf,
@@ -90,6 +94,10 @@ fn main() -> Result<()> {
             pue: cli.pue,
             cpu_tdp_w: cli.tdp_w,
         },
+        outbox_dir: cli
+            .state_dir
+            .unwrap_or_else(default_state_dir)
+            .join("outbox"),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
@@ -100,6 +108,17 @@ fn main() -> Result<()> {
         });
         agent::run(config, stopped).await
     })
+}
+
+/// The worker's state folder when `--state-dir` is not given.
+fn default_state_dir() -> PathBuf {
+    let home_state =
+        || std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state"));
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(home_state)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("ecobench")
 }
 
 /// The folders searched for datasets: `--data-dir`s, `./data`, and the

@@ -250,7 +250,7 @@ async fn a_worker_reconnects_when_the_coordinator_comes_back() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_result_finished_while_the_coordinator_is_down_is_delivered_later() {
+async fn a_result_finished_while_the_coordinator_is_down_survives_the_worker_too() {
     let tmp = tempfile::tempdir().unwrap();
     let dataset = tiny_dataset(tmp.path());
     let db = tmp.path().join("db");
@@ -280,14 +280,16 @@ async fn a_result_finished_while_the_coordinator_is_down_is_delivered_later() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     first.kill();
-    // The job ends while nobody listens: the worker keeps the result and retries.
+    // The job ends while nobody listens: delivery fails, the result stays in the outbox.
     while !worker.log_text().contains("lost the coordinator") {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    drop(worker); // kill -9: only the outbox on disk remembers the result
 
     let second = CoordinatorProcess::start_at(&addr, &db, &[]);
+    let successor = WorkerProcess::start(&addr, tmp.path(), "successor", &[]);
     let mut client = crate::support::client(&second.addr, None).await;
-    let status = wait_done(&mut client, &submitted.campaign_id, &[&worker]).await;
+    let status = wait_done(&mut client, &submitted.campaign_id, &[&successor]).await;
     assert_eq!((status.succeeded, status.failed), (1, 0));
     let report = client
         .get_report(pb::GetReportRequest {
@@ -302,4 +304,17 @@ async fn a_result_finished_while_the_coordinator_is_down_is_delivered_later() {
         "delivered, not trained again: {:?}",
         jobs[0]
     );
+    assert_eq!(
+        jobs[0]["worker"], "patient",
+        "credited to the worker that trained it"
+    );
+    assert!(
+        successor.log_text().contains("delivering a stored outcome"),
+        "{}",
+        successor.log_text()
+    );
+    let outbox = std::fs::read_dir(tmp.path().join("worker-state/outbox"))
+        .unwrap()
+        .count();
+    assert_eq!(outbox, 0, "delivered outcomes are removed");
 }

@@ -79,7 +79,16 @@ impl WorkerProcess {
             ecobench_coordinator::local::worker_binary().expect("the worker binary is built");
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(binary)
-            .args(["--join", addr, "--worker-id", name, "--threads", "1"])
+            .args([
+                "--join",
+                addr,
+                "--worker-id",
+                name,
+                "--threads",
+                "1",
+                "--state-dir",
+            ])
+            .arg(dir.join("worker-state"))
             .args(extra_args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
