@@ -10,10 +10,14 @@ use ecobench_proto::pb;
 use crate::client::Client;
 use crate::local::LocalWorkers;
 
-/// Reads a campaign file and submits it; returns the campaign id.
-pub async fn submit(client: &mut Client, file: &Path) -> Result<String> {
-    let toml = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read the campaign file {}", file.display()))?;
+/// Reads a campaign file, before anything connects, so that a wrong path is said first.
+pub fn read_campaign(file: &Path) -> Result<String> {
+    std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the campaign file {}", file.display()))
+}
+
+/// Submits a campaign file's text; prints and returns the campaign id.
+pub async fn submit(client: &mut Client, file: &Path, toml: String) -> Result<String> {
     let answer = client.submit(&file.display().to_string(), toml).await?;
     let how = if answer.created {
         "stored"
@@ -129,6 +133,14 @@ pub struct RunOptions {
 /// Starts a coordinator on loopback and local workers, runs the campaign,
 /// prints and writes the report.
 pub async fn run(options: RunOptions) -> Result<()> {
+    let toml = read_campaign(&options.file)?;
+    // Refuse a bad file before anything starts.
+    let file_name = options.file.display().to_string();
+    ecobench_shared::campaign::parse(
+        &file_name,
+        &toml,
+        crate::CoordinatorConfig::default().max_jobs,
+    )?;
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("cannot create the output folder {}", options.out.display()))?;
     let db = options
@@ -148,15 +160,15 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let server = tokio::spawn(crate::run(listener, config, async {
         let _ = stopped.await;
     }));
-    let outcome = drive(&addr, &options).await;
+    let outcome = drive(&addr, &options, toml).await;
     let _ = stop.send(());
     server.await.context("the coordinator task panicked")??;
     outcome
 }
 
-async fn drive(addr: &str, options: &RunOptions) -> Result<()> {
+async fn drive(addr: &str, options: &RunOptions, toml: String) -> Result<()> {
     let mut client = Client::connect(addr, None).await?;
-    let campaign = submit(&mut client, &options.file).await?;
+    let campaign = submit(&mut client, &options.file, toml).await?;
     let threads = (std::thread::available_parallelism().map_or(1, |n| n.get()) as u32
         / options.n_workers)
         .max(1);

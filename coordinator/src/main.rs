@@ -155,9 +155,12 @@ async fn main() -> Result<()> {
             )
             .await
         }
-        Command::Submit { file, conn } => commands::submit(&mut conn.connect().await?, &file)
-            .await
-            .map(drop),
+        Command::Submit { file, conn } => {
+            let toml = commands::read_campaign(&file)?;
+            commands::submit(&mut conn.connect().await?, &file, toml)
+                .await
+                .map(drop)
+        }
         Command::Status { campaign, conn } => {
             commands::status(&mut conn.connect().await?, campaign.as_deref()).await
         }
