@@ -159,7 +159,7 @@ async fn results_survive_a_coordinator_crash() {
 async fn a_worker_killed_mid_job_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dataset = tiny_dataset(tmp.path());
-    let coordinator = CoordinatorProcess::start(&tmp.path().join("db"), &["--lease-s", "2"]);
+    let coordinator = CoordinatorProcess::start(&tmp.path().join("db"), &["--lease-s", "3"]);
     let doomed = WorkerProcess::start(&coordinator.addr, tmp.path(), "doomed", &[]);
     let mut client = client(&coordinator.addr, None).await;
     let models = "[[model]]\nkind = \"cnn\"\nepochs = 40\n";
