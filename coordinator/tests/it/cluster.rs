@@ -34,13 +34,7 @@ async fn two_workers_run_a_campaign_to_the_end() {
         "{status:?}"
     );
 
-    let report = client
-        .get_report(pb::GetReportRequest {
-            campaign: "e2e".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let report = report(&mut client, "e2e").await;
     let jobs = csv_rows(&report_file(&report, "jobs.csv"));
     assert_eq!(jobs.len(), 4);
     let mut ids: Vec<&str> = jobs.iter().map(|row| row["job_id"].as_str()).collect();
@@ -120,15 +114,8 @@ async fn results_survive_a_coordinator_crash() {
     );
     let submitted = submit(&mut client, "crash.toml", &text).await.unwrap();
     wait_done(&mut client, &submitted.campaign_id, &[&worker]).await;
-    let request = pb::GetReportRequest {
-        campaign: submitted.campaign_id.clone(),
-    };
     let before = report_file(
-        &client
-            .get_report(request.clone())
-            .await
-            .unwrap()
-            .into_inner(),
+        &report(&mut client, &submitted.campaign_id).await,
         "jobs.csv",
     );
     drop(worker);
@@ -137,7 +124,7 @@ async fn results_survive_a_coordinator_crash() {
     let restarted = CoordinatorProcess::start(&db, &[]);
     let mut client = crate::support::client(&restarted.addr, None).await;
     let after = report_file(
-        &client.get_report(request).await.unwrap().into_inner(),
+        &report(&mut client, &submitted.campaign_id).await,
         "jobs.csv",
     );
     assert_eq!(before, after);
@@ -170,34 +157,13 @@ async fn a_worker_killed_mid_job_loses_nothing() {
     )
     .await
     .unwrap();
-    loop {
-        let request = pb::GetCampaignRequest {
-            campaign: submitted.campaign_id.clone(),
-        };
-        if client
-            .get_campaign(request)
-            .await
-            .unwrap()
-            .into_inner()
-            .leased
-            == 1
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_leased(&mut client, &submitted.campaign_id).await;
     drop(doomed); // kill -9 mid-job; its training child dies with it (PR_SET_PDEATHSIG)
 
     let survivor = WorkerProcess::start(&coordinator.addr, tmp.path(), "survivor", &[]);
     let status = wait_done(&mut client, &submitted.campaign_id, &[&survivor]).await;
     assert_eq!((status.succeeded, status.failed), (1, 0));
-    let report = client
-        .get_report(pb::GetReportRequest {
-            campaign: "long".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let report = report(&mut client, "long").await;
     let jobs = csv_rows(&report_file(&report, "jobs.csv"));
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0]["worker"], "survivor");
@@ -266,19 +232,7 @@ async fn a_result_finished_while_the_coordinator_is_down_survives_the_worker_too
     )
     .await
     .unwrap();
-    let request = pb::GetCampaignRequest {
-        campaign: submitted.campaign_id.clone(),
-    };
-    while client
-        .get_campaign(request.clone())
-        .await
-        .unwrap()
-        .into_inner()
-        .leased
-        == 0
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_leased(&mut client, &submitted.campaign_id).await;
     first.kill();
     // The job ends while nobody listens: delivery fails, the result stays in the outbox.
     while !worker.log_text().contains("lost the coordinator") {
@@ -291,13 +245,7 @@ async fn a_result_finished_while_the_coordinator_is_down_survives_the_worker_too
     let mut client = crate::support::client(&second.addr, None).await;
     let status = wait_done(&mut client, &submitted.campaign_id, &[&successor]).await;
     assert_eq!((status.succeeded, status.failed), (1, 0));
-    let report = client
-        .get_report(pb::GetReportRequest {
-            campaign: "slow".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let report = report(&mut client, "slow").await;
     let jobs = csv_rows(&report_file(&report, "jobs.csv"));
     assert_eq!(
         jobs[0]["attempts"], "1",

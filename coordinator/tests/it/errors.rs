@@ -126,13 +126,7 @@ async fn a_dataset_that_is_not_idx_fails_the_job_not_the_worker() {
     .unwrap();
     let status = wait_done(&mut client, &bad.campaign_id, &[&worker]).await;
     assert_eq!((status.failed, status.succeeded), (1, 0));
-    let report = client
-        .get_report(pb::GetReportRequest {
-            campaign: "junk".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let report = report(&mut client, "junk").await;
     let json: serde_json::Value =
         serde_json::from_str(&report_file(&report, "report.json")).unwrap();
     let job = &json["jobs"][0];

@@ -239,6 +239,31 @@ pub async fn wait_done(
     }
 }
 
+/// Fetches a campaign's report (id or name).
+pub async fn report(client: &mut RawClient, campaign: &str) -> pb::GetReportResponse {
+    let request = pb::GetReportRequest {
+        campaign: campaign.to_string(),
+    };
+    client.get_report(request).await.unwrap().into_inner()
+}
+
+/// Polls until one of the campaign's jobs is leased.
+pub async fn wait_leased(client: &mut RawClient, campaign: &str) {
+    let request = pb::GetCampaignRequest {
+        campaign: campaign.to_string(),
+    };
+    while client
+        .get_campaign(request.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .leased
+        == 0
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The report's file of that name, as text.
 pub fn report_file(report: &pb::GetReportResponse, name: &str) -> String {
     let file = report
