@@ -20,5 +20,6 @@ pub mod energy;
 pub mod exec;
 pub mod fingerprint;
 pub mod models;
+pub mod nn;
 pub mod outbox;
 pub mod train;

@@ -1,0 +1,30 @@
+//! The fast CPU op layer the nets train on: candle custom ops with their own backward,
+//! so that candle's autograd and optimizers keep working.
+//!
+//! - [`conv`]: the conv block `pool(relu(affine(conv(x, w))))`, as im2col + matrix
+//!   products, with bias or batch norm, ReLU and 2×2 max/average pooling fused.
+//! - [`ops`]: batch norm (+ ReLU), 2×2 max and average pooling, global average pooling,
+//!   channel concatenation, linear (+ ReLU) and softmax cross-entropy.
+//! - [`layers`]: the layers built from a `VarBuilder` that nets are made of.
+//! - [`adamw`]: AdamW updating every variable in place in one pass.
+//!
+//! Kernels work on raw slices; a batch is split into chunks of images run on the job's
+//! threads ([`par`]), with scratch buffers reused across steps ([`scratch`]).
+
+pub mod adamw;
+pub mod conv;
+pub mod gemm;
+pub mod layers;
+pub mod norm;
+pub mod ops;
+pub mod par;
+pub mod pool;
+pub mod raw;
+pub mod scratch;
+
+pub use adamw::FusedAdamW;
+pub use conv::{BlockSpec, conv_block};
+pub use pool::Pool;
+
+#[cfg(test)]
+mod tests;

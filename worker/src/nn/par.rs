@@ -1,0 +1,69 @@
+//! Work split over the job's threads: a batch is cut into chunks of images that
+//! depend only on the layer's shape and the batch size, never on the thread count,
+//! so that partial sums are added in the same order however many threads run them.
+
+use rayon::prelude::*;
+
+/// Threads the ops may use: rayon's pool size (`RAYON_NUM_THREADS`, which the worker
+/// sets from the job's `threads`).
+pub fn n_threads() -> usize {
+    rayon::current_num_threads()
+}
+
+/// Images per chunk when a chunk of `batch` images costs `per_image` floats of scratch:
+/// as many as fit in `budget` floats, at most a quarter of the batch (so that two threads
+/// share the work evenly), at least one.
+pub fn chunk_len(batch: usize, per_image: usize, budget: usize) -> usize {
+    let by_budget = budget / per_image.max(1);
+    let by_batch = batch.div_ceil(4);
+    by_budget.min(by_batch).max(1)
+}
+
+/// Runs `f` on every item, on every thread of the pool when it has more than one, and
+/// returns the results in item order. Items usually carry disjoint `&mut` chunks of an
+/// output, so each chunk is written by exactly one thread.
+pub fn map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
+    if n_threads() > 1 && items.len() > 1 {
+        items.into_par_iter().map(f).collect()
+    } else {
+        items.into_iter().map(f).collect()
+    }
+}
+
+/// `data` cut into chunks of `len` images of `per_image` elements (the last may be
+/// shorter); an empty `data` gives `n_chunks` empty chunks, for outputs an op skips.
+pub fn chunks_mut<T>(
+    data: &mut [T],
+    per_image: usize,
+    len: usize,
+    n_chunks: usize,
+) -> Vec<&mut [T]> {
+    if data.is_empty() {
+        return (0..n_chunks).map(|_| <&mut [T]>::default()).collect();
+    }
+    data.chunks_mut((len * per_image).max(1)).collect()
+}
+
+/// Adds the partial sums in chunk order into one vector.
+pub fn sum_in_order(parts: Vec<Vec<f32>>) -> Vec<f32> {
+    let mut parts = parts.into_iter();
+    let mut total = parts.next().unwrap_or_default();
+    for part in parts {
+        for (t, p) in total.iter_mut().zip(&part) {
+            *t += p;
+        }
+    }
+    total
+}
+
+/// Adds the f64 partial sums in chunk order into one vector.
+pub fn sum_in_order_f64(parts: Vec<Vec<f64>>) -> Vec<f64> {
+    let mut parts = parts.into_iter();
+    let mut total = parts.next().unwrap_or_default();
+    for part in parts {
+        for (t, p) in total.iter_mut().zip(&part) {
+            *t += p;
+        }
+    }
+    total
+}

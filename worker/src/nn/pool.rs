@@ -1,0 +1,155 @@
+//! Pooling kernels on one (height × width) plane, fused with a per-channel affine map
+//! and ReLU: `out = pool(relu(z · scale + shift))`. The conv block runs them on its
+//! GEMM output; the standalone pooling ops run them with scale 1 and shift 0.
+//!
+//! 2×2 max pooling keeps the winning position of each window (one byte per output; the
+//! first maximum on ties, like PyTorch) so that its backward sends the whole gradient
+//! there. Pooling windows are 2×2 with stride 2; an odd last row or column is dropped.
+
+/// The pooling that follows a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// No pooling.
+    None,
+    /// 2×2 max pooling, stride 2.
+    Max2,
+    /// 2×2 average pooling, stride 2.
+    Avg2,
+}
+
+impl Pool {
+    /// The output size of a `height × width` plane.
+    pub fn out_dims(self, height: usize, width: usize) -> (usize, usize) {
+        match self {
+            Pool::None => (height, width),
+            Pool::Max2 | Pool::Avg2 => (height / 2, width / 2),
+        }
+    }
+
+    /// Whether the backward needs the layer's values before pooling to know where ReLU
+    /// let the gradient through (max pooling and no pooling know it from the output).
+    pub fn mask_needs_input(self, relu: bool) -> bool {
+        relu && self == Pool::Avg2
+    }
+}
+
+/// One plane's shape and the per-channel affine map and activation applied before pooling.
+#[derive(Debug, Clone, Copy)]
+pub struct Plane {
+    /// Rows of the input plane.
+    pub height: usize,
+    /// Columns of the input plane.
+    pub width: usize,
+    /// Multiplies the input.
+    pub scale: f32,
+    /// Added after scaling.
+    pub shift: f32,
+    /// Whether ReLU follows the affine map.
+    pub relu: bool,
+}
+
+impl Plane {
+    #[inline(always)]
+    fn act(&self, z: f32) -> f32 {
+        let y = z * self.scale + self.shift;
+        if self.relu { y.max(0.0) } else { y }
+    }
+}
+
+/// Forward on one plane: `out` (pooled size) from `z`; `argmax` (pooled size, max
+/// pooling only) receives the window position 0–3 of each maximum.
+pub fn forward(pool: Pool, p: &Plane, z: &[f32], out: &mut [f32], argmax: &mut [u8]) {
+    let (w, (ph, pw)) = (p.width, pool.out_dims(p.height, p.width));
+    match pool {
+        Pool::None => {
+            for (o, &v) in out.iter_mut().zip(z) {
+                *o = p.act(v);
+            }
+        }
+        Pool::Max2 => {
+            for r in 0..ph {
+                let top = &z[2 * r * w..];
+                let bottom = &z[(2 * r + 1) * w..];
+                for c in 0..pw {
+                    let cands = [top[2 * c], top[2 * c + 1], bottom[2 * c], bottom[2 * c + 1]];
+                    let (mut best, mut at) = (cands[0] * p.scale, 0u8);
+                    for (pos, &v) in cands.iter().enumerate().skip(1) {
+                        if v * p.scale > best {
+                            best = v * p.scale;
+                            at = pos as u8;
+                        }
+                    }
+                    out[r * pw + c] = p.act(cands[usize::from(at)]);
+                    argmax[r * pw + c] = at;
+                }
+            }
+        }
+        Pool::Avg2 => {
+            for r in 0..ph {
+                let top = &z[2 * r * w..];
+                let bottom = &z[(2 * r + 1) * w..];
+                for c in 0..pw {
+                    let sum = p.act(top[2 * c])
+                        + p.act(top[2 * c + 1])
+                        + p.act(bottom[2 * c])
+                        + p.act(bottom[2 * c + 1]);
+                    out[r * pw + c] = 0.25 * sum;
+                }
+            }
+        }
+    }
+}
+
+/// Backward on one plane: the gradient `dy` (input size) with respect to the values
+/// after the affine map and before ReLU, from the gradient `dout` of the pooled output.
+///
+/// `out` is the forward's output; `z` the forward's input, needed only when
+/// [`Pool::mask_needs_input`] says so.
+pub fn backward(
+    pool: Pool,
+    p: &Plane,
+    out: &[f32],
+    z: Option<&[f32]>,
+    dout: &[f32],
+    argmax: &[u8],
+    dy: &mut [f32],
+) {
+    let (w, (ph, pw)) = (p.width, pool.out_dims(p.height, p.width));
+    match pool {
+        Pool::None => {
+            for ((d, &g), &o) in dy.iter_mut().zip(dout).zip(out) {
+                *d = if p.relu && o <= 0.0 { 0.0 } else { g };
+            }
+        }
+        Pool::Max2 => {
+            dy.fill(0.0);
+            for r in 0..ph {
+                for c in 0..pw {
+                    let idx = r * pw + c;
+                    if p.relu && out[idx] <= 0.0 {
+                        continue;
+                    }
+                    let at = usize::from(argmax[idx]);
+                    dy[(2 * r + at / 2) * w + 2 * c + at % 2] = dout[idx];
+                }
+            }
+        }
+        Pool::Avg2 => {
+            dy.fill(0.0);
+            for r in 0..ph {
+                for c in 0..pw {
+                    let g = 0.25 * dout[r * pw + c];
+                    for pos in [(2 * r) * w + 2 * c, (2 * r) * w + 2 * c + 1] {
+                        for at in [pos, pos + w] {
+                            let open = match z {
+                                Some(z) if p.relu => z[at] * p.scale + p.shift > 0.0,
+                                _ => true,
+                            };
+                            dy[at] = if open { g } else { 0.0 };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
