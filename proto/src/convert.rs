@@ -26,6 +26,19 @@ impl From<domain::JobSpec> for pb::JobSpec {
                 pb::job_spec::Model::SvmLinear(pb::SvmConfig { c: svm.c })
             }
             domain::ModelConfig::Cnn(net) => pb::job_spec::Model::Cnn(net.into()),
+            domain::ModelConfig::Densenet(config) => {
+                pb::job_spec::Model::Densenet(pb::DensenetConfig {
+                    net: Some(config.net.into()),
+                    growth_rate: config.growth_rate,
+                    n_blocks: config.n_blocks,
+                    layers_per_block: config.layers_per_block,
+                })
+            }
+            domain::ModelConfig::Vgg(config) => pb::job_spec::Model::Vgg(pb::VggConfig {
+                net: Some(config.net.into()),
+                width: config.width,
+                batch_norm: config.batch_norm,
+            }),
         };
         pb::JobSpec {
             campaign_id: job.campaign_id,
@@ -50,6 +63,16 @@ impl From<domain::NetConfig> for pb::NetConfig {
     }
 }
 
+impl From<pb::NetConfig> for domain::NetConfig {
+    fn from(net: pb::NetConfig) -> Self {
+        domain::NetConfig {
+            n_epochs: net.n_epochs,
+            batch_size: net.batch_size,
+            learning_rate: net.learning_rate,
+        }
+    }
+}
+
 impl TryFrom<pb::JobSpec> for domain::JobSpec {
     type Error = WireError;
     fn try_from(job: pb::JobSpec) -> Result<Self, WireError> {
@@ -57,10 +80,19 @@ impl TryFrom<pb::JobSpec> for domain::JobSpec {
             pb::job_spec::Model::SvmLinear(svm) => {
                 domain::ModelConfig::SvmLinear(domain::SvmConfig { c: svm.c })
             }
-            pb::job_spec::Model::Cnn(net) => domain::ModelConfig::Cnn(domain::NetConfig {
-                n_epochs: net.n_epochs,
-                batch_size: net.batch_size,
-                learning_rate: net.learning_rate,
+            pb::job_spec::Model::Cnn(net) => domain::ModelConfig::Cnn(net.into()),
+            pb::job_spec::Model::Densenet(config) => {
+                domain::ModelConfig::Densenet(domain::DensenetConfig {
+                    net: config.net.ok_or(missing("DensenetConfig", "no net"))?.into(),
+                    growth_rate: config.growth_rate,
+                    n_blocks: config.n_blocks,
+                    layers_per_block: config.layers_per_block,
+                })
+            }
+            pb::job_spec::Model::Vgg(config) => domain::ModelConfig::Vgg(domain::VggConfig {
+                net: config.net.ok_or(missing("VggConfig", "no net"))?.into(),
+                width: config.width,
+                batch_norm: config.batch_norm,
             }),
         };
         Ok(domain::JobSpec {
@@ -293,6 +325,31 @@ mod tests {
         };
         let wire: pb::JobSpec = job.clone().into();
         assert_eq!(domain::JobSpec::try_from(wire).unwrap(), job);
+        let net = domain::NetConfig {
+            n_epochs: 3,
+            batch_size: 64,
+            learning_rate: 1e-3,
+        };
+        for model in [
+            domain::ModelConfig::Densenet(domain::DensenetConfig {
+                net: net.clone(),
+                growth_rate: 12,
+                n_blocks: 3,
+                layers_per_block: 4,
+            }),
+            domain::ModelConfig::Vgg(domain::VggConfig {
+                net: net.clone(),
+                width: 0.25,
+                batch_norm: false,
+            }),
+        ] {
+            let job = domain::JobSpec {
+                model,
+                ..job.clone()
+            };
+            let wire: pb::JobSpec = job.clone().into();
+            assert_eq!(domain::JobSpec::try_from(wire).unwrap(), job);
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The kinds of model this build can train, as spelled in campaign files.
-pub const MODEL_KINDS: &[&str] = &["svm-linear", "cnn"];
+pub const MODEL_KINDS: &[&str] = &["svm-linear", "cnn", "densenet", "vgg"];
 
 /// One model configuration: the model kind and its hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -11,8 +11,12 @@ pub const MODEL_KINDS: &[&str] = &["svm-linear", "cnn"];
 pub enum ModelConfig {
     /// A linear support-vector machine (smartcore, one-vs-one multiclass).
     SvmLinear(SvmConfig),
-    /// The study's three-block convolutional network (candle).
+    /// The study's three-block convolutional network.
     Cnn(NetConfig),
+    /// A small DenseNet: dense blocks of BN → ReLU → conv 3×3, concatenated.
+    Densenet(DensenetConfig),
+    /// VGG-11 with a width multiplier, from scratch.
+    Vgg(VggConfig),
 }
 
 /// Hyper-parameters of the linear SVM.
@@ -33,12 +37,50 @@ pub struct NetConfig {
     pub learning_rate: f64,
 }
 
+/// Hyper-parameters of the DenseNet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DensenetConfig {
+    /// Epochs, batch size, learning rate.
+    #[serde(flatten)]
+    pub net: NetConfig,
+    /// Channels each layer adds (k).
+    pub growth_rate: u32,
+    /// Dense blocks (a transition halves the resolution between two blocks).
+    pub n_blocks: u32,
+    /// Layers per dense block.
+    pub layers_per_block: u32,
+}
+
+/// Hyper-parameters of the VGG-11.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VggConfig {
+    /// Epochs, batch size, learning rate.
+    #[serde(flatten)]
+    pub net: NetConfig,
+    /// Multiplier of VGG-11's channel widths (64 … 512).
+    pub width: f64,
+    /// Whether batch norm follows every convolution.
+    pub batch_norm: bool,
+}
+
 impl ModelConfig {
+    /// The training settings of a net, `None` for the SVM.
+    pub fn net(&self) -> Option<&NetConfig> {
+        match self {
+            ModelConfig::SvmLinear(_) => None,
+            ModelConfig::Cnn(net) => Some(net),
+            ModelConfig::Densenet(config) => Some(&config.net),
+            ModelConfig::Vgg(config) => Some(&config.net),
+        }
+    }
+
     /// The kind as written in campaign files (`svm-linear`, `cnn`).
     pub fn kind(&self) -> &'static str {
         match self {
             ModelConfig::SvmLinear(_) => "svm-linear",
             ModelConfig::Cnn(_) => "cnn",
+            ModelConfig::Densenet(_) => "densenet",
+            ModelConfig::Vgg(_) => "vgg",
         }
     }
 
@@ -46,11 +88,31 @@ impl ModelConfig {
     pub fn label(&self) -> String {
         match self {
             ModelConfig::SvmLinear(svm) => format!("c={}", svm.c),
-            ModelConfig::Cnn(net) => format!(
-                "epochs={} batch={} lr={}",
-                net.n_epochs, net.batch_size, net.learning_rate
+            ModelConfig::Cnn(net) => net.label(),
+            ModelConfig::Densenet(config) => format!(
+                "{} k={} blocks={}x{}",
+                config.net.label(),
+                config.growth_rate,
+                config.n_blocks,
+                config.layers_per_block
+            ),
+            ModelConfig::Vgg(config) => format!(
+                "{} width={}{}",
+                config.net.label(),
+                config.width,
+                if config.batch_norm { " bn" } else { "" }
             ),
         }
+    }
+}
+
+impl NetConfig {
+    /// `epochs=3 batch=32 lr=0.001`.
+    pub fn label(&self) -> String {
+        format!(
+            "epochs={} batch={} lr={}",
+            self.n_epochs, self.batch_size, self.learning_rate
+        )
     }
 }
 

@@ -170,10 +170,7 @@ pub async fn run_job(
     let stderr = tokio::spawn(tail(child.stderr.take().expect("stderr is piped")));
 
     let mut events = Events::default();
-    events.progress.n_epochs = match &job.spec.model {
-        ecobench_shared::ModelConfig::Cnn(net) => net.n_epochs,
-        ecobench_shared::ModelConfig::SvmLinear(_) => 1,
-    };
+    events.progress.n_epochs = job.spec.model.net().map_or(1, |net| net.n_epochs);
     let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
     let mut beat = tokio::time::interval(heartbeat_every);
     let (mut cancelled, mut stopping, mut stdout_open) = (false, false, true);

@@ -69,7 +69,7 @@ pub fn train_job(
         ModelConfig::SvmLinear(config) => {
             models::train_svm(&train, &test, config, derive_seed(spec.seed, SVM_STREAM))?
         }
-        ModelConfig::Cnn(config) => models::train_cnn(&train, &test, config, spec.seed, on_epoch)?,
+        net => models::train_net(net, &train, &test, spec.seed, on_epoch)?,
     };
     report.dataset_sha256 = dataset_sha256;
     Ok(report)

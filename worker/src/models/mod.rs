@@ -1,16 +1,125 @@
-//! The models a job can train: a linear SVM (smartcore) and a CNN (candle).
+//! The models a job can train: a linear SVM and three nets (CNN, DenseNet, VGG) on the
+//! fused ops of [`crate::nn`].
 //!
 //! Every model takes the training and test subsets and returns a [`TrainReport`]
 //! (`ecobench_shared::TrainReport`); the nets share one training loop ([`net::fit`]).
 
 pub mod cnn;
+pub mod densenet;
 pub mod net;
 pub mod pool;
 pub mod svm;
+pub mod vgg;
 
-pub use cnn::{Cnn, train_cnn};
+use candle_core::{DType, Device};
+use candle_nn::{ModuleT, VarBuilder, VarMap};
+use ecobench_shared::{EpochMetrics, ModelConfig, NetConfig, TrainReport};
+
+pub use cnn::Cnn;
+pub use densenet::Densenet;
 pub use pool::max_pool2x2;
 pub use svm::train_svm;
+pub use vgg::Vgg;
+
+use crate::data::{Dataset, derive_seed};
+
+/// Random stream (see `derive_seed`) of a net's initial weights.
+const WEIGHTS_STREAM: u64 = 11;
+/// Random stream of a net's per-epoch shuffling.
+const SHUFFLE_STREAM: u64 = 12;
+
+/// A net ready to train: its variables, the module, and its training settings.
+pub struct BuiltNet {
+    /// Every variable of the net (batch-norm running statistics included).
+    pub varmap: VarMap,
+    /// The network.
+    pub module: Box<dyn ModuleT>,
+    /// Epochs, batch size, learning rate.
+    pub net: NetConfig,
+}
+
+impl std::fmt::Debug for BuiltNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltNet").field("net", &self.net).finish_non_exhaustive()
+    }
+}
+
+/// Builds the net of `config` for `rows` × `cols` grey images, its weights drawn from
+/// `seed` (conv and linear layers uniform in ±1/√fan_in, batch norm 1 and 0).
+pub fn build_net(config: &ModelConfig, rows: usize, cols: usize, seed: u64) -> Result<BuiltNet, ModelError> {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let too_small = |model, min_side| {
+        if rows < min_side || cols < min_side {
+            Err(ModelError::ImageTooSmall { model, rows, cols, min_side })
+        } else {
+            Ok(())
+        }
+    };
+    let (module, net): (Box<dyn ModuleT>, NetConfig) = match config {
+        ModelConfig::SvmLinear(_) => {
+            return Err(ModelError::InvalidConfig {
+                field: "kind",
+                value: "svm-linear".into(),
+                expected: "a net: cnn, densenet or vgg",
+            });
+        }
+        ModelConfig::Cnn(net) => {
+            too_small("cnn", cnn::MIN_IMAGE_SIDE)?;
+            (Box::new(Cnn::new(vb, rows, cols)?), net.clone())
+        }
+        ModelConfig::Densenet(dn) => {
+            check_densenet(dn)?;
+            too_small("densenet", densenet::min_image_side(dn.n_blocks))?;
+            (Box::new(Densenet::new(vb, dn)?), dn.net.clone())
+        }
+        ModelConfig::Vgg(v) => {
+            check_vgg(v)?;
+            (Box::new(Vgg::new(vb, v, rows, cols)?), v.net.clone())
+        }
+    };
+    crate::nn::layers::init_uniform(&varmap, derive_seed(seed, WEIGHTS_STREAM))?;
+    Ok(BuiltNet { varmap, module, net })
+}
+
+/// Trains the net of `config` on `train` with AdamW and evaluates it on `test` after
+/// every epoch. The seed fixes the initial weights and the shuffling; `on_epoch` gets
+/// each epoch's metrics.
+pub fn train_net(
+    config: &ModelConfig,
+    train: &Dataset,
+    test: &Dataset,
+    seed: u64,
+    on_epoch: &mut dyn FnMut(&EpochMetrics),
+) -> Result<TrainReport, ModelError> {
+    let built = build_net(config, train.rows, train.cols, seed)?;
+    let shuffle_seed = derive_seed(seed, SHUFFLE_STREAM);
+    net::fit(built.module.as_ref(), &built.varmap, train, test, &built.net, shuffle_seed, on_epoch)
+}
+
+fn check_densenet(config: &ecobench_shared::DensenetConfig) -> Result<(), ModelError> {
+    for (field, value) in [
+        ("growth_rate", config.growth_rate),
+        ("n_blocks", config.n_blocks),
+        ("layers_per_block", config.layers_per_block),
+    ] {
+        if value == 0 {
+            return Err(ModelError::InvalidConfig { field, value: "0".into(), expected: "at least 1" });
+        }
+    }
+    Ok(())
+}
+
+fn check_vgg(config: &ecobench_shared::VggConfig) -> Result<(), ModelError> {
+    if !(config.width.is_finite() && config.width > 0.0) {
+        return Err(ModelError::InvalidConfig {
+            field: "width",
+            value: config.width.to_string(),
+            expected: "a positive multiplier of VGG-11's widths, e.g. 0.25",
+        });
+    }
+    Ok(())
+}
 
 /// What can go wrong training a model.
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +156,14 @@ pub enum ModelError {
         /// The campaign field that sizes it.
         field: &'static str,
     },
-    /// The images are too small for the network's three pooling layers.
+    /// The images are too small for the network's pooling layers.
     #[error(
-        "cnn needs images of at least {min_side}×{min_side} pixels, the dataset's are \
+        "{model} needs images of at least {min_side}×{min_side} pixels, the dataset's are \
          {rows}×{cols}: use another dataset"
     )]
     ImageTooSmall {
+        /// The model kind.
+        model: &'static str,
         /// Rows of an image.
         rows: usize,
         /// Columns of an image.

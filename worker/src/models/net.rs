@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use candle_core::{D, DType, Device, Module, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap, loss, ops};
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::{ModuleT, Optimizer, ParamsAdamW, VarMap};
 use ecobench_shared::{EpochMetrics, NetConfig, TrainReport};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -11,20 +11,100 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{ModelError, check_not_empty, n_classes};
 use crate::data::Dataset;
+use crate::nn::FusedAdamW;
+use crate::nn::ops::cross_entropy;
 
 /// The `solver` named in the report of every net.
-pub const SOLVER: &str = "candle-adamw";
+pub const SOLVER: &str = "ecobench-nn-adamw";
 /// Images per forward pass when evaluating.
 const EVAL_BATCH: usize = 500;
+
+/// Seconds spent in each part of the training steps.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepTimes {
+    /// Forward passes, loss included.
+    pub forward_s: f64,
+    /// Backward passes (gradients).
+    pub backward_s: f64,
+    /// Optimizer steps.
+    pub optimizer_s: f64,
+}
+
+impl StepTimes {
+    /// All three together.
+    pub fn total_s(&self) -> f64 {
+        self.forward_s + self.backward_s + self.optimizer_s
+    }
+}
+
+/// A net, its optimizer and its batch size: runs training epochs and times their parts.
+pub struct Trainer<'a> {
+    model: &'a dyn ModuleT,
+    optimizer: FusedAdamW,
+    batch_size: usize,
+    /// Accumulated over every step so far.
+    pub times: StepTimes,
+}
+
+impl std::fmt::Debug for Trainer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("batch_size", &self.batch_size)
+            .field("times", &self.times)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Trainer<'a> {
+    /// AdamW (learning rate from `config`, PyTorch's other defaults) over every variable.
+    pub fn new(model: &'a dyn ModuleT, varmap: &VarMap, config: &NetConfig) -> Result<Self, ModelError> {
+        let params = ParamsAdamW {
+            lr: config.learning_rate,
+            ..Default::default()
+        };
+        Ok(Trainer {
+            model,
+            optimizer: FusedAdamW::new(varmap.all_vars(), params)?,
+            batch_size: config.batch_size as usize,
+            times: StepTimes::default(),
+        })
+    }
+
+    /// One pass over the images in `order`; returns the mean training loss.
+    pub fn epoch(&mut self, images: &Tensor, labels: &Tensor, order: &[u32]) -> Result<f64, ModelError> {
+        let mut loss_sum = 0.0;
+        for batch in order.chunks(self.batch_size) {
+            loss_sum += self.step(images, labels, batch)? * batch.len() as f64;
+        }
+        Ok(loss_sum / order.len() as f64)
+    }
+
+    /// One optimisation step on the images at `batch`; returns the batch's mean loss.
+    pub fn step(&mut self, images: &Tensor, labels: &Tensor, batch: &[u32]) -> Result<f64, ModelError> {
+        let started = Instant::now();
+        let idx = Tensor::from_slice(batch, batch.len(), &Device::Cpu)?;
+        let logits = self.model.forward_t(&images.index_select(&idx, 0)?, true)?;
+        let loss = cross_entropy(&logits, &labels.index_select(&idx, 0)?)?;
+        let forward_done = Instant::now();
+        let grads = loss.backward()?;
+        let backward_done = Instant::now();
+        self.optimizer.step(&grads)?;
+        let t = &mut self.times;
+        t.forward_s += (forward_done - started).as_secs_f64();
+        t.backward_s += (backward_done - forward_done).as_secs_f64();
+        t.optimizer_s += backward_done.elapsed().as_secs_f64();
+        Ok(f64::from(loss.to_scalar::<f32>()?))
+    }
+}
 
 /// Trains `model`, whose variables are those of `varmap`, on `train` for `config.n_epochs`
 /// epochs, evaluating on `test` after each and passing the metrics to `on_epoch`.
 ///
-/// Pixels are scaled to [0, 1]; the loss is the negative log-likelihood of `log_softmax`;
-/// `shuffle_seed` fixes the order of the images in every epoch. In the report, `train_s`
-/// counts only the epochs' optimisation (no evaluation) and `eval_s` the final evaluation.
+/// Pixels are scaled to [0, 1]; the loss is softmax cross-entropy; `shuffle_seed` fixes
+/// the order of the images in every epoch. In the report, `train_s` counts only the
+/// epochs' optimisation (no evaluation) and `eval_s` the final evaluation.
 pub fn fit(
-    model: &dyn Module,
+    model: &dyn ModuleT,
     varmap: &VarMap,
     train: &Dataset,
     test: &Dataset,
@@ -35,28 +115,16 @@ pub fn fit(
     check_inputs(train, test, config)?;
     let (train_x, train_y) = to_tensors(train)?;
     let (test_x, test_y) = to_tensors(test)?;
-    let params = ParamsAdamW {
-        lr: config.learning_rate,
-        ..Default::default()
-    };
-    let mut optimizer = AdamW::new(varmap.all_vars(), params)?;
+    let mut trainer = Trainer::new(model, varmap, config)?;
     let mut rng = ChaCha8Rng::seed_from_u64(shuffle_seed);
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
-    let batch_size = config.batch_size as usize;
     let started = Instant::now();
     let (mut train_s, mut eval_s, mut accuracy) = (0.0, 0.0, 0.0);
     let mut epochs = Vec::with_capacity(config.n_epochs as usize);
     for epoch in 1..=config.n_epochs {
         order.shuffle(&mut rng);
         let epoch_started = Instant::now();
-        let loss = run_epoch(
-            model,
-            &mut optimizer,
-            &train_x,
-            &train_y,
-            &order,
-            batch_size,
-        )?;
+        let loss = trainer.epoch(&train_x, &train_y, &order)?;
         let epoch_s = epoch_started.elapsed().as_secs_f64();
         let eval_started = Instant::now();
         accuracy = evaluate(model, &test_x, &test_y)?;
@@ -69,13 +137,7 @@ pub fn fit(
             samples_per_s: train.len() as f64 / epoch_s,
             elapsed_s: started.elapsed().as_secs_f64(),
         };
-        tracing::debug!(
-            epoch,
-            loss,
-            accuracy,
-            samples_per_s = metrics.samples_per_s,
-            "epoch done"
-        );
+        tracing::debug!(epoch, loss, accuracy, samples_per_s = metrics.samples_per_s, "epoch done");
         on_epoch(&metrics);
         epochs.push(metrics);
     }
@@ -92,21 +154,18 @@ pub fn fit(
     })
 }
 
-/// Accuracy of `model` on `images` (`(n, 1, h, w)`, f32) against `labels` (`(n,)`, u32),
-/// computed in batches of [`EVAL_BATCH`] images.
-pub fn evaluate(model: &dyn Module, images: &Tensor, labels: &Tensor) -> Result<f64, ModelError> {
+/// Accuracy of `model` (in evaluation mode) on `images` (`(n, 1, h, w)`, f32) against
+/// `labels` (`(n,)`, u32), computed in batches of [`EVAL_BATCH`] images.
+pub fn evaluate(model: &dyn ModuleT, images: &Tensor, labels: &Tensor) -> Result<f64, ModelError> {
     let n = labels.dim(0)?;
     let mut n_correct = 0u64;
     for start in (0..n).step_by(EVAL_BATCH) {
         let len = EVAL_BATCH.min(n - start);
         let predicted = model
-            .forward(&images.narrow(0, start, len)?)?
+            .forward_t(&images.narrow(0, start, len)?, false)?
             .argmax(D::Minus1)?;
         let correct = predicted.eq(&labels.narrow(0, start, len)?)?;
-        n_correct += correct
-            .to_dtype(DType::U32)?
-            .sum_all()?
-            .to_scalar::<u32>()? as u64;
+        n_correct += correct.to_dtype(DType::U32)?.sum_all()?.to_scalar::<u32>()? as u64;
     }
     Ok(n_correct as f64 / n as f64)
 }
@@ -121,34 +180,13 @@ pub fn to_tensors(split: &Dataset) -> Result<(Tensor, Tensor), ModelError> {
     Ok((images, labels))
 }
 
-/// One pass over the images in `order`; returns the mean training loss.
-fn run_epoch(
-    model: &dyn Module,
-    optimizer: &mut AdamW,
-    images: &Tensor,
-    labels: &Tensor,
-    order: &[u32],
-    batch_size: usize,
-) -> Result<f64, ModelError> {
-    let mut loss_sum = 0.0;
-    for batch in order.chunks(batch_size) {
-        let idx = Tensor::from_slice(batch, batch.len(), &Device::Cpu)?;
-        let logits = model.forward(&images.index_select(&idx, 0)?)?;
-        let log_probs = ops::log_softmax(&logits, D::Minus1)?;
-        let batch_loss = loss::nll(&log_probs, &labels.index_select(&idx, 0)?)?;
-        optimizer.backward_step(&batch_loss)?;
-        loss_sum += f64::from(batch_loss.to_scalar::<f32>()?) * batch.len() as f64;
-    }
-    Ok(loss_sum / order.len() as f64)
-}
-
 fn check_inputs(train: &Dataset, test: &Dataset, config: &NetConfig) -> Result<(), ModelError> {
     check_config(config)?;
     check_not_empty(train.len(), test.len())?;
     let n_classes = n_classes(&train.labels);
     if n_classes < 2 {
         return Err(ModelError::TooFewClasses {
-            model: "cnn",
+            model: "a net",
             n_classes,
         });
     }
@@ -169,11 +207,7 @@ fn check_config(config: &NetConfig) -> Result<(), ModelError> {
     }
     let lr = config.learning_rate;
     if !(lr.is_finite() && lr > 0.0) {
-        return Err(invalid(
-            "learning_rate",
-            lr.to_string(),
-            "a positive number",
-        ));
+        return Err(invalid("learning_rate", lr.to_string(), "a positive number"));
     }
     Ok(())
 }
