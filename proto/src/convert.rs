@@ -83,7 +83,10 @@ impl TryFrom<pb::JobSpec> for domain::JobSpec {
             pb::job_spec::Model::Cnn(net) => domain::ModelConfig::Cnn(net.into()),
             pb::job_spec::Model::Densenet(config) => {
                 domain::ModelConfig::Densenet(domain::DensenetConfig {
-                    net: config.net.ok_or(missing("DensenetConfig", "no net"))?.into(),
+                    net: config
+                        .net
+                        .ok_or(missing("DensenetConfig", "no net"))?
+                        .into(),
                     growth_rate: config.growth_rate,
                     n_blocks: config.n_blocks,
                     layers_per_block: config.layers_per_block,

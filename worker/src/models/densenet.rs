@@ -48,13 +48,25 @@ impl Densenet {
     pub fn new(vb: VarBuilder, config: &DensenetConfig) -> Result<Self> {
         let k = config.growth_rate as usize;
         let mut channels = 2 * k;
-        let stem = ConvLayer::new(vb.pp("stem"), 1, channels, Affine::None, conv(3, 1, Pool::None))?;
+        let stem = ConvLayer::new(
+            vb.pp("stem"),
+            1,
+            channels,
+            Affine::None,
+            conv(3, 1, Pool::None),
+        )?;
         let mut stages = Vec::new();
         for block in 0..config.n_blocks as usize {
             for layer in 0..config.layers_per_block as usize {
                 let vb = vb.pp(format!("block{}.layer{}", block + 1, layer + 1));
                 let bn = BatchNorm::new(vb.pp("bn"), channels)?;
-                let conv = ConvLayer::new(vb.pp("conv"), channels, k, Affine::None, conv(3, 1, Pool::None))?;
+                let conv = ConvLayer::new(
+                    vb.pp("conv"),
+                    channels,
+                    k,
+                    Affine::None,
+                    conv(3, 1, Pool::None),
+                )?;
                 stages.push(Stage::Layer(bn, conv));
                 channels += k;
             }
@@ -62,7 +74,13 @@ impl Densenet {
                 let vb = vb.pp(format!("transition{}", block + 1));
                 let bn = BatchNorm::new(vb.pp("bn"), channels)?;
                 let half = channels / 2;
-                let conv = ConvLayer::new(vb.pp("conv"), channels, half, Affine::None, conv(1, 0, Pool::Avg2))?;
+                let conv = ConvLayer::new(
+                    vb.pp("conv"),
+                    channels,
+                    half,
+                    Affine::None,
+                    conv(1, 0, Pool::Avg2),
+                )?;
                 stages.push(Stage::Transition(bn, conv));
                 channels = half;
             }
@@ -90,7 +108,9 @@ impl ModuleT for Densenet {
                     let new = conv.forward_t(&bn.forward_t(&xs, train, true)?, train)?;
                     concat_channels(&xs, &new)?
                 }
-                Stage::Transition(bn, conv) => conv.forward_t(&bn.forward_t(&xs, train, true)?, train)?,
+                Stage::Transition(bn, conv) => {
+                    conv.forward_t(&bn.forward_t(&xs, train, true)?, train)?
+                }
             };
         }
         let pooled = global_avg_pool(&self.norm.forward_t(&xs, train, true)?)?;

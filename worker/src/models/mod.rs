@@ -40,18 +40,30 @@ pub struct BuiltNet {
 
 impl std::fmt::Debug for BuiltNet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BuiltNet").field("net", &self.net).finish_non_exhaustive()
+        f.debug_struct("BuiltNet")
+            .field("net", &self.net)
+            .finish_non_exhaustive()
     }
 }
 
 /// Builds the net of `config` for `rows` × `cols` grey images, its weights drawn from
 /// `seed` (conv and linear layers uniform in ±1/√fan_in, batch norm 1 and 0).
-pub fn build_net(config: &ModelConfig, rows: usize, cols: usize, seed: u64) -> Result<BuiltNet, ModelError> {
+pub fn build_net(
+    config: &ModelConfig,
+    rows: usize,
+    cols: usize,
+    seed: u64,
+) -> Result<BuiltNet, ModelError> {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let too_small = |model, min_side| {
         if rows < min_side || cols < min_side {
-            Err(ModelError::ImageTooSmall { model, rows, cols, min_side })
+            Err(ModelError::ImageTooSmall {
+                model,
+                rows,
+                cols,
+                min_side,
+            })
         } else {
             Ok(())
         }
@@ -79,7 +91,11 @@ pub fn build_net(config: &ModelConfig, rows: usize, cols: usize, seed: u64) -> R
         }
     };
     crate::nn::layers::init_uniform(&varmap, derive_seed(seed, WEIGHTS_STREAM))?;
-    Ok(BuiltNet { varmap, module, net })
+    Ok(BuiltNet {
+        varmap,
+        module,
+        net,
+    })
 }
 
 /// Trains the net of `config` on `train` with AdamW and evaluates it on `test` after
@@ -94,7 +110,15 @@ pub fn train_net(
 ) -> Result<TrainReport, ModelError> {
     let built = build_net(config, train.rows, train.cols, seed)?;
     let shuffle_seed = derive_seed(seed, SHUFFLE_STREAM);
-    net::fit(built.module.as_ref(), &built.varmap, train, test, &built.net, shuffle_seed, on_epoch)
+    net::fit(
+        built.module.as_ref(),
+        &built.varmap,
+        train,
+        test,
+        &built.net,
+        shuffle_seed,
+        on_epoch,
+    )
 }
 
 fn check_densenet(config: &ecobench_shared::DensenetConfig) -> Result<(), ModelError> {
@@ -104,7 +128,11 @@ fn check_densenet(config: &ecobench_shared::DensenetConfig) -> Result<(), ModelE
         ("layers_per_block", config.layers_per_block),
     ] {
         if value == 0 {
-            return Err(ModelError::InvalidConfig { field, value: "0".into(), expected: "at least 1" });
+            return Err(ModelError::InvalidConfig {
+                field,
+                value: "0".into(),
+                expected: "at least 1",
+            });
         }
     }
     Ok(())

@@ -57,7 +57,11 @@ impl std::fmt::Debug for Trainer<'_> {
 
 impl<'a> Trainer<'a> {
     /// AdamW (learning rate from `config`, PyTorch's other defaults) over every variable.
-    pub fn new(model: &'a dyn ModuleT, varmap: &VarMap, config: &NetConfig) -> Result<Self, ModelError> {
+    pub fn new(
+        model: &'a dyn ModuleT,
+        varmap: &VarMap,
+        config: &NetConfig,
+    ) -> Result<Self, ModelError> {
         let params = ParamsAdamW {
             lr: config.learning_rate,
             ..Default::default()
@@ -71,7 +75,12 @@ impl<'a> Trainer<'a> {
     }
 
     /// One pass over the images in `order`; returns the mean training loss.
-    pub fn epoch(&mut self, images: &Tensor, labels: &Tensor, order: &[u32]) -> Result<f64, ModelError> {
+    pub fn epoch(
+        &mut self,
+        images: &Tensor,
+        labels: &Tensor,
+        order: &[u32],
+    ) -> Result<f64, ModelError> {
         let mut loss_sum = 0.0;
         for batch in order.chunks(self.batch_size) {
             loss_sum += self.step(images, labels, batch)? * batch.len() as f64;
@@ -80,7 +89,12 @@ impl<'a> Trainer<'a> {
     }
 
     /// One optimisation step on the images at `batch`; returns the batch's mean loss.
-    pub fn step(&mut self, images: &Tensor, labels: &Tensor, batch: &[u32]) -> Result<f64, ModelError> {
+    pub fn step(
+        &mut self,
+        images: &Tensor,
+        labels: &Tensor,
+        batch: &[u32],
+    ) -> Result<f64, ModelError> {
         let started = Instant::now();
         let idx = Tensor::from_slice(batch, batch.len(), &Device::Cpu)?;
         let logits = self.model.forward_t(&images.index_select(&idx, 0)?, true)?;
@@ -137,7 +151,13 @@ pub fn fit(
             samples_per_s: train.len() as f64 / epoch_s,
             elapsed_s: started.elapsed().as_secs_f64(),
         };
-        tracing::debug!(epoch, loss, accuracy, samples_per_s = metrics.samples_per_s, "epoch done");
+        tracing::debug!(
+            epoch,
+            loss,
+            accuracy,
+            samples_per_s = metrics.samples_per_s,
+            "epoch done"
+        );
         on_epoch(&metrics);
         epochs.push(metrics);
     }
@@ -165,7 +185,10 @@ pub fn evaluate(model: &dyn ModuleT, images: &Tensor, labels: &Tensor) -> Result
             .forward_t(&images.narrow(0, start, len)?, false)?
             .argmax(D::Minus1)?;
         let correct = predicted.eq(&labels.narrow(0, start, len)?)?;
-        n_correct += correct.to_dtype(DType::U32)?.sum_all()?.to_scalar::<u32>()? as u64;
+        n_correct += correct
+            .to_dtype(DType::U32)?
+            .sum_all()?
+            .to_scalar::<u32>()? as u64;
     }
     Ok(n_correct as f64 / n as f64)
 }
@@ -207,7 +230,11 @@ fn check_config(config: &NetConfig) -> Result<(), ModelError> {
     }
     let lr = config.learning_rate;
     if !(lr.is_finite() && lr > 0.0) {
-        return Err(invalid("learning_rate", lr.to_string(), "a positive number"));
+        return Err(invalid(
+            "learning_rate",
+            lr.to_string(),
+            "a positive number",
+        ));
     }
     Ok(())
 }

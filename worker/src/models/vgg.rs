@@ -36,14 +36,22 @@ pub fn scaled(channels: usize, width: f64) -> usize {
 impl Vgg {
     /// Builds the network for `rows` × `cols` grey images.
     pub fn new(vb: VarBuilder, config: &VggConfig, rows: usize, cols: usize) -> Result<Self> {
-        let affine = if config.batch_norm { Affine::BatchNorm } else { Affine::Bias };
+        let affine = if config.batch_norm {
+            Affine::BatchNorm
+        } else {
+            Affine::Bias
+        };
         let mut convs = Vec::new();
         let mut c_in = 1;
         for (idx, &width) in LAYOUT.iter().enumerate() {
             if width == 0 {
                 continue;
             }
-            let pool = if LAYOUT.get(idx + 1) == Some(&0) { Pool::Max2 } else { Pool::None };
+            let pool = if LAYOUT.get(idx + 1) == Some(&0) {
+                Pool::Max2
+            } else {
+                Pool::None
+            };
             let spec = BlockSpec {
                 kernel: 3,
                 stride: 1,
@@ -52,7 +60,13 @@ impl Vgg {
                 pool,
             };
             let c_out = scaled(width, config.width);
-            convs.push(ConvLayer::new(vb.pp(format!("features.{idx}")), c_in, c_out, affine, spec)?);
+            convs.push(ConvLayer::new(
+                vb.pp(format!("features.{idx}")),
+                c_in,
+                c_out,
+                affine,
+                spec,
+            )?);
             c_in = c_out;
         }
         let (h, w) = (rows.max(INPUT_SIDE), cols.max(INPUT_SIDE));
@@ -68,7 +82,9 @@ impl Vgg {
 impl ModuleT for Vgg {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let [(top, bottom), (left, right)] = self.pad;
-        let mut xs = xs.pad_with_zeros(2, top, bottom)?.pad_with_zeros(3, left, right)?;
+        let mut xs = xs
+            .pad_with_zeros(2, top, bottom)?
+            .pad_with_zeros(3, left, right)?;
         for conv in &self.convs {
             xs = conv.forward_t(&xs, train)?;
         }
