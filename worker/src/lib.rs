@@ -9,11 +9,14 @@
 //! - [`outbox`]: finished outcomes kept on disk until the coordinator has taken them.
 //! - [`data`]: datasets (IDX files), resolution of dataset names, seeded stratified subsets.
 //! - [`models`]: the models (linear SVM with smartcore, CNN with candle).
+//! - [`nn`]: the fast CPU op layer the nets train on (fused candle custom ops).
+//! - [`bench`]: `worker bench`, the speed of each model on fixed data.
 //! - [`train`]: one entry point that trains and evaluates any model, returning a `TrainReport`.
 //!
 //! Entry point: [`agent::run`].
 
 pub mod agent;
+pub mod bench;
 pub mod client;
 pub mod data;
 pub mod energy;

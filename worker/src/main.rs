@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ecobench_shared::process::read_token_file;
 use ecobench_worker::agent::{self, WorkerConfig};
+use ecobench_worker::bench::BenchOptions;
 use ecobench_worker::energy::MeterConfig;
 use ecobench_worker::exec::{self, ExecConfig};
 
@@ -60,12 +61,77 @@ enum Command {
     /// Internal: train one job read from stdin, printing JSON-line events.
     #[command(hide = true)]
     Exec,
+    /// Train models on fixed data with a fixed seed and print their speed: train images/s,
+    /// forward/backward/optimizer seconds, GFLOP/s against the measured peak, peak memory.
+    Bench(BenchArgs),
+}
+
+/// `worker bench` flags.
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// Models to run, one after the other (repeat the flag or separate with commas).
+    #[arg(
+        long = "model",
+        value_delimiter = ',',
+        default_value = "cnn,densenet,vgg"
+    )]
+    models: Vec<String>,
+    /// Training images per epoch (the first of the training split).
+    #[arg(long, default_value_t = 4000)]
+    images: usize,
+    /// Test images to evaluate on after training (0: no evaluation).
+    #[arg(long, default_value_t = 0)]
+    test_images: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 32)]
+    batch: u32,
+    /// Compute threads (0: every core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Epochs.
+    #[arg(long, default_value_t = 1)]
+    epochs: u32,
+    /// Steps trained before timing starts.
+    #[arg(long, default_value_t = 5)]
+    warmup_batches: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Seed of the initial weights and the shuffling.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Dataset: a known name or a folder of IDX files.
+    #[arg(long, default_value = "fashion-mnist")]
+    data: String,
+    /// Folder holding datasets, searched before ./data.
+    #[arg(long)]
+    data_dir: Vec<PathBuf>,
+    /// DenseNet growth rate.
+    #[arg(long, default_value_t = 12)]
+    growth_rate: u32,
+    /// DenseNet blocks.
+    #[arg(long, default_value_t = 3)]
+    n_blocks: u32,
+    /// DenseNet layers per block.
+    #[arg(long, default_value_t = 4)]
+    layers_per_block: u32,
+    /// VGG width multiplier.
+    #[arg(long, default_value_t = 0.25)]
+    width: f64,
+    /// VGG without batch norm.
+    #[arg(long)]
+    no_batch_norm: bool,
+    /// Print one JSON object per model.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Exec) = cli.command {
-        std::process::exit(exec::child_main());
+    match &cli.command {
+        Some(Command::Exec) => std::process::exit(exec::child_main()),
+        Some(Command::Bench(args)) => return bench(args),
+        None => {}
     }
     ecobench_shared::telemetry::init();
     let Some(coordinator) = cli.join.clone() else {
@@ -128,4 +194,31 @@ fn data_dirs(given: &[PathBuf]) -> Vec<PathBuf> {
     dirs.push(PathBuf::from("data"));
     dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../data"));
     dirs
+}
+
+/// `worker bench`: fixes the thread count, resolves the data, runs the benchmark.
+fn bench(args: &BenchArgs) -> Result<()> {
+    if args.threads > 0 {
+        // SAFETY: no other thread runs yet; rayon's pool and candle read this variable.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string()) };
+    }
+    let data = ecobench_worker::data::resolve_dataset(&args.data, &data_dirs(&args.data_dir))?;
+    let options = BenchOptions {
+        models: args.models.clone(),
+        images: args.images,
+        test_images: args.test_images,
+        batch: args.batch,
+        threads: args.threads,
+        epochs: args.epochs,
+        warmup_batches: args.warmup_batches,
+        learning_rate: args.lr,
+        seed: args.seed,
+        data,
+        growth_rate: args.growth_rate,
+        n_blocks: args.n_blocks,
+        layers_per_block: args.layers_per_block,
+        width: args.width,
+        batch_norm: !args.no_batch_norm,
+    };
+    ecobench_worker::bench::run(&options, args.json)
 }

@@ -21,6 +21,7 @@ pub mod par;
 pub mod pool;
 pub mod raw;
 pub mod scratch;
+pub mod simd;
 
 pub use adamw::FusedAdamW;
 pub use conv::{BlockSpec, conv_block};

@@ -40,6 +40,8 @@ pub struct Plane {
     pub height: usize,
     /// Columns of the input plane.
     pub width: usize,
+    /// Floats from one input row to the next (at least `width`).
+    pub row_stride: usize,
     /// Multiplies the input.
     pub scale: f32,
     /// Added after scaling.
@@ -59,28 +61,39 @@ impl Plane {
 /// Forward on one plane: `out` (pooled size) from `z`; `argmax` (pooled size, max
 /// pooling only) receives the window position 0–3 of each maximum.
 pub fn forward(pool: Pool, p: &Plane, z: &[f32], out: &mut [f32], argmax: &mut [u8]) {
-    let (w, (ph, pw)) = (p.width, pool.out_dims(p.height, p.width));
+    let (w, (ph, pw)) = (p.row_stride, pool.out_dims(p.height, p.width));
     match pool {
         Pool::None => {
-            for (o, &v) in out.iter_mut().zip(z) {
-                *o = p.act(v);
+            for (o_row, r) in out.chunks_exact_mut(p.width).zip(0..p.height) {
+                for (o, &v) in o_row.iter_mut().zip(&z[r * w..][..p.width]) {
+                    *o = p.act(v);
+                }
             }
         }
         Pool::Max2 => {
             for r in 0..ph {
-                let top = &z[2 * r * w..];
-                let bottom = &z[(2 * r + 1) * w..];
-                for c in 0..pw {
-                    let cands = [top[2 * c], top[2 * c + 1], bottom[2 * c], bottom[2 * c + 1]];
-                    let (mut best, mut at) = (cands[0] * p.scale, 0u8);
-                    for (pos, &v) in cands.iter().enumerate().skip(1) {
-                        if v * p.scale > best {
-                            best = v * p.scale;
-                            at = pos as u8;
-                        }
+                let top = &z[2 * r * w..][..2 * pw];
+                let bottom = &z[(2 * r + 1) * w..][..2 * pw];
+                let (o, am) = (&mut out[r * pw..][..pw], &mut argmax[r * pw..][..pw]);
+                if p.scale > 0.0 {
+                    // A positive scale keeps the order: pool z, then map the maximum.
+                    max_row(top, bottom, o, am);
+                    for v in o.iter_mut() {
+                        *v = p.act(*v);
                     }
-                    out[r * pw + c] = p.act(cands[usize::from(at)]);
-                    argmax[r * pw + c] = at;
+                } else {
+                    let y = |v: f32| v * p.scale;
+                    for c in 0..pw {
+                        let cands = [top[2 * c], top[2 * c + 1], bottom[2 * c], bottom[2 * c + 1]];
+                        let mut at = 0;
+                        for pos in 1..4 {
+                            if y(cands[pos]) > y(cands[at]) {
+                                at = pos;
+                            }
+                        }
+                        o[c] = p.act(cands[at]);
+                        am[c] = at as u8;
+                    }
                 }
             }
         }
@@ -100,8 +113,9 @@ pub fn forward(pool: Pool, p: &Plane, z: &[f32], out: &mut [f32], argmax: &mut [
     }
 }
 
-/// Backward on one plane: the gradient `dy` (input size) with respect to the values
-/// after the affine map and before ReLU, from the gradient `dout` of the pooled output.
+/// Backward on one plane: the gradient `dy` (input size, rows `row_stride` apart; the
+/// caller zeroes it first) with respect to the values after the affine map and before
+/// ReLU, from the gradient `dout` of the pooled output.
 ///
 /// `out` is the forward's output; `z` the forward's input, needed only when
 /// [`Pool::mask_needs_input`] says so.
@@ -114,15 +128,20 @@ pub fn backward(
     argmax: &[u8],
     dy: &mut [f32],
 ) {
-    let (w, (ph, pw)) = (p.width, pool.out_dims(p.height, p.width));
+    let (w, (ph, pw)) = (p.row_stride, pool.out_dims(p.height, p.width));
     match pool {
         Pool::None => {
-            for ((d, &g), &o) in dy.iter_mut().zip(dout).zip(out) {
-                *d = if p.relu && o <= 0.0 { 0.0 } else { g };
+            for r in 0..p.height {
+                let (g_row, o_row) = (
+                    &dout[r * p.width..][..p.width],
+                    &out[r * p.width..][..p.width],
+                );
+                for ((d, &g), &o) in dy[r * w..][..p.width].iter_mut().zip(g_row).zip(o_row) {
+                    *d = if p.relu && o <= 0.0 { 0.0 } else { g };
+                }
             }
         }
         Pool::Max2 => {
-            dy.fill(0.0);
             for r in 0..ph {
                 for c in 0..pw {
                     let idx = r * pw + c;
@@ -135,7 +154,6 @@ pub fn backward(
             }
         }
         Pool::Avg2 => {
-            dy.fill(0.0);
             for r in 0..ph {
                 for c in 0..pw {
                     let g = 0.25 * dout[r * pw + c];
@@ -151,5 +169,19 @@ pub fn backward(
                 }
             }
         }
+    }
+}
+
+/// The maximum of each 2×2 window of a pair of rows, and its position (0–3, the first
+/// maximum on ties), written without branches so that it vectorises.
+#[inline]
+fn max_row(top: &[f32], bottom: &[f32], out: &mut [f32], argmax: &mut [u8]) {
+    for (c, (o, am)) in out.iter_mut().zip(argmax.iter_mut()).enumerate() {
+        let (a, b, cc, d) = (top[2 * c], top[2 * c + 1], bottom[2 * c], bottom[2 * c + 1]);
+        let (m1, i1) = if b > a { (b, 1u8) } else { (a, 0u8) };
+        let (m2, i2) = if d > cc { (d, 3u8) } else { (cc, 2u8) };
+        let (m, i) = if m2 > m1 { (m2, i2) } else { (m1, i1) };
+        *o = m;
+        *am = i;
     }
 }

@@ -2,13 +2,17 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::{ConvBlock, Dims, col2im, im2col};
-use crate::nn::gemm::{Mat, matmul};
+use super::direct::Pre;
+use super::engine::{Engine, ZLayout};
+use super::{ConvBlock, Dims, Saved, for_each_row};
 use crate::nn::raw::{self, needs_grad};
 use crate::nn::{norm, par, pool, scratch};
 
 /// Gradients of (x, w, affine).
 type Grads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// Per channel: `dz = a·dy + b·ẑ + c` (batch norm's backward).
+type Coefs = (Vec<f32>, Vec<f32>, Vec<f32>);
 
 impl ConvBlock {
     fn backward(
@@ -20,7 +24,7 @@ impl ConvBlock {
         grad: &Tensor,
     ) -> Result<Grads> {
         let d = self.dims(x.layout(), w.layout())?;
-        let (g, ohw) = (d.g, d.g.out_hw());
+        let g = d.g;
         let grad = grad.contiguous()?;
         let (xs, xl) = x.storage_and_layout();
         let xv = raw::storage_slice(&xs, xl, "conv")?;
@@ -37,8 +41,10 @@ impl ConvBlock {
         };
         let saved = self.saved.lock().expect("conv block state");
         let (need_x, need_w) = (needs_grad(x), needs_grad(w));
+        let engine = Engine::new(&g, d.len);
+        let zl = engine.z_layout(d.len);
+        let grad_weights = need_x.then(|| engine.grad_weights(wv));
         let c_out = g.c_out;
-        // Per channel: the affine map of the forward, and dz = a·dy + b·ẑ + c.
         let (scale, shift) = match (&self.norm, pv) {
             (Some(_), Some(gb)) => {
                 let scale: Vec<f32> = (0..c_out).map(|c| gb[c] * saved.invstd[c]).collect();
@@ -52,29 +58,41 @@ impl ConvBlock {
                 bias.map_or_else(|| vec![0.0; c_out], <[f32]>::to_vec),
             ),
         };
-        let mut coefs = None;
+        let ctx = Ctx {
+            d,
+            zl,
+            scale: &scale,
+            shift: &shift,
+            out,
+            dout,
+            saved: &saved,
+        };
         // Batch norm needs Σdy and Σdy·ẑ over the whole batch before any dz: a first pass.
         let mut dy_full = Vec::new();
+        let mut coefs: Option<Coefs> = None;
         let mut norm_grad = None;
-        if let (Some(norm), Some(gb)) = (&self.norm, pv) {
-            dy_full = vec![0.0; d.n * d.z_per_image()];
-            let items: Vec<_> = par::chunks_mut(&mut dy_full, d.z_per_image(), d.len, d.n_chunks())
+        if let (Some(mode), Some(gb)) = (&self.norm, pv) {
+            dy_full = vec![0.0; d.n_chunks() * zl.chunk];
+            let items: Vec<_> = par::chunks_mut(&mut dy_full, zl.chunk, 1, d.n_chunks())
                 .into_iter()
                 .enumerate()
                 .collect();
             let parts = par::map(items, |(idx, dy)| {
                 let (first, cnt) = d.chunk_images(idx);
-                self.unpool_chunk(&d, first, cnt, &scale, &shift, out, dout, &saved, dy);
-                let z = &saved.z[first * d.z_per_image()..][..cnt * d.z_per_image()];
-                dy_zhat_sums(dy, z, &saved.mean, &saved.invstd)
+                self.unpool_chunk(&ctx, idx, first, cnt, dy);
+                dy_zhat_sums(&ctx, cnt, dy, &saved.z[idx * zl.chunk..][..zl.chunk])
             });
             let sums = par::sum_in_order_f64(parts);
-            let (a, b, c) =
-                norm::backward_coefs(norm.train, &gb[..c_out], &saved.invstd, &sums, d.n * ohw);
+            coefs = Some(norm::backward_coefs(
+                mode.train,
+                &gb[..c_out],
+                &saved.invstd,
+                &sums,
+                d.n * g.out_hw(),
+            ));
             let mut dgb: Vec<f32> = sums[c_out..].iter().map(|&v| v as f32).collect();
             dgb.extend(sums[..c_out].iter().map(|&v| v as f32));
             norm_grad = Some(dgb);
-            coefs = Some((a, b, c));
         }
         let mut dx = vec![0.0; if need_x { d.n * g.in_len() } else { 0 }];
         let items: Vec<_> = par::chunks_mut(&mut dx, g.in_len(), d.len, d.n_chunks())
@@ -83,42 +101,24 @@ impl ConvBlock {
             .collect();
         let parts = par::map(items, |(idx, dx_chunk)| {
             let (first, cnt) = d.chunk_images(idx);
-            let ncol = cnt * ohw;
-            let col_len = if need_w || need_x {
-                g.k_dim() * ncol
-            } else {
-                0
-            };
-            scratch::with_scratch([c_out * ncol, col_len], |[dz, col]| {
+            scratch::with_scratch([zl.chunk], |[dz]| {
+                dz.fill(0.0);
                 match &coefs {
-                    Some((a, b, c)) => {
-                        let dy = &dy_full[first * d.z_per_image()..][..cnt * d.z_per_image()];
-                        let z = &saved.z[first * d.z_per_image()..][..cnt * d.z_per_image()];
-                        apply_norm_backward(dz, dy, z, &saved.mean, &saved.invstd, a, b, c);
+                    Some(coefs) => {
+                        let at = idx * zl.chunk;
+                        let (dy, z) = (&dy_full[at..][..zl.chunk], &saved.z[at..][..zl.chunk]);
+                        apply_norm_backward(&ctx, cnt, coefs, dy, z, dz);
                     }
-                    None => {
-                        self.unpool_chunk(&d, first, cnt, &scale, &shift, out, dout, &saved, dz)
-                    }
+                    None => self.unpool_chunk(&ctx, idx, first, cnt, dz),
                 }
-                let db: Vec<f32> = dz.chunks(ncol).map(|row| row.iter().sum()).collect();
+                let mut db = vec![0.0; c_out];
+                for_each_row(&g, &zl, cnt, |c, row| db[c] += row.iter().sum::<f32>(), dz);
                 let mut dw = vec![0.0; if need_w { c_out * g.k_dim() } else { 0 }];
                 if need_w {
-                    im2col(&g, &xv[first * g.in_len()..], cnt, col);
-                    matmul(
-                        &mut dw,
-                        false,
-                        Mat::rows(dz, c_out, ncol),
-                        Mat::rows(col, g.k_dim(), ncol).t(),
-                    );
+                    engine.weight_grad(&xv[first * g.in_len()..], dz, cnt, &mut dw, &Pre::Identity);
                 }
-                if need_x {
-                    matmul(
-                        col,
-                        false,
-                        Mat::rows(wv, c_out, g.k_dim()).t(),
-                        Mat::rows(dz, c_out, ncol),
-                    );
-                    col2im(&g, col, cnt, dx_chunk);
+                if let Some(gw) = &grad_weights {
+                    engine.input_grad(gw, dz, cnt, dx_chunk);
                 }
                 (dw, db)
             })
@@ -143,30 +143,21 @@ impl ConvBlock {
         Ok((dx, dw, dp))
     }
 
-    /// The gradient before pooling and ReLU (chunk layout) of one chunk's images.
-    #[allow(clippy::too_many_arguments)]
-    fn unpool_chunk(
-        &self,
-        d: &Dims,
-        first: usize,
-        cnt: usize,
-        scale: &[f32],
-        shift: &[f32],
-        out: &[f32],
-        dout: &[f32],
-        saved: &super::Saved,
-        dy: &mut [f32],
-    ) {
-        let (g, ohw) = (d.g, d.g.out_hw());
+    /// The gradient before pooling and ReLU of one chunk's images, into `dy` (zeroed, the
+    /// engine's layout).
+    fn unpool_chunk(&self, ctx: &Ctx<'_>, idx: usize, first: usize, cnt: usize, dy: &mut [f32]) {
+        let (d, zl) = (&ctx.d, &ctx.zl);
+        let len = zl.plane_len(&d.g);
         for i in 0..cnt {
-            for co in 0..g.c_out {
-                let at = ((first + i) * g.c_out + co) * d.out_plane;
-                let plane = self.plane(d, scale[co], shift[co]);
-                let zi = (co * cnt + i) * ohw;
+            for co in 0..d.g.c_out {
+                let at = ((first + i) * d.g.c_out + co) * d.out_plane;
+                let plane = self.plane(d, zl, ctx.scale[co], ctx.shift[co]);
+                let zi = zl.at(i, co);
+                let saved = ctx.saved;
                 let z = if saved.z.is_empty() {
                     None
                 } else {
-                    Some(&saved.z[first * d.z_per_image() + zi..][..ohw])
+                    Some(&saved.z[idx * zl.chunk + zi..][..len])
                 };
                 let argmax = if saved.argmax.is_empty() {
                     &[][..]
@@ -176,57 +167,75 @@ impl ConvBlock {
                 pool::backward(
                     self.spec.pool,
                     &plane,
-                    &out[at..at + d.out_plane],
+                    &ctx.out[at..at + d.out_plane],
                     z,
-                    &dout[at..at + d.out_plane],
+                    &ctx.dout[at..at + d.out_plane],
                     argmax,
-                    &mut dy[zi..zi + ohw],
+                    &mut dy[zi..zi + len],
                 );
             }
         }
     }
 }
 
-/// `[Σdy…, Σdy·ẑ…]` per channel of one chunk (chunk layout), ẑ = (z − μ)/σ.
-fn dy_zhat_sums(dy: &[f32], z: &[f32], mean: &[f32], invstd: &[f32]) -> Vec<f64> {
-    let c_out = mean.len();
-    let row = dy.len() / c_out;
+/// What the backward's passes share.
+struct Ctx<'a> {
+    d: Dims,
+    zl: ZLayout,
+    scale: &'a [f32],
+    shift: &'a [f32],
+    out: &'a [f32],
+    dout: &'a [f32],
+    saved: &'a Saved,
+}
+
+/// `[Σdy…, Σdy·ẑ…]` per channel of one chunk, ẑ = (z − μ)/σ.
+fn dy_zhat_sums(ctx: &Ctx<'_>, cnt: usize, dy: &[f32], z: &[f32]) -> Vec<f64> {
+    let (g, zl, saved) = (&ctx.d.g, &ctx.zl, ctx.saved);
+    let c_out = g.c_out;
     let mut sums = vec![0.0; 2 * c_out];
-    for c in 0..c_out {
-        let (dy, z) = (&dy[c * row..][..row], &z[c * row..][..row]);
-        let (mut s, mut sz) = (0.0f32, 0.0f32);
-        for (&g, &v) in dy.iter().zip(z) {
-            s += g;
-            sz += g * (v - mean[c]);
+    for i in 0..cnt {
+        for c in 0..c_out {
+            let (mut s, mut sz) = (0.0f32, 0.0f32);
+            for r in 0..g.out_h {
+                let at = zl.at(i, c) + r * zl.rs;
+                for (&gv, &v) in dy[at..][..g.out_w].iter().zip(&z[at..][..g.out_w]) {
+                    s += gv;
+                    sz += gv * (v - saved.mean[c]);
+                }
+            }
+            sums[c] += f64::from(s);
+            sums[c_out + c] += f64::from(sz * saved.invstd[c]);
         }
-        sums[c] = f64::from(s);
-        sums[c_out + c] = f64::from(sz * invstd[c]);
     }
     sums
 }
 
-/// `dz = a·dy + b·ẑ + c` per channel (chunk layout).
-#[allow(clippy::too_many_arguments)]
+/// `dz = a·dy + b·ẑ + c` per channel, on the output pixels only (junk columns stay zero).
 fn apply_norm_backward(
-    dz: &mut [f32],
+    ctx: &Ctx<'_>,
+    cnt: usize,
+    coefs: &Coefs,
     dy: &[f32],
     z: &[f32],
-    mean: &[f32],
-    invstd: &[f32],
-    a: &[f32],
-    b: &[f32],
-    c: &[f32],
+    dz: &mut [f32],
 ) {
-    let c_out = mean.len();
-    let row = dy.len() / c_out;
-    for ch in 0..c_out {
-        let (bz, k) = (b[ch] * invstd[ch], c[ch] - b[ch] * invstd[ch] * mean[ch]);
-        for ((o, &g), &v) in dz[ch * row..][..row]
-            .iter_mut()
-            .zip(&dy[ch * row..][..row])
-            .zip(&z[ch * row..][..row])
-        {
-            *o = a[ch] * g + bz * v + k;
+    let (g, zl, saved) = (&ctx.d.g, &ctx.zl, ctx.saved);
+    let (a, b, c) = coefs;
+    for i in 0..cnt {
+        for ch in 0..g.c_out {
+            let bz = b[ch] * saved.invstd[ch];
+            let k = c[ch] - bz * saved.mean[ch];
+            for r in 0..g.out_h {
+                let at = zl.at(i, ch) + r * zl.rs;
+                let rows = dz[at..][..g.out_w]
+                    .iter_mut()
+                    .zip(&dy[at..][..g.out_w])
+                    .zip(&z[at..][..g.out_w]);
+                for ((o, &gv), &v) in rows {
+                    *o = a[ch] * gv + bz * v + k;
+                }
+            }
         }
     }
 }

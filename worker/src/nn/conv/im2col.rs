@@ -3,7 +3,8 @@
 //!
 //! For a chunk of `n` images the column matrix has one row per (input channel, kernel
 //! row, kernel column), in the order of the weight's (c_in, k, k) axes, and one column per
-//! (image, output row, output column): `K × (n · OH · OW)`, row-major.
+//! (image, output row, output column): `K × (n · OH · OW)`, row-major, rows padded to a
+//! given length.
 
 use candle_core::{Result, bail};
 
@@ -100,9 +101,13 @@ impl Geom {
     }
 }
 
-/// Fills `col` (`K × (n · OH · OW)`) from `n` images `x` (`n × c_in × height × width`).
-pub fn im2col(g: &Geom, x: &[f32], n: usize, col: &mut [f32]) {
-    let (hw, ohw, ncol) = (g.height * g.width, g.out_hw(), n * g.out_hw());
+/// Fills `col` (`K` rows of `ncol ≥ n · OH · OW` columns, the rest zero) from `n` images
+/// `x` (`n × c_in × height × width`).
+pub fn im2col(g: &Geom, x: &[f32], n: usize, col: &mut [f32], ncol: usize) {
+    let (hw, ohw) = (g.height * g.width, g.out_hw());
+    for row in 0..g.k_dim() {
+        col[row * ncol + n * ohw..(row + 1) * ncol].fill(0.0);
+    }
     if g.is_pointwise() {
         for ci in 0..g.c_in {
             for i in 0..n {
@@ -133,10 +138,10 @@ pub fn im2col(g: &Geom, x: &[f32], n: usize, col: &mut [f32]) {
     }
 }
 
-/// Adds `col` (`K × (n · OH · OW)`) back into `n` images `dx` (`n × c_in × height × width`):
-/// the adjoint of [`im2col`].
-pub fn col2im(g: &Geom, col: &[f32], n: usize, dx: &mut [f32]) {
-    let (hw, ohw, ncol) = (g.height * g.width, g.out_hw(), n * g.out_hw());
+/// Adds `col` (`K` rows of `ncol` columns) back into `n` images `dx`
+/// (`n × c_in × height × width`): the adjoint of [`im2col`].
+pub fn col2im(g: &Geom, col: &[f32], n: usize, dx: &mut [f32], ncol: usize) {
+    let (hw, ohw) = (g.height * g.width, g.out_hw());
     if g.is_pointwise() {
         for ci in 0..g.c_in {
             for i in 0..n {
@@ -175,7 +180,7 @@ fn gather_row(g: &Geom, src: &[f32], kw: usize, dst: &mut [f32]) {
         let (lo, hi) = g.inside_cols(kw);
         dst[..lo].fill(0.0);
         let first = lo + kw - g.padding;
-        dst[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+        copy_short(&mut dst[lo..hi], &src[first..first + hi - lo]);
         dst[hi..].fill(0.0);
     } else {
         for (ow, d) in dst.iter_mut().enumerate() {
@@ -206,5 +211,24 @@ fn scatter_row(g: &Geom, src: &[f32], kw: usize, dst: &mut [f32]) {
                 *d += s;
             }
         }
+    }
+}
+
+/// Copies a short row inline, in fixed-size pieces (`copy_from_slice` of a variable length
+/// calls `memcpy`, whose call costs more than these rows of a few dozen floats).
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    let mut dst_chunks = dst.chunks_exact_mut(16);
+    let mut src_chunks = src.chunks_exact(16);
+    for (d, s) in (&mut dst_chunks).zip(&mut src_chunks) {
+        let s: &[f32; 16] = s.try_into().expect("16 floats");
+        d.copy_from_slice(s);
+    }
+    for (d, &s) in dst_chunks
+        .into_remainder()
+        .iter_mut()
+        .zip(src_chunks.remainder())
+    {
+        *d = s;
     }
 }

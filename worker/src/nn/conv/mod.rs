@@ -8,21 +8,24 @@
 //! needs none (a network's images).
 
 mod backward;
+pub mod direct;
+mod engine;
 mod im2col;
 
 use std::sync::{Arc, Mutex};
 
 use candle_core::{Layout, Result, Shape, Tensor, bail};
 
+use direct::Pre;
+use engine::{Engine, ZLayout};
 pub use im2col::{Geom, col2im, im2col};
 
-use super::gemm::{Mat, matmul};
-use super::norm::{channel_sums, norm_stats};
+use super::norm::{add_sums, norm_stats};
 use super::pool::{self, Plane, Pool};
 use super::raw;
 use super::{par, scratch};
 
-/// Floats of scratch (column matrix + conv output) one chunk of images may use.
+/// Floats (input and conv output, roughly) one chunk of images may use.
 const CHUNK_BUDGET: usize = 1 << 18;
 
 /// The convolution's shape parameters and what follows it in the block.
@@ -126,9 +129,6 @@ impl Dims {
         let first = idx * self.len;
         (first, self.len.min(self.n - first))
     }
-    fn z_per_image(&self) -> usize {
-        self.g.c_out * self.g.out_hw()
-    }
 }
 
 impl ConvBlock {
@@ -144,7 +144,7 @@ impl ConvBlock {
         }
         let g = Geom::new((c_in, h, wd), c_out, k, self.spec.stride, self.spec.padding)?;
         let (ph, pw) = self.spec.pool.out_dims(g.out_h, g.out_w);
-        let per_image = (g.k_dim() + c_out) * g.out_hw();
+        let per_image = (g.in_len() + 2 * c_out * g.out_hw()).max(1);
         Ok(Dims {
             n,
             g,
@@ -181,6 +181,9 @@ impl ConvBlock {
 
     fn forward(&self, x: &[f32], w: &[f32], affine: Option<&[f32]>, d: Dims) -> Result<Vec<f32>> {
         let (g, n_chunks) = (d.g, d.n_chunks());
+        let engine = Engine::new(&g, d.len);
+        let packed = engine.pack(w);
+        let zl = engine.z_layout(d.len);
         let mut out = vec![0.0; d.n * g.c_out * d.out_plane];
         let mut argmax = vec![
             0u8;
@@ -193,33 +196,40 @@ impl ConvBlock {
         let mut z = vec![
             0.0;
             if self.keeps_z() {
-                d.n * d.z_per_image()
+                n_chunks * zl.chunk
             } else {
                 0
             }
         ];
         let conv_chunk = |idx: usize, z_out: &mut [f32]| {
             let (first, cnt) = d.chunk_images(idx);
-            scratch::with_scratch([g.k_dim() * cnt * g.out_hw()], |[col]| {
-                im2col(&g, &x[first * g.in_len()..], cnt, col);
-                let ncol = cnt * g.out_hw();
-                matmul(
-                    z_out,
-                    false,
-                    Mat::rows(w, g.c_out, g.k_dim()),
-                    Mat::rows(col, g.k_dim(), ncol),
-                );
-            });
+            engine.forward(
+                &packed,
+                &x[first * g.in_len()..],
+                cnt,
+                z_out,
+                &Pre::Identity,
+            );
         };
         let mut saved = Saved::default();
         let (scale, shift) = if let Some(norm) = &self.norm {
-            let items: Vec<_> = par::chunks_mut(&mut z, d.z_per_image(), d.len, n_chunks)
+            let items: Vec<_> = par::chunks_mut(&mut z, zl.chunk, 1, n_chunks)
                 .into_iter()
                 .enumerate()
                 .collect();
             let sums = par::map(items, |(idx, z_chunk)| {
                 conv_chunk(idx, z_chunk);
-                channel_sums(z_chunk, g.c_out)
+                let mut sums = vec![0.0; 2 * g.c_out];
+                for_each_row(
+                    &g,
+                    &zl,
+                    d.chunk_images(idx).1,
+                    |c, row| {
+                        add_sums(&mut sums, g.c_out, c, row);
+                    },
+                    z_chunk,
+                );
+                sums
             });
             let gb = affine.expect("batch norm has its weight and bias");
             let (mean, invstd) = norm_stats(norm, &sums, d.n * g.out_hw(), g.c_out);
@@ -243,21 +253,21 @@ impl ConvBlock {
                 d.len,
                 n_chunks,
             ))
-            .zip(par::chunks_mut(&mut z, d.z_per_image(), d.len, n_chunks))
+            .zip(par::chunks_mut(&mut z, zl.chunk, 1, n_chunks))
             .enumerate()
             .collect();
         let normed = self.norm.is_some();
         par::map(items, |(idx, ((out_c, am_c), z_c))| {
             let (_, cnt) = d.chunk_images(idx);
             if normed {
-                self.epilogue(&d, cnt, z_c, &scale, &shift, out_c, am_c);
+                self.epilogue(&d, &zl, cnt, z_c, &scale, &shift, out_c, am_c);
             } else {
-                scratch::with_scratch([g.c_out * cnt * g.out_hw()], |[zs]| {
+                scratch::with_scratch([zl.chunk], |[zs]| {
                     conv_chunk(idx, zs);
                     if !z_c.is_empty() {
                         z_c.copy_from_slice(zs);
                     }
-                    self.epilogue(&d, cnt, zs, &scale, &shift, out_c, am_c);
+                    self.epilogue(&d, &zl, cnt, zs, &scale, &shift, out_c, am_c);
                 });
             }
         });
@@ -271,6 +281,7 @@ impl ConvBlock {
     fn epilogue(
         &self,
         d: &Dims,
+        zl: &ZLayout,
         cnt: usize,
         z: &[f32],
         scale: &[f32],
@@ -278,20 +289,21 @@ impl ConvBlock {
         out: &mut [f32],
         argmax: &mut [u8],
     ) {
-        let (g, ohw) = (d.g, d.g.out_hw());
+        let g = d.g;
         for i in 0..cnt {
             for co in 0..g.c_out {
-                let plane = self.plane(d, scale[co], shift[co]);
+                let plane = self.plane(d, zl, scale[co], shift[co]);
                 let at = (i * g.c_out + co) * d.out_plane;
                 let am = if argmax.is_empty() {
                     &mut [][..]
                 } else {
                     &mut argmax[at..at + d.out_plane]
                 };
+                let zp = &z[zl.at(i, co)..][..zl.plane_len(&g)];
                 pool::forward(
                     self.spec.pool,
                     &plane,
-                    &z[(co * cnt + i) * ohw..][..ohw],
+                    zp,
                     &mut out[at..at + d.out_plane],
                     am,
                 );
@@ -299,13 +311,26 @@ impl ConvBlock {
         }
     }
 
-    fn plane(&self, d: &Dims, scale: f32, shift: f32) -> Plane {
+    fn plane(&self, d: &Dims, zl: &ZLayout, scale: f32, shift: f32) -> Plane {
         Plane {
             height: d.g.out_h,
             width: d.g.out_w,
+            row_stride: zl.rs,
             scale,
             shift,
             relu: self.spec.relu,
+        }
+    }
+}
+
+/// Calls `f(channel, row)` on every output row (junk columns left out) of `cnt` images in
+/// layout `zl`.
+fn for_each_row(g: &Geom, zl: &ZLayout, cnt: usize, mut f: impl FnMut(usize, &[f32]), z: &[f32]) {
+    for i in 0..cnt {
+        for c in 0..g.c_out {
+            for r in 0..g.out_h {
+                f(c, &z[zl.at(i, c) + r * zl.rs..][..g.out_w]);
+            }
         }
     }
 }

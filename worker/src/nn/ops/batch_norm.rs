@@ -158,14 +158,18 @@ impl BatchNorm {
                 .zip(items)
                 .collect();
             par::map(work, |(dxc, ((xc, oc), gc))| {
-                for p in 0..xc.len() {
-                    let c = (p / d.hw) % d.c;
-                    let g = if self.relu && oc[p] <= 0.0 {
-                        0.0
-                    } else {
-                        gc[p]
-                    };
-                    dxc[p] = a[c] * g + b[c] * invstd[c] * (xc[p] - mean[c]) + k[c];
+                for (p0, dx_plane) in dxc.chunks_mut(d.hw).enumerate() {
+                    let c = p0 % d.c;
+                    let at = p0 * d.hw;
+                    let (bx, k0) = (b[c] * invstd[c], k[c] - b[c] * invstd[c] * mean[c]);
+                    let planes = xc[at..at + d.hw]
+                        .iter()
+                        .zip(&oc[at..at + d.hw])
+                        .zip(&gc[at..at + d.hw]);
+                    for (o, ((&xv, &ov), &gv)) in dx_plane.iter_mut().zip(planes) {
+                        let g = if self.relu && ov <= 0.0 { 0.0 } else { gv };
+                        *o = a[c] * g + bx * xv + k0;
+                    }
                 }
             });
             Some(raw::tensor(dx, x.shape().clone())?)

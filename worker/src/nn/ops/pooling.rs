@@ -35,6 +35,7 @@ fn plane(h: usize, w: usize) -> Plane {
     Plane {
         height: h,
         width: w,
+        row_stride: w,
         scale: 1.0,
         shift: 0.0,
         relu: false,

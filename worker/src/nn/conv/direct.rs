@@ -1,0 +1,662 @@
+//! Direct convolution for stride 1: an implicit matrix product over a zero-padded,
+//! "wide" layout, with kernels of our own (no im2col, no packing of the images).
+//!
+//! Each input channel is stored padded (`hp × wp`, `wp = w + 2·padding`). Output pixel
+//! `q = oh·wp + ow` of a channel then reads input `q + kh·wp + kw` of every channel: one
+//! offset per reduction row r = (ci, kh, kw), and consecutive pixels read consecutive
+//! inputs, so a tile of (output channels × pixels) is a row of vector FMAs per r. The
+//! `wp − ow` last columns of every output row are junk and never read.
+//!
+//! - forward: `z[co][q] = Σ_r w[co][r] · x[offset(r) + q]`;
+//! - weight gradient: `dw[co][r] = Σ_images Σ_q dz[co][q] · x[offset(r) + q]` (the junk
+//!   columns of `dz` are zero);
+//! - input gradient: the forward kernel on `dz` padded by `kernel − 1 − padding`, with the
+//!   weights flipped and transposed.
+
+use super::Geom;
+use crate::nn::simd::{self, Isa, Portable, Simd};
+
+/// Wide pixel counts are padded to a multiple of this (the widest vector).
+const Q_ALIGN: usize = 16;
+
+fn round_up(n: usize, to: usize) -> usize {
+    n.div_ceil(to) * to
+}
+
+/// One padded, wide layout: `channels` planes of `plane` floats, rows of `wp`, the
+/// image at row/column `border`; the convolution reads `offsets` and produces `nq` wide
+/// pixels per output channel.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Channels.
+    pub channels: usize,
+    /// Rows and columns of zeros around the image.
+    pub border: usize,
+    /// Image rows and columns.
+    pub height: usize,
+    /// Image columns.
+    pub width: usize,
+    /// Padded row length.
+    pub wp: usize,
+    /// Floats per channel plane (padded image plus the tail the kernels read).
+    pub plane: usize,
+    /// Wide output pixels per channel (a multiple of 16).
+    pub nq: usize,
+    /// The offset of every reduction row (channel, kernel row, kernel column).
+    pub offsets: Vec<usize>,
+}
+
+impl Layout {
+    /// The layout for a `kernel × kernel` stride-1 convolution of `channels` planes of
+    /// `height × width` padded by `border`.
+    fn new(channels: usize, height: usize, width: usize, border: usize, kernel: usize) -> Self {
+        let wp = width + 2 * border;
+        let hp = height + 2 * border;
+        let out_h = hp + 1 - kernel;
+        let nq = round_up(out_h * wp, Q_ALIGN);
+        let reach = (kernel - 1) * (wp + 1) + nq;
+        let plane = round_up((hp * wp).max(reach), Q_ALIGN);
+        let mut offsets = Vec::with_capacity(channels * kernel * kernel);
+        for c in 0..channels {
+            for kh in 0..kernel {
+                for kw in 0..kernel {
+                    offsets.push(c * plane + kh * wp + kw);
+                }
+            }
+        }
+        Layout {
+            channels,
+            border,
+            height,
+            width,
+            wp,
+            plane,
+            nq,
+            offsets,
+        }
+    }
+
+    /// Floats of one image in this layout.
+    pub fn len(&self) -> usize {
+        self.channels * self.plane
+    }
+
+    /// Writes `src` (`channels × height × width`, each value through `pre`) into `dst`
+    /// (`len()` floats) with zero borders and tail.
+    pub fn fill(&self, src: &[f32], dst: &mut [f32], pre: &Pre<'_>) {
+        let (h, w) = (self.height, self.width);
+        self.fill_rows(dst, |c, row, to| {
+            let from = &src[(c * h + row) * w..][..w];
+            match pre {
+                Pre::Identity => to.copy_from_slice(from),
+                Pre::BnRelu { scale, shift } => {
+                    let (s, t) = (scale[c], shift[c]);
+                    for (o, &v) in to.iter_mut().zip(from) {
+                        *o = (v * s + t).max(0.0);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Like [`Layout::fill`] from a strided source: channel `c`, row `r` starts at
+    /// `src[c · src_cs + r · src_rs]`.
+    pub fn fill_strided(&self, src: &[f32], src_cs: usize, src_rs: usize, dst: &mut [f32]) {
+        let w = self.width;
+        self.fill_rows(dst, |c, row, to| {
+            to.copy_from_slice(&src[c * src_cs + row * src_rs..][..w])
+        });
+    }
+
+    /// Zeroes the borders and tail of every plane and lets `write(channel, row, dst_row)`
+    /// fill the image rows.
+    fn fill_rows(&self, dst: &mut [f32], mut write: impl FnMut(usize, usize, &mut [f32])) {
+        let (h, w, b, wp) = (self.height, self.width, self.border, self.wp);
+        for c in 0..self.channels {
+            let plane = &mut dst[c * self.plane..][..self.plane];
+            plane[..b * wp + b].fill(0.0);
+            for row in 0..h {
+                let start = (row + b) * wp + b;
+                write(c, row, &mut plane[start..start + w]);
+                let gap_end = if row + 1 < h { start + wp } else { self.plane };
+                plane[start + w..gap_end].fill(0.0);
+            }
+        }
+    }
+}
+
+/// What the convolution's input goes through before it is read: nothing, or batch norm
+/// (as a per-channel scale and shift) then ReLU.
+#[derive(Debug, Clone, Copy)]
+pub enum Pre<'a> {
+    /// The input as it is.
+    Identity,
+    /// `max(0, x · scale[c] + shift[c])`.
+    BnRelu {
+        /// Per-channel scale.
+        scale: &'a [f32],
+        /// Per-channel shift.
+        shift: &'a [f32],
+    },
+}
+
+impl Pre<'_> {
+    /// One value of channel `c`.
+    #[inline]
+    pub fn apply(&self, c: usize, v: f32) -> f32 {
+        match self {
+            Pre::Identity => v,
+            Pre::BnRelu { scale, shift } => (v * scale[c] + shift[c]).max(0.0),
+        }
+    }
+}
+
+/// Whether the direct kernels handle this convolution.
+pub fn applies(g: &Geom) -> bool {
+    g.stride == 1 && g.padding < g.kernel
+}
+
+/// The layouts of one stride-1 convolution: its padded input, and its output gradient
+/// padded for the input-gradient convolution.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The padded input; `input.nq` wide pixels per output channel.
+    pub input: Layout,
+    /// The output gradient padded by `kernel − 1 − padding`; `grad.nq` wide pixels per
+    /// input channel of the input gradient.
+    pub grad: Layout,
+}
+
+impl Plan {
+    /// The layouts of convolution `g` (stride 1, padding below the kernel size).
+    pub fn new(g: &Geom) -> Self {
+        debug_assert!(applies(g));
+        Plan {
+            input: Layout::new(g.c_in, g.height, g.width, g.padding, g.kernel),
+            grad: Layout::new(
+                g.c_out,
+                g.out_h,
+                g.out_w,
+                g.kernel - 1 - g.padding,
+                g.kernel,
+            ),
+        }
+    }
+}
+
+/// The flipped, transposed weights: the input gradient is the forward convolution of the
+/// padded output gradient with them. `w` is `(c_out, c_in, k, k)`; the result `(c_in, c_out, k, k)`.
+pub fn flip_weights(w: &[f32], c_out: usize, c_in: usize, kernel: usize) -> Vec<f32> {
+    let kk = kernel * kernel;
+    let mut flipped = vec![0.0; w.len()];
+    for co in 0..c_out {
+        for ci in 0..c_in {
+            for o in 0..kk {
+                flipped[(ci * c_out + co) * kk + (kk - 1 - o)] = w[(co * c_in + ci) * kk + o];
+            }
+        }
+    }
+    flipped
+}
+
+/// Output channels per tile and vectors per tile row of the forward kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tile {
+    rows: usize,
+    vectors: usize,
+}
+
+/// The forward tile for `c_out` channels: the one with the fewest padded rows.
+pub fn forward_tile(c_out: usize) -> Tile {
+    let options: &[(usize, usize)] = match simd::isa() {
+        Isa::Avx512 => &[(8, 3), (6, 4), (4, 6)],
+        Isa::Avx2 | Isa::Portable => &[(4, 3), (3, 4), (2, 6)],
+    };
+    let &(rows, vectors) = options
+        .iter()
+        .min_by_key(|(rows, _)| (round_up(c_out, *rows), usize::MAX - rows))
+        .expect("options");
+    Tile { rows, vectors }
+}
+
+/// Output channels rounded up to whole tiles: the rows `z` must hold.
+pub fn padded_rows(c_out: usize, tile: Tile) -> usize {
+    round_up(c_out, tile.rows)
+}
+
+/// `w` (`c_out × k`) rearranged tile by tile (`k × rows` per tile, zero rows added) so
+/// that each reduction step reads one tile's weights together.
+pub fn pack_weights(w: &[f32], c_out: usize, tile: Tile) -> Vec<f32> {
+    let k = w.len() / c_out.max(1);
+    let rows = padded_rows(c_out, tile);
+    let mut packed = vec![0.0; rows * k];
+    for t in 0..rows / tile.rows {
+        for r in 0..k {
+            for j in 0..tile.rows {
+                let co = t * tile.rows + j;
+                if co < c_out {
+                    packed[(t * k + r) * tile.rows + j] = w[co * k + r];
+                }
+            }
+        }
+    }
+    packed
+}
+
+/// `z[co·nq + q] = Σ_r w[co][r] · x[offsets[r] + q]` for every padded output row and
+/// `q < nq` (a multiple of 16); `packed` from [`pack_weights`] with the same `tile`.
+pub fn forward(x: &[f32], offsets: &[usize], packed: &[f32], tile: Tile, nq: usize, z: &mut [f32]) {
+    let k = offsets.len();
+    let rows = packed.len() / k.max(1);
+    assert!(
+        nq % Q_ALIGN == 0 && z.len() >= rows * nq,
+        "conv kernel: output too small"
+    );
+    let reach = offsets.iter().max().copied().unwrap_or(0) + nq;
+    assert!(
+        x.len() >= reach,
+        "conv kernel: input too small ({} < {reach})",
+        x.len()
+    );
+    let args = FwdArgs {
+        x: x.as_ptr(),
+        offsets,
+        packed: packed.as_ptr(),
+        n_tiles: rows / tile.rows,
+        nq,
+        z: z.as_mut_ptr(),
+    };
+    // SAFETY: the sizes were checked above; each instruction set only after detection.
+    unsafe {
+        match simd::isa() {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => forward_avx512(&args, tile),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => forward_avx2(&args, tile),
+            _ => forward_tiles::<Portable>(&args, tile),
+        }
+    }
+}
+
+struct FwdArgs<'a> {
+    x: *const f32,
+    offsets: &'a [usize],
+    packed: *const f32,
+    n_tiles: usize,
+    nq: usize,
+    z: *mut f32,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn forward_avx512(a: &FwdArgs<'_>, tile: Tile) {
+    unsafe { forward_tiles::<simd::Avx512>(a, tile) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_avx2(a: &FwdArgs<'_>, tile: Tile) {
+    unsafe { forward_tiles::<simd::Avx2>(a, tile) }
+}
+
+#[inline(always)]
+unsafe fn forward_tiles<S: Simd>(a: &FwdArgs<'_>, tile: Tile) {
+    unsafe {
+        match (tile.rows, tile.vectors) {
+            (8, 3) => forward_rows::<S, 8, 3>(a),
+            (6, 4) => forward_rows::<S, 6, 4>(a),
+            (4, 6) => forward_rows::<S, 4, 6>(a),
+            (4, 3) => forward_rows::<S, 4, 3>(a),
+            (3, 4) => forward_rows::<S, 3, 4>(a),
+            (2, 6) => forward_rows::<S, 2, 6>(a),
+            _ => unreachable!("forward_tile gives known tiles"),
+        }
+    }
+}
+
+/// Pixel blocks outside, tiles inside (the block's inputs stay in cache across tiles).
+#[inline(always)]
+unsafe fn forward_rows<S: Simd, const CO: usize, const V: usize>(a: &FwdArgs<'_>) {
+    let k = a.offsets.len();
+    let mut q = 0;
+    while q < a.nq {
+        let wide = q + S::LANES * V <= a.nq;
+        for t in 0..a.n_tiles {
+            // SAFETY: tile t's weights and output rows exist; q + the block stays below nq.
+            unsafe {
+                let w = a.packed.add(t * k * CO);
+                let z = a.z.add(t * CO * a.nq + q);
+                if wide {
+                    forward_block::<S, CO, V>(a.x.add(q), a.offsets, w, z, a.nq);
+                } else {
+                    forward_block::<S, CO, 1>(a.x.add(q), a.offsets, w, z, a.nq);
+                }
+            }
+        }
+        q += if wide { S::LANES * V } else { S::LANES };
+    }
+}
+
+#[inline(always)]
+unsafe fn forward_block<S: Simd, const CO: usize, const V: usize>(
+    x: *const f32,
+    offsets: &[usize],
+    w: *const f32,
+    z: *mut f32,
+    z_stride: usize,
+) {
+    unsafe {
+        let mut acc = [[S::zero(); V]; CO];
+        for (r, &off) in offsets.iter().enumerate() {
+            let xp = x.add(off);
+            let xv: [S::V; V] = std::array::from_fn(|v| S::load(xp.add(v * S::LANES)));
+            let wr = w.add(r * CO);
+            for (j, row) in acc.iter_mut().enumerate() {
+                let wj = S::splat(*wr.add(j));
+                for (v, a) in row.iter_mut().enumerate() {
+                    *a = S::fma(xv[v], wj, *a);
+                }
+            }
+        }
+        for (j, row) in acc.iter().enumerate() {
+            for (v, a) in row.iter().enumerate() {
+                S::store(z.add(j * z_stride + v * S::LANES), *a);
+            }
+        }
+    }
+}
+
+/// `dw[co][r] += Σ_images Σ_q dz[img][co][q] · x[img][offsets[r] + q]` for `co < c_out`:
+/// `dz` holds `n_images` blocks of `dz_image` floats, rows `nq` apart (junk columns zero);
+/// `x` holds blocks of `x_image` floats.
+///
+/// The output channels run along the vector lanes (the output gradient is transposed
+/// to pixel-major order first) and each reduction row broadcasts one input value, so
+/// the accumulators never need a horizontal sum and the images need no im2col.
+#[allow(clippy::too_many_arguments)]
+pub fn weight_grad(
+    x: &[f32],
+    x_image: usize,
+    offsets: &[usize],
+    dz: &[f32],
+    dz_image: usize,
+    nq: usize,
+    n_images: usize,
+    c_out: usize,
+    dw: &mut [f32],
+) {
+    let k = offsets.len();
+    assert!(dw.len() >= c_out * k, "weight gradient too small");
+    if n_images == 0 || k == 0 {
+        return;
+    }
+    assert!(
+        dz.len() >= (n_images - 1) * dz_image + c_out * nq,
+        "output gradient too small"
+    );
+    let reach = (n_images - 1) * x_image + offsets.iter().max().copied().unwrap_or(0) + nq;
+    assert!(x.len() >= reach, "conv kernel: input too small");
+    let isa = simd::isa();
+    let lanes = if isa == Isa::Avx512 { 16 } else { 8 };
+    let (vc, r) = dw_tile(isa, c_out, k);
+    let cpad = round_up(c_out, lanes * vc);
+    // Few reduction rows, or output channels that fill the lanes poorly: the transposition
+    // would cost more than it saves.
+    if k < 64 || 4 * c_out < 3 * cpad {
+        let args = DwqArgs {
+            x: x.as_ptr(),
+            x_image,
+            offsets,
+            dz: dz.as_ptr(),
+            dz_image,
+            nq,
+            n_images,
+            c_out,
+        };
+        crate::nn::scratch::with_scratch([round_up(c_out, 4) * nq], |[zero_rows]| {
+            zero_rows.fill(0.0);
+            // SAFETY: sizes checked above; each instruction set only after detection.
+            unsafe {
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => qlanes_avx512(&args, zero_rows, dw),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => qlanes_avx2(&args, zero_rows, dw),
+                    _ => qlanes_tiles::<Portable, 2>(&args, zero_rows, dw),
+                }
+            }
+        });
+        return;
+    }
+    let kpad = round_up(k, r);
+    let mut offs = offsets.to_vec();
+    offs.resize(kpad, 0);
+    crate::nn::scratch::with_scratch([n_images * nq * cpad, kpad * cpad], |[dzt, dwt]| {
+        for img in 0..n_images {
+            transpose(
+                &dz[img * dz_image..],
+                c_out,
+                nq,
+                cpad,
+                &mut dzt[img * nq * cpad..][..nq * cpad],
+            );
+        }
+        let args = DwArgs {
+            x: x.as_ptr(),
+            x_image,
+            offsets: &offs,
+            dzt: dzt.as_ptr(),
+            cpad,
+            nq,
+            n_images,
+            dwt: dwt.as_mut_ptr(),
+        };
+        // SAFETY: the sizes were checked or allocated above; each instruction set only
+        // after detection.
+        unsafe {
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => weight_grad_avx512(&args, vc, r),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => weight_grad_avx2(&args, vc, r),
+                _ => weight_grad_tiles::<Portable>(&args, vc, r),
+            }
+        }
+        for co in 0..c_out {
+            for (rr, d) in dw[co * k..][..k].iter_mut().enumerate() {
+                *d += dwt[rr * cpad + co];
+            }
+        }
+    });
+}
+
+/// (vectors of output channels, reduction rows) per tile: 24 accumulators on AVX-512,
+/// 12 on AVX2; the row count that wastes the fewest padded rows.
+fn dw_tile(isa: Isa, c_out: usize, k: usize) -> (usize, usize) {
+    let lanes = if isa == Isa::Avx512 { 16 } else { 8 };
+    let accumulators = if isa == Isa::Avx512 { 24 } else { 12 };
+    let vc = if c_out > lanes { 2 } else { 1 };
+    let widest = accumulators / vc;
+    let r = [widest, widest / 2]
+        .into_iter()
+        .min_by_key(|&r| (round_up(k, r), usize::MAX - r))
+        .expect("two options");
+    (vc, r)
+}
+
+struct DwArgs<'a> {
+    x: *const f32,
+    x_image: usize,
+    offsets: &'a [usize],
+    /// The output gradient, pixel-major: `n_images × nq × cpad`.
+    dzt: *const f32,
+    cpad: usize,
+    nq: usize,
+    n_images: usize,
+    /// The result, reduction-row-major: `k × cpad` (overwritten).
+    dwt: *mut f32,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_grad_avx512(a: &DwArgs<'_>, vc: usize, r: usize) {
+    unsafe { weight_grad_tiles::<simd::Avx512>(a, vc, r) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weight_grad_avx2(a: &DwArgs<'_>, vc: usize, r: usize) {
+    unsafe { weight_grad_tiles::<simd::Avx2>(a, vc, r) }
+}
+
+#[inline(always)]
+unsafe fn weight_grad_tiles<S: Simd>(a: &DwArgs<'_>, vc: usize, r: usize) {
+    unsafe {
+        match (vc, r) {
+            (1, 24) => weight_grad_rows::<S, 1, 24>(a),
+            (1, 12) => weight_grad_rows::<S, 1, 12>(a),
+            (2, 12) => weight_grad_rows::<S, 2, 12>(a),
+            (2, 6) => weight_grad_rows::<S, 2, 6>(a),
+            (1, 6) => weight_grad_rows::<S, 1, 6>(a),
+            (2, 3) => weight_grad_rows::<S, 2, 3>(a),
+            _ => unreachable!("dw_tile gives known tiles"),
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn weight_grad_rows<S: Simd, const VC: usize, const R: usize>(a: &DwArgs<'_>) {
+    let k = a.offsets.len();
+    for co0 in (0..a.cpad).step_by(S::LANES * VC) {
+        for r0 in (0..k).step_by(R) {
+            let offs: [usize; R] = std::array::from_fn(|i| a.offsets[r0 + i]);
+            // SAFETY: pixel rows hold cpad lanes; the offsets stay inside each image.
+            unsafe {
+                let mut acc = [[S::zero(); VC]; R];
+                for img in 0..a.n_images {
+                    let x = a.x.add(img * a.x_image);
+                    let dz = a.dzt.add(img * a.nq * a.cpad + co0);
+                    for q in 0..a.nq {
+                        let g: [S::V; VC] =
+                            std::array::from_fn(|v| S::load(dz.add(q * a.cpad + v * S::LANES)));
+                        for (i, row) in acc.iter_mut().enumerate() {
+                            let xb = S::splat(*x.add(offs[i] + q));
+                            for (v, acc) in row.iter_mut().enumerate() {
+                                *acc = S::fma(g[v], xb, *acc);
+                            }
+                        }
+                    }
+                }
+                for (i, row) in acc.iter().enumerate() {
+                    for (v, acc) in row.iter().enumerate() {
+                        S::store(a.dwt.add((r0 + i) * a.cpad + co0 + v * S::LANES), *acc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dzt[q·cpad + co] = dz[co·nq + q]` (zero for `co ≥ c_out`), sixteen channels at a time
+/// so that each pixel's write fills a cache line.
+fn transpose(dz: &[f32], c_out: usize, nq: usize, cpad: usize, dzt: &mut [f32]) {
+    for co0 in (0..cpad).step_by(16) {
+        let n = 16.min(cpad - co0);
+        let live = c_out.saturating_sub(co0).min(n);
+        let rows: [&[f32]; 16] = std::array::from_fn(|j| {
+            if j < live {
+                &dz[(co0 + j) * nq..][..nq]
+            } else {
+                &[][..]
+            }
+        });
+        for q in 0..nq {
+            let out = &mut dzt[q * cpad + co0..][..n];
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = if j < live { rows[j][q] } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// The kernel for few reduction rows: pixels along the lanes, a horizontal sum per
+/// (channel, row) at the end. `zero_rows` stands in for the rows beyond `c_out`.
+struct DwqArgs<'a> {
+    x: *const f32,
+    x_image: usize,
+    offsets: &'a [usize],
+    dz: *const f32,
+    dz_image: usize,
+    nq: usize,
+    n_images: usize,
+    c_out: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn qlanes_avx512(a: &DwqArgs<'_>, zero_rows: &[f32], dw: &mut [f32]) {
+    unsafe { qlanes_tiles::<simd::Avx512, 4>(a, zero_rows, dw) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn qlanes_avx2(a: &DwqArgs<'_>, zero_rows: &[f32], dw: &mut [f32]) {
+    unsafe { qlanes_tiles::<simd::Avx2, 2>(a, zero_rows, dw) }
+}
+
+#[inline(always)]
+unsafe fn qlanes_tiles<S: Simd, const CO: usize>(
+    a: &DwqArgs<'_>,
+    zero_rows: &[f32],
+    dw: &mut [f32],
+) {
+    const R: usize = 6;
+    let k = a.offsets.len();
+    for co0 in (0..a.c_out).step_by(CO) {
+        for r0 in (0..k).step_by(R) {
+            let offs: [usize; R] =
+                std::array::from_fn(|i| a.offsets.get(r0 + i).copied().unwrap_or(0));
+            // SAFETY: rows past c_out read `zero_rows`; the offsets stay inside each image.
+            let sums = unsafe { qlanes_tile::<S, CO, R>(a, co0, &offs, zero_rows) };
+            for (j, row) in sums.iter().enumerate().take(a.c_out - co0) {
+                for (i, &s) in row.iter().enumerate().take(k - r0) {
+                    dw[(co0 + j) * k + r0 + i] += s;
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn qlanes_tile<S: Simd, const CO: usize, const R: usize>(
+    a: &DwqArgs<'_>,
+    co0: usize,
+    offs: &[usize; R],
+    zero_rows: &[f32],
+) -> [[f32; R]; CO] {
+    unsafe {
+        let mut acc = [[S::zero(); R]; CO];
+        for img in 0..a.n_images {
+            let rows: [*const f32; CO] = std::array::from_fn(|j| {
+                if co0 + j < a.c_out {
+                    a.dz.add(img * a.dz_image + (co0 + j) * a.nq)
+                } else {
+                    zero_rows.as_ptr()
+                }
+            });
+            let x = a.x.add(img * a.x_image);
+            let mut q = 0;
+            while q < a.nq {
+                let g: [S::V; CO] = std::array::from_fn(|j| S::load(rows[j].add(q)));
+                for (i, &off) in offs.iter().enumerate() {
+                    let xv = S::load(x.add(off + q));
+                    for (j, row) in acc.iter_mut().enumerate() {
+                        row[i] = S::fma(g[j], xv, row[i]);
+                    }
+                }
+                q += S::LANES;
+            }
+        }
+        std::array::from_fn(|j| std::array::from_fn(|i| S::sum(acc[j][i])))
+    }
+}
