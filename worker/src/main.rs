@@ -129,8 +129,14 @@ struct BenchArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match &cli.command {
-        Some(Command::Exec) => std::process::exit(exec::child_main()),
-        Some(Command::Bench(args)) => return bench(args),
+        Some(Command::Exec) => {
+            ecobench_worker::nn::keep_freed_memory();
+            std::process::exit(exec::child_main())
+        }
+        Some(Command::Bench(args)) => {
+            ecobench_worker::nn::keep_freed_memory();
+            return bench(args);
+        }
         None => {}
     }
     ecobench_shared::telemetry::init();

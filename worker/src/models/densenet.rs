@@ -5,42 +5,49 @@
 //! two blocks a transition BN → ReLU → conv 1×1 to half the channels → 2×2 average pool;
 //! then BN → ReLU → global average pool → linear to the classes. Convolutions have no
 //! bias (batch norm follows them). The image is used at its own size (28×28 as is).
+//! Each layer and each transition is one fused op ([`PreActConv`]).
 
 use candle_core::{Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
 use ecobench_shared::DensenetConfig;
 
 use super::cnn::N_CLASSES;
-use crate::nn::layers::{Affine, BatchNorm, ConvLayer, Dense};
-use crate::nn::ops::{concat_channels, global_avg_pool};
+use crate::nn::conv::PreActSpec;
+use crate::nn::layers::{Affine, BatchNorm, ConvLayer, Dense, PreActConv};
+use crate::nn::ops::global_avg_pool;
 use crate::nn::{BlockSpec, Pool};
 
 /// The network; built from a `VarBuilder`, it implements `ModuleT` on `(batch, 1, h, w)` input.
 #[derive(Debug)]
 pub struct Densenet {
     stem: ConvLayer,
-    stages: Vec<Stage>,
+    stages: Vec<PreActConv>,
     norm: BatchNorm,
     fc: Dense,
 }
 
-#[derive(Debug)]
-enum Stage {
-    /// BN → ReLU → conv 3×3 (k channels), concatenated to the input.
-    Layer(BatchNorm, ConvLayer),
-    /// BN → ReLU → conv 1×1 to half → 2×2 average pool.
-    Transition(BatchNorm, ConvLayer),
-}
-
-const fn conv(kernel: usize, padding: usize, pool: Pool) -> BlockSpec {
-    BlockSpec {
-        kernel,
-        stride: 1,
-        padding,
-        relu: false,
-        pool,
-    }
-}
+/// The stem: conv 3×3 pad 1, nothing after it.
+const STEM: BlockSpec = BlockSpec {
+    kernel: 3,
+    stride: 1,
+    padding: 1,
+    relu: false,
+    pool: Pool::None,
+};
+/// A dense layer: conv 3×3 pad 1, concatenated to its input.
+const LAYER: PreActSpec = PreActSpec {
+    kernel: 3,
+    padding: 1,
+    pool: Pool::None,
+    concat: true,
+};
+/// A transition: conv 1×1, then 2×2 average pooling.
+const TRANSITION: PreActSpec = PreActSpec {
+    kernel: 1,
+    padding: 0,
+    pool: Pool::Avg2,
+    concat: false,
+};
 
 impl Densenet {
     /// Builds the network for grey images; the smallest side must survive the
@@ -48,40 +55,18 @@ impl Densenet {
     pub fn new(vb: VarBuilder, config: &DensenetConfig) -> Result<Self> {
         let k = config.growth_rate as usize;
         let mut channels = 2 * k;
-        let stem = ConvLayer::new(
-            vb.pp("stem"),
-            1,
-            channels,
-            Affine::None,
-            conv(3, 1, Pool::None),
-        )?;
+        let stem = ConvLayer::new(vb.pp("stem"), 1, channels, Affine::None, STEM)?;
         let mut stages = Vec::new();
         for block in 0..config.n_blocks as usize {
             for layer in 0..config.layers_per_block as usize {
                 let vb = vb.pp(format!("block{}.layer{}", block + 1, layer + 1));
-                let bn = BatchNorm::new(vb.pp("bn"), channels)?;
-                let conv = ConvLayer::new(
-                    vb.pp("conv"),
-                    channels,
-                    k,
-                    Affine::None,
-                    conv(3, 1, Pool::None),
-                )?;
-                stages.push(Stage::Layer(bn, conv));
+                stages.push(PreActConv::new(vb, channels, k, LAYER)?);
                 channels += k;
             }
             if block + 1 < config.n_blocks as usize {
                 let vb = vb.pp(format!("transition{}", block + 1));
-                let bn = BatchNorm::new(vb.pp("bn"), channels)?;
                 let half = channels / 2;
-                let conv = ConvLayer::new(
-                    vb.pp("conv"),
-                    channels,
-                    half,
-                    Affine::None,
-                    conv(1, 0, Pool::Avg2),
-                )?;
-                stages.push(Stage::Transition(bn, conv));
+                stages.push(PreActConv::new(vb, channels, half, TRANSITION)?);
                 channels = half;
             }
         }
@@ -103,15 +88,7 @@ impl ModuleT for Densenet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let mut xs = self.stem.forward_t(xs, train)?;
         for stage in &self.stages {
-            xs = match stage {
-                Stage::Layer(bn, conv) => {
-                    let new = conv.forward_t(&bn.forward_t(&xs, train, true)?, train)?;
-                    concat_channels(&xs, &new)?
-                }
-                Stage::Transition(bn, conv) => {
-                    conv.forward_t(&bn.forward_t(&xs, train, true)?, train)?
-                }
-            };
+            xs = stage.forward_t(&xs, train)?;
         }
         let pooled = global_avg_pool(&self.norm.forward_t(&xs, train, true)?)?;
         self.fc.forward(&pooled)

@@ -11,7 +11,7 @@ use candle_nn::{Init, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::conv::{BlockSpec, NormMode, conv_block};
+use super::conv::{BlockSpec, NormMode, PreActSpec, conv_block, preact_conv};
 use super::ops;
 use super::raw;
 
@@ -151,6 +151,41 @@ impl ConvLayer {
                 Ok(out)
             }
         }
+    }
+}
+
+/// Batch norm → ReLU → convolution (stride 1, no bias) → pooling, optionally
+/// concatenated to its input, run as one fused op: DenseNet's layers and transitions.
+#[derive(Debug, Clone)]
+pub struct PreActConv {
+    norm: BatchNorm,
+    weight: Tensor,
+    spec: PreActSpec,
+}
+
+impl PreActConv {
+    /// `c_in → c_out` channels; batch norm (over `c_in`) under `vb.pp("bn")`, the weight
+    /// under `vb.pp("conv")`.
+    pub fn new(vb: VarBuilder, c_in: usize, c_out: usize, spec: PreActSpec) -> Result<Self> {
+        let k = spec.kernel;
+        Ok(PreActConv {
+            norm: BatchNorm::new(vb.pp("bn"), c_in)?,
+            weight: vb.pp("conv").get_with_hints(
+                (c_out, c_in, k, k),
+                "weight",
+                Init::Const(0.0),
+            )?,
+            spec,
+        })
+    }
+
+    /// Runs the layer; batch norm uses batch statistics when `train`.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mode = self.norm.mode(train)?;
+        let gb = Tensor::stack(&[&self.norm.gamma, &self.norm.beta], 0)?;
+        let out = preact_conv(x, &self.weight, &gb, self.spec, mode.clone())?;
+        self.norm.update_running(&mode)?;
+        Ok(out)
     }
 }
 

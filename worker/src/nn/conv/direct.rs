@@ -557,23 +557,43 @@ unsafe fn weight_grad_rows<S: Simd, const VC: usize, const R: usize>(a: &DwArgs<
     }
 }
 
-/// `dzt[q·cpad + co] = dz[co·nq + q]` (zero for `co ≥ c_out`), sixteen channels at a time
-/// so that each pixel's write fills a cache line.
+/// `dzt[q·cpad + co] = dz[co·nq + q]` (zero for `co ≥ c_out`): sixteen channels of a
+/// pixel gathered into one vector on AVX-512, scalar code elsewhere.
 fn transpose(dz: &[f32], c_out: usize, nq: usize, cpad: usize, dzt: &mut [f32]) {
-    for co0 in (0..cpad).step_by(16) {
-        let n = 16.min(cpad - co0);
-        let live = c_out.saturating_sub(co0).min(n);
-        let rows: [&[f32]; 16] = std::array::from_fn(|j| {
-            if j < live {
-                &dz[(co0 + j) * nq..][..nq]
-            } else {
-                &[][..]
-            }
-        });
+    assert!(dz.len() >= c_out * nq && dzt.len() >= nq * cpad);
+    let full = if simd::isa() == Isa::Avx512 && nq <= i32::MAX as usize / 16 {
+        c_out / 16 * 16
+    } else {
+        0
+    };
+    #[cfg(target_arch = "x86_64")]
+    if full > 0 {
+        // SAFETY: AVX-512F was detected; the sizes were checked above.
+        unsafe { transpose_avx512(dz, full, nq, cpad, dzt) };
+    }
+    for co in full..cpad {
         for q in 0..nq {
-            let out = &mut dzt[q * cpad + co0..][..n];
-            for (j, o) in out.iter_mut().enumerate() {
-                *o = if j < live { rows[j][q] } else { 0.0 };
+            dzt[q * cpad + co] = if co < c_out { dz[co * nq + q] } else { 0.0 };
+        }
+    }
+}
+
+/// The first `full` (a multiple of 16) channels of [`transpose`], with gathers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_avx512(dz: &[f32], full: usize, nq: usize, cpad: usize, dzt: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let index = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(nq as i32),
+    );
+    for co0 in (0..full).step_by(16) {
+        let src = dz[co0 * nq..].as_ptr();
+        for q in 0..nq {
+            // SAFETY: rows co0..co0+16 hold nq floats each; pixel q's row holds cpad floats.
+            unsafe {
+                let v = _mm512_i32gather_ps::<4>(index, src.add(q));
+                _mm512_storeu_ps(dzt.as_mut_ptr().add(q * cpad + co0), v);
             }
         }
     }

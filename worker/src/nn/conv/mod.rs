@@ -11,6 +11,7 @@ mod backward;
 pub mod direct;
 mod engine;
 mod im2col;
+mod preact;
 
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +20,7 @@ use candle_core::{Layout, Result, Shape, Tensor, bail};
 use direct::Pre;
 use engine::{Engine, ZLayout};
 pub use im2col::{Geom, col2im, im2col};
+pub use preact::{PreActSpec, preact_conv};
 
 use super::norm::{add_sums, norm_stats};
 use super::pool::{self, Plane, Pool};

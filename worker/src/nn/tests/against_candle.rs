@@ -6,7 +6,7 @@ use candle_core::{D, Device, Result, Tensor, Var};
 
 use super::{assert_same, random_tensor, random_var, run};
 use crate::models::pool::max_pool2x2;
-use crate::nn::conv::{BlockSpec, NormMode, conv_block};
+use crate::nn::conv::{BlockSpec, NormMode, PreActSpec, conv_block, preact_conv};
 use crate::nn::ops::{
     batch_norm, concat_channels, cross_entropy, global_avg_pool, linear, pool2x2,
 };
@@ -308,4 +308,60 @@ fn a_network_input_gets_no_gradient() {
     let out = f(&[w.as_tensor().clone()]).unwrap();
     let all = out.sum_all().unwrap().backward().unwrap();
     assert!(all.get(&x).is_none(), "the images got a gradient");
+}
+
+#[test]
+fn pre_activation_conv_matches_candle_with_concat_and_average_pool() {
+    // (batch, channels, side, c_out, kernel, padding, pool, concat): DenseNet's layer and
+    // transition shapes, odd sizes, batch 1, planes small enough for the im2col engine.
+    let cases = [
+        (3, 5, 9, 4, 3, 1, Pool::None, true),
+        (1, 3, 6, 2, 3, 1, Pool::None, true),
+        (4, 6, 8, 3, 1, 0, Pool::Avg2, false),
+        (2, 4, 5, 3, 3, 0, Pool::None, false),
+        (9, 7, 3, 4, 3, 1, Pool::None, true),
+    ];
+    for (idx, &(n, c, side, co, k, p, pool, concat)) in cases.iter().enumerate() {
+        let seed = idx as u64;
+        let inputs = [
+            random_var(&[n, c, side, side], seed),
+            random_var(&[co, c, k, k], 100 + seed),
+            random_var(&[c], 200 + seed),
+            random_var(&[c], 300 + seed),
+        ];
+        let spec = PreActSpec {
+            kernel: k,
+            padding: p,
+            pool,
+            concat,
+        };
+        let ours = |t: &[Tensor]| {
+            preact_conv(
+                &t[0],
+                &t[1],
+                &Tensor::stack(&[&t[2], &t[3]], 0)?,
+                spec,
+                train_mode(),
+            )
+        };
+        let reference = |t: &[Tensor]| {
+            let y = reference_pool(
+                &reference_bn(&t[0], &t[2], &t[3])?
+                    .relu()?
+                    .conv2d(&t[1], p, 1, 1, 1)?,
+                pool,
+            )?;
+            if concat {
+                Tensor::cat(&[&t[0], &y], 1)
+            } else {
+                Ok(y)
+            }
+        };
+        assert_same(
+            &format!("pre-activation conv {:?}", cases[idx]),
+            &ours,
+            &reference,
+            &inputs,
+        );
+    }
 }

@@ -8,7 +8,7 @@ use candle_core::{Device, Result, Tensor, Var};
 
 use super::against_candle::train_mode;
 use super::{random_tensor, random_var, run};
-use crate::nn::conv::{BlockSpec, conv_block};
+use crate::nn::conv::{BlockSpec, PreActSpec, conv_block, preact_conv};
 use crate::nn::ops::{
     batch_norm, concat_channels, cross_entropy, global_avg_pool, linear, pool2x2,
 };
@@ -138,6 +138,29 @@ fn conv_blocks() {
         )
     };
     check("conv block with batch norm", &f, &inputs);
+}
+
+#[test]
+fn pre_activation_convs() {
+    for (pool, concat, k, p) in [(Pool::None, true, 3, 1), (Pool::Avg2, false, 1, 0)] {
+        let inputs = [
+            random_var(&[3, 2, 6, 6], 1),
+            random_var(&[2, 2, k, k], 2),
+            random_var(&[2, 2], 3),
+        ];
+        let spec = PreActSpec {
+            kernel: k,
+            padding: p,
+            pool,
+            concat,
+        };
+        let f = move |t: &[Tensor]| preact_conv(&t[0], &t[1], &t[2], spec, train_mode());
+        check(
+            &format!("pre-activation conv {pool:?} concat={concat}"),
+            &f,
+            &inputs,
+        );
+    }
 }
 
 #[test]
