@@ -22,9 +22,7 @@ fn missing(message: &'static str, problem: &'static str) -> WireError {
 impl From<domain::JobSpec> for pb::JobSpec {
     fn from(job: domain::JobSpec) -> Self {
         let model = match job.model {
-            domain::ModelConfig::SvmLinear(svm) => {
-                pb::job_spec::Model::SvmLinear(pb::SvmConfig { c: svm.c })
-            }
+            domain::ModelConfig::SvmLinear(svm) => pb::job_spec::Model::SvmLinear(svm.into()),
             domain::ModelConfig::Cnn(net) => pb::job_spec::Model::Cnn(net.into()),
         };
         pb::JobSpec {
@@ -37,6 +35,30 @@ impl From<domain::JobSpec> for pb::JobSpec {
             threads: job.threads,
             model: Some(model),
         }
+    }
+}
+
+impl From<domain::SvmConfig> for pb::SvmConfig {
+    fn from(svm: domain::SvmConfig) -> Self {
+        let solver = match svm.solver {
+            domain::SvmSolver::Dcd => pb::SvmSolver::Dcd,
+            domain::SvmSolver::Smo => pb::SvmSolver::Smo,
+        };
+        pb::SvmConfig {
+            c: svm.c,
+            solver: solver.into(),
+        }
+    }
+}
+
+/// An unspecified or unknown solver (an older or newer sender) reads as the default.
+impl From<pb::SvmConfig> for domain::SvmConfig {
+    fn from(svm: pb::SvmConfig) -> Self {
+        let solver = match pb::SvmSolver::try_from(svm.solver) {
+            Ok(pb::SvmSolver::Smo) => domain::SvmSolver::Smo,
+            _ => domain::SvmSolver::Dcd,
+        };
+        domain::SvmConfig { c: svm.c, solver }
     }
 }
 
@@ -54,9 +76,7 @@ impl TryFrom<pb::JobSpec> for domain::JobSpec {
     type Error = WireError;
     fn try_from(job: pb::JobSpec) -> Result<Self, WireError> {
         let model = match job.model.ok_or(missing("JobSpec", "no model"))? {
-            pb::job_spec::Model::SvmLinear(svm) => {
-                domain::ModelConfig::SvmLinear(domain::SvmConfig { c: svm.c })
-            }
+            pb::job_spec::Model::SvmLinear(svm) => domain::ModelConfig::SvmLinear(svm.into()),
             pb::job_spec::Model::Cnn(net) => domain::ModelConfig::Cnn(domain::NetConfig {
                 n_epochs: net.n_epochs,
                 batch_size: net.batch_size,
@@ -293,6 +313,20 @@ mod tests {
         };
         let wire: pb::JobSpec = job.clone().into();
         assert_eq!(domain::JobSpec::try_from(wire).unwrap(), job);
+    }
+
+    #[test]
+    fn svm_solver_round_trips_and_unspecified_reads_as_dcd() {
+        for solver in domain::SvmSolver::ALL {
+            let svm = domain::SvmConfig { c: 0.5, solver };
+            let wire: pb::SvmConfig = svm.clone().into();
+            assert_eq!(domain::SvmConfig::from(wire), svm);
+        }
+        let old = pb::SvmConfig {
+            c: 1.0,
+            ..Default::default()
+        };
+        assert_eq!(domain::SvmConfig::from(old).solver, domain::SvmSolver::Dcd);
     }
 
     #[test]
