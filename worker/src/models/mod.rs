@@ -1,4 +1,5 @@
-//! The models a job can train: a linear SVM (smartcore) and a CNN (candle).
+//! The models a job can train: a linear SVM (dual coordinate descent, or smartcore's SMO)
+//! and a CNN (candle).
 //!
 //! Every model takes the training and test subsets and returns a [`TrainReport`]
 //! (`ecobench_shared::TrainReport`); the nets share one training loop ([`net::fit`]).
@@ -18,10 +19,10 @@ pub enum ModelError {
     /// The training subset has too few samples for the model.
     #[error(
         "{model} needs more training samples ({n_train}) than features ({n_features}): \
-         raise train_samples to at least {}", n_features + 1
+         raise train_samples to at least {}, or use solver = \"dcd\"", n_features + 1
     )]
     TooFewSamples {
-        /// The model kind (`svm-linear`).
+        /// The model kind and solver (`svm-linear with solver smo`).
         model: &'static str,
         /// Training samples given.
         n_train: usize,
