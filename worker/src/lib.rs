@@ -1,6 +1,7 @@
 //! The ecobench worker.
 //!
 //! - [`agent`]: the loop: join, lease, run, report, reconnect with backoff.
+//! - [`bench`]: one model measured outside the cluster (`worker bench-svm`).
 //! - [`client`]: the gRPC client (the only module that imports tonic).
 //! - [`exec`]: one job in a metered child process (`worker exec`).
 //! - [`energy`]: the per-process energy meter (RAPL through powercap, or a TDP model);
@@ -8,12 +9,14 @@
 //! - [`fingerprint`]: the hardware facts sent when joining.
 //! - [`outbox`]: finished outcomes kept on disk until the coordinator has taken them.
 //! - [`data`]: datasets (IDX files), resolution of dataset names, seeded stratified subsets.
-//! - [`models`]: the models (linear SVM with smartcore, CNN with candle).
+//! - [`models`]: the models (linear SVM by dual coordinate descent or smartcore, CNN with
+//!   candle).
 //! - [`train`]: one entry point that trains and evaluates any model, returning a `TrainReport`.
 //!
 //! Entry point: [`agent::run`].
 
 pub mod agent;
+pub mod bench;
 pub mod client;
 pub mod data;
 pub mod energy;
