@@ -40,6 +40,19 @@ pub enum ModelError {
         /// Distinct labels in the training subset.
         n_classes: usize,
     },
+    /// A training label is larger than the model handles.
+    #[error(
+        "{model} handles labels 0 to {max_label}, the training subset has label {label}: \
+         use a dataset with fewer classes"
+    )]
+    LabelTooLarge {
+        /// The model kind.
+        model: &'static str,
+        /// The first label out of range.
+        label: u8,
+        /// The largest label handled.
+        max_label: usize,
+    },
     /// The training or the test subset is empty.
     #[error("the {split} subset is empty: set {field} to at least 1 (or leave it unset)")]
     EmptySubset {

@@ -14,11 +14,23 @@
 //! projected gradient, max PG − min PG, is at most `eps`. Shrinking (as liblinear) skips a
 //! pair (i, k) whose α sits at a bound with a gradient pushing it outwards, and checks all
 //! pairs again before a class is declared done. An epoch cap bounds the run.
+//!
+//! The defaults ([`DcdOptions::default`]) were chosen by measurement on Fashion-MNIST at
+//! C = 1 (`bench/README.md`): the hinge loss (`dcd-ovr-l1`) was as fast as the squared
+//! hinge and more accurate (10,000 images: 0.8205 against 0.809); liblinear's tolerance
+//! 0.1 with a cap of 1,000 epochs, scikit-learn's `max_iter`. On these images neither we
+//! nor liblinear reach 0.1 within 1,000 epochs at C = 1 (the gap falls slowly, to ~0.5),
+//! so the cap is what stops a fit there; accuracy no longer moves by then (10,000 images:
+//! 0.8175 after 300 epochs, 0.8205 after 1,000; the full set: 0.837 and 0.840).
 
 use super::kernel::{Kernel, LANES};
 use crate::data::Dataset;
 
 pub(super) mod solve;
+
+/// Most classes a fit handles (labels 0 to 63): each sample keeps its active classes as
+/// the bits of a `u64`.
+pub const MAX_CLASSES: usize = 64;
 
 /// The loss of the binary problems.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +61,8 @@ impl Loss {
     }
 }
 
-/// Settings of the solver that are not hyper-parameters of the model.
+/// Settings of the solver that are not hyper-parameters of the model (defaults: hinge
+/// loss, `eps` 0.1, 1,000 epochs, shrinking on).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DcdOptions {
     /// The loss.
@@ -226,7 +239,8 @@ impl<'a> Margins<'a> {
 }
 
 /// Fits the one-vs-rest SVM with penalty `c` on rows `x` with `labels`; `seed` fixes the
-/// order of the coordinates. `x` must not be empty and `c` must be positive and finite.
+/// order of the coordinates. `x` must not be empty, `c` must be positive and finite, and
+/// labels below [`MAX_CLASSES`].
 pub fn fit(x: &Features, labels: &[u8], c: f64, options: &DcdOptions, seed: u64) -> DcdModel {
     solve::solve(x, labels, c, options, seed).model
 }

@@ -2,10 +2,13 @@
 //! one sample with several weight vectors at once, and `w += a·x`.
 //!
 //! Rows are padded to a multiple of [`LANES`] floats, so the loops run over whole chunks
-//! of 16 `f32` that the compiler turns into vector instructions. The build targets plain
-//! x86-64 (SSE2), so on CPUs with AVX2 and FMA a copy of each loop compiled for them is
-//! picked at run time. Results are deterministic on one machine; the AVX2 copy fuses
-//! multiply and add, so the last bits may differ from a machine without FMA.
+//! of 16 `f32`. The build targets plain x86-64 (SSE2), so on CPUs with AVX2 and FMA a copy
+//! of each loop compiled for them is picked at run time: `axpy` and the widening of byte
+//! rows are vectorised by the compiler, the dot products are written with intrinsics
+//! (the compiler's own code for blocks of one to three vectors was mostly scalar, and one
+//! or two vectors need four sums in flight). Results are deterministic on one machine; the
+//! AVX2 copy fuses multiply and add and sums in another order, so the last bits may differ
+//! from a machine without AVX2. AVX-512 would need Rust 1.89 (the workspace says 1.88).
 
 /// Floats per chunk; rows are padded to a multiple of it.
 pub(crate) const LANES: usize = 16;
@@ -124,7 +127,7 @@ fn madd<const FUSED: bool>(acc: f32, a: f32, b: f32) -> f32 {
 }
 
 #[inline(always)]
-fn dots_body<const FUSED: bool>(weights: &[f32], classes: &[usize], x: &[f32], out: &mut [f32]) {
+fn dots_body<const AVX2: bool>(weights: &[f32], classes: &[usize], x: &[f32], out: &mut [f32]) {
     let stride = x.len();
     let row = |k: usize| &weights[k * stride..(k + 1) * stride];
     let mut start = 0;
@@ -132,23 +135,35 @@ fn dots_body<const FUSED: bool>(weights: &[f32], classes: &[usize], x: &[f32], o
         let n = (classes.len() - start).min(BLOCK);
         let (block, out) = (&classes[start..start + n], &mut out[start..start + n]);
         match n {
-            4 => dot_block::<FUSED, 4>(
+            4 => dot_block::<AVX2, 4>(
                 &[row(block[0]), row(block[1]), row(block[2]), row(block[3])],
                 x,
                 out,
             ),
-            3 => dot_block::<FUSED, 3>(&[row(block[0]), row(block[1]), row(block[2])], x, out),
-            2 => dot_block::<FUSED, 2>(&[row(block[0]), row(block[1])], x, out),
-            _ => dot_block::<FUSED, 1>(&[row(block[0])], x, out),
+            3 => dot_block::<AVX2, 3>(&[row(block[0]), row(block[1]), row(block[2])], x, out),
+            2 => dot_block::<AVX2, 2>(&[row(block[0]), row(block[1])], x, out),
+            _ => dot_block::<AVX2, 1>(&[row(block[0])], x, out),
         }
         start += n;
     }
 }
 
-/// Dot products of `x` with `B` weight vectors in one pass over `x`, each with a
-/// [`LANES`]-wide accumulator.
+/// Dot products of `x` with `B` weight vectors in one pass over `x`.
 #[inline(always)]
-fn dot_block<const FUSED: bool, const B: usize>(ws: &[&[f32]; B], x: &[f32], out: &mut [f32]) {
+fn dot_block<const AVX2: bool, const B: usize>(ws: &[&[f32]; B], x: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 {
+        // SAFETY: `AVX2` is true only inside `dots_avx2_fma`, which runs only where `detect`
+        // found AVX2 and FMA.
+        return unsafe { avx2::dot_block::<B>(ws, x, out) };
+    }
+    dot_block_portable::<B>(ws, x, out);
+}
+
+/// [`dot_block`] in plain Rust, each vector with a [`LANES`]-wide accumulator that the
+/// compiler vectorises.
+#[inline(always)]
+fn dot_block_portable<const B: usize>(ws: &[&[f32]; B], x: &[f32], out: &mut [f32]) {
     let mut acc = [[0.0f32; LANES]; B];
     let n_chunks = x.len() / LANES;
     for chunk in 0..n_chunks {
@@ -157,7 +172,7 @@ fn dot_block<const FUSED: bool, const B: usize>(ws: &[&[f32]; B], x: &[f32], out
         for (acc, w) in acc.iter_mut().zip(ws) {
             let w: &[f32; LANES] = w[range.clone()].try_into().unwrap();
             for lane in 0..LANES {
-                acc[lane] = madd::<FUSED>(acc[lane], w[lane], x[lane]);
+                acc[lane] += w[lane] * x[lane];
             }
         }
     }
@@ -189,13 +204,85 @@ fn horizontal_sum(acc: &[f32; LANES]) -> f32 {
     lanes[0]
 }
 
+/// The dot products written with AVX2 and FMA intrinsics: the compiler's own
+/// vectorisation of one or two vectors at a time gave poor code (scalar shuffles).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::{
+        __m256, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps,
+        _mm256_add_ps, _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps,
+        _mm256_loadu_ps, _mm256_setzero_ps,
+    };
+
+    use super::LANES;
+
+    /// Dot products of `x` with `B` weight vectors, four sums per vector in flight when
+    /// `B` ≤ 2 (an FMA takes four cycles), two otherwise.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) fn dot_block<const B: usize>(ws: &[&[f32]; B], x: &[f32], out: &mut [f32]) {
+        let n = x.len();
+        assert!(n.is_multiple_of(LANES) && out.len() >= B && ws.iter().all(|w| w.len() == n));
+        let mut acc = [[_mm256_setzero_ps(); 4]; B];
+        let x = x.as_ptr();
+        let mut j = 0;
+        // SAFETY: every load reads 8 floats at an offset j + 8m < n of `x` or of a `w`,
+        // all of length n (asserted above), a multiple of 16.
+        unsafe {
+            if B <= 2 {
+                while j + 2 * LANES <= n {
+                    let xs = [0, 8, 16, 24].map(|m| _mm256_loadu_ps(x.add(j + m)));
+                    for (acc, w) in acc.iter_mut().zip(ws) {
+                        for (m, x_part) in xs.iter().enumerate() {
+                            let w_part = _mm256_loadu_ps(w.as_ptr().add(j + 8 * m));
+                            acc[m] = _mm256_fmadd_ps(w_part, *x_part, acc[m]);
+                        }
+                    }
+                    j += 2 * LANES;
+                }
+            }
+            while j < n {
+                let xs = [0, 8].map(|m| _mm256_loadu_ps(x.add(j + m)));
+                for (acc, w) in acc.iter_mut().zip(ws) {
+                    for (m, x_part) in xs.iter().enumerate() {
+                        let w_part = _mm256_loadu_ps(w.as_ptr().add(j + 8 * m));
+                        acc[m] = _mm256_fmadd_ps(w_part, *x_part, acc[m]);
+                    }
+                }
+                j += LANES;
+            }
+        }
+        for (out, acc) in out.iter_mut().zip(&acc) {
+            *out = sum(_mm256_add_ps(
+                _mm256_add_ps(acc[0], acc[1]),
+                _mm256_add_ps(acc[2], acc[3]),
+            ));
+        }
+    }
+
+    /// The sum of the eight lanes.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn sum(v: __m256) -> f32 {
+        let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+        _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps::<1>(pair, pair)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The kernel of this CPU, and the portable one.
+    fn kernels() -> [Kernel; 2] {
+        [Kernel::detect(), Kernel { avx2_fma: false }]
+    }
+
     #[test]
-    fn dots_and_axpy_match_plain_loops() {
-        let n = 3 * LANES;
+    fn dots_axpy_and_widen_match_plain_loops_on_every_path() {
+        // 5 chunks: the two-chunk steps of the AVX2 path leave one chunk over.
+        let n = 5 * LANES;
         let x: Vec<f32> = (0..n).map(|j| (j as f32 * 0.37).sin()).collect();
         let weights: Vec<Vec<f32>> = (0..7)
             .map(|k| {
@@ -205,22 +292,28 @@ mod tests {
             })
             .collect();
         let flat = weights.concat();
-        let classes = [6, 0, 1, 2, 3, 4, 5];
-        let mut out = vec![0.0; classes.len()];
-        let kernel = Kernel::detect();
-        kernel.dots(&flat, &classes, &x, &mut out);
-        for (&k, got) in classes.iter().zip(&out) {
-            let w = &weights[k];
-            let expected: f64 = w.iter().zip(&x).map(|(&a, &b)| f64::from(a * b)).sum();
-            assert!(
-                (f64::from(*got) - expected).abs() < 1e-4,
-                "{got} vs {expected}"
-            );
-        }
-        let mut w = weights[0].clone();
-        kernel.axpy(0.5, &x, &mut w);
-        for ((&after, &before), &x) in w.iter().zip(&weights[0]).zip(&x) {
-            assert!((after - (before + 0.5 * x)).abs() < 1e-6);
+        for kernel in kernels() {
+            for classes in [&[6, 0, 1, 2, 3, 4, 5][..], &[3], &[5, 2]] {
+                let mut out = vec![0.0; classes.len()];
+                kernel.dots(&flat, classes, &x, &mut out);
+                for (&k, got) in classes.iter().zip(&out) {
+                    let expected: f64 = (weights[k].iter().zip(&x))
+                        .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                        .sum();
+                    let error = (f64::from(*got) - expected).abs();
+                    assert!(error < 1e-4, "{kernel:?}: {got} vs {expected}");
+                }
+            }
+            let mut w = weights[0].clone();
+            kernel.axpy(0.5, &x, &mut w);
+            for ((&after, &before), &x) in w.iter().zip(&weights[0]).zip(&x) {
+                assert!((after - (before + 0.5 * x)).abs() < 1e-6, "{kernel:?}");
+            }
+            let bytes: Vec<u8> = (0..=255).collect();
+            let mut widened = vec![0.0; bytes.len()];
+            kernel.widen(&bytes, &mut widened);
+            assert_eq!((widened[0], widened[255]), (0.0, 1.0), "{kernel:?}");
+            assert!((widened[51] - 0.2).abs() < 1e-7, "{kernel:?}");
         }
     }
 }

@@ -125,6 +125,17 @@ fn check_input(train: &Dataset, test: &Dataset, config: &SvmConfig) -> Result<()
             n_features: train.n_pixels(),
         });
     }
+    if let Some(&label) = train
+        .labels
+        .iter()
+        .find(|&&l| usize::from(l) >= dcd::MAX_CLASSES)
+    {
+        return Err(ModelError::LabelTooLarge {
+            model: MODEL,
+            label,
+            max_label: dcd::MAX_CLASSES - 1,
+        });
+    }
     let n_classes = n_classes(&train.labels);
     if n_classes < 2 {
         return Err(ModelError::TooFewClasses {

@@ -211,3 +211,17 @@ fn one_class_is_refused() {
     let err = train_svm(&train, &test, &config(1.0, SvmSolver::Dcd), 0).unwrap_err();
     assert!(err.to_string().contains("at least two classes"), "{err}");
 }
+
+#[test]
+fn labels_beyond_what_dcd_handles_are_refused() {
+    let mut train = synthetic_split(100, 8, 3);
+    train.labels[7] = 64;
+    let test = synthetic_split(20, 8, 4);
+    let err = train_svm(&train, &test, &config(1.0, SvmSolver::Dcd), 0).unwrap_err();
+    assert!(!err.is_retryable());
+    assert_eq!(
+        err.to_string(),
+        "svm-linear handles labels 0 to 63, the training subset has label 64: \
+         use a dataset with fewer classes"
+    );
+}

@@ -4,8 +4,21 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::{DcdModel, DcdOptions, Features, Loss, squared_norm};
+use super::{DcdModel, DcdOptions, Features, Loss, MAX_CLASSES, squared_norm};
 use crate::models::svm::kernel::Kernel;
+
+/// Bits 0..n_classes set.
+fn all_classes(n_classes: usize) -> u64 {
+    assert!(
+        n_classes <= MAX_CLASSES,
+        "labels are checked before fitting"
+    );
+    if n_classes == 64 {
+        u64::MAX
+    } else {
+        (1 << n_classes) - 1
+    }
+}
 
 /// A fitted model with the dual variables it came from.
 #[derive(Debug, Clone)]
@@ -60,8 +73,10 @@ struct Solver<'a> {
     qd: Vec<f64>,
     alpha: Vec<f64>,
     weights: Vec<f32>,
-    /// Whether pair (i, k), at `i * n_classes + k`, is still visited.
-    active: Vec<bool>,
+    /// Per sample, bit k set while pair (i, k) is visited (not shrunk away).
+    active: Vec<u64>,
+    /// Bit k set while class k is not done.
+    live: u64,
     classes: Vec<ClassState>,
     eps: f64,
     shrinking: bool,
@@ -159,7 +174,8 @@ impl<'a> Solver<'a> {
             qd,
             alpha: vec![0.0; x.len() * n_classes],
             weights: vec![0.0; n_classes * x.stride()],
-            active: vec![true; x.len() * n_classes],
+            active: vec![all_classes(n_classes); x.len()],
+            live: all_classes(n_classes),
             classes: vec![class; n_classes],
             eps: options.eps,
             shrinking: options.shrinking,
@@ -169,13 +185,7 @@ impl<'a> Solver<'a> {
     /// The samples with at least one active pair of a class not yet done, ascending.
     fn samples_to_visit(&self) -> Vec<usize> {
         (0..self.x.len())
-            .filter(|&idx| {
-                let pairs = &self.active[idx * self.n_classes..(idx + 1) * self.n_classes];
-                pairs
-                    .iter()
-                    .zip(&self.classes)
-                    .any(|(&active, class)| active && !class.done)
-            })
+            .filter(|&idx| self.active[idx] & self.live != 0)
             .collect()
     }
 
@@ -189,11 +199,12 @@ impl<'a> Solver<'a> {
             if let Some(&next) = order.get(position + 1) {
                 self.kernel.prefetch(self.x.row_bytes(next));
             }
-            let pairs = idx * self.n_classes;
             to_update.clear();
-            to_update.extend(
-                (0..self.n_classes).filter(|&k| self.active[pairs + k] && !self.classes[k].done),
-            );
+            let mut bits = self.active[idx] & self.live;
+            while bits != 0 {
+                to_update.push(bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
             if to_update.is_empty() {
                 continue;
             }
@@ -206,8 +217,7 @@ impl<'a> Solver<'a> {
                 } else {
                     -1.0
                 };
-                let Some(step) = self.step(pairs + k, k, y * f64::from(margin), self.qd[idx])
-                else {
+                let Some(step) = self.step(idx, k, y * f64::from(margin), self.qd[idx]) else {
                     continue;
                 };
                 let w = &mut self.weights[k * stride..(k + 1) * stride];
@@ -216,23 +226,24 @@ impl<'a> Solver<'a> {
         }
     }
 
-    /// The coordinate step of pair `pair` (class `k`) whose margin y w·x is `margin`:
-    /// updates α and the class's projected-gradient bounds and returns Δα, or shrinks the
-    /// pair away, or returns `None` when α is optimal.
-    fn step(&mut self, pair: usize, k: usize, margin: f64, qd: f64) -> Option<f64> {
+    /// The coordinate step of pair (`idx`, `k`) whose margin y w·x is `margin`: updates α
+    /// and the class's projected-gradient bounds and returns Δα, or shrinks the pair away,
+    /// or returns `None` when α is optimal.
+    fn step(&mut self, idx: usize, k: usize, margin: f64, qd: f64) -> Option<f64> {
+        let pair = idx * self.n_classes + k;
         let alpha = self.alpha[pair];
         let gradient = margin - 1.0 + self.diag * alpha;
         let class = &mut self.classes[k];
         let projected = if alpha == 0.0 {
             if gradient > class.pg_max_old {
-                self.active[pair] = false;
+                self.active[idx] &= !(1 << k);
                 class.n_active -= 1;
                 return None;
             }
             gradient.min(0.0)
         } else if alpha >= self.upper {
             if gradient < class.pg_min_old {
-                self.active[pair] = false;
+                self.active[idx] &= !(1 << k);
                 class.n_active -= 1;
                 return None;
             }
@@ -262,13 +273,14 @@ impl<'a> Solver<'a> {
             if class.gap <= self.eps {
                 if class.n_active == n_samples {
                     class.done = true;
+                    self.live &= !(1 << k);
                 } else {
                     // Converged on the active pairs: check every pair again.
                     class.n_active = n_samples;
                     class.pg_max_old = f64::INFINITY;
                     class.pg_min_old = f64::NEG_INFINITY;
-                    for idx in 0..n_samples {
-                        self.active[idx * self.n_classes + k] = true;
+                    for active in &mut self.active {
+                        *active |= 1 << k;
                     }
                 }
             } else if self.shrinking {
