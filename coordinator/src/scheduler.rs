@@ -188,7 +188,7 @@ fn give_back(job: &JobRecord, reason: String, retryable: bool, max_attempts: u32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ecobench_shared::{JobSpec, ModelConfig, SvmConfig};
+    use ecobench_shared::{JobSpec, ModelConfig, SvmConfig, SvmSolver};
 
     fn job() -> JobRecord {
         JobRecord::new(JobSpec {
@@ -199,7 +199,10 @@ mod tests {
             test_samples: None,
             seed: 1,
             threads: 0,
-            model: ModelConfig::SvmLinear(SvmConfig { c: 1.0 }),
+            model: ModelConfig::SvmLinear(SvmConfig {
+                c: 1.0,
+                solver: SvmSolver::Dcd,
+            }),
         })
     }
 

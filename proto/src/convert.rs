@@ -22,9 +22,7 @@ fn missing(message: &'static str, problem: &'static str) -> WireError {
 impl From<domain::JobSpec> for pb::JobSpec {
     fn from(job: domain::JobSpec) -> Self {
         let model = match job.model {
-            domain::ModelConfig::SvmLinear(svm) => {
-                pb::job_spec::Model::SvmLinear(pb::SvmConfig { c: svm.c })
-            }
+            domain::ModelConfig::SvmLinear(svm) => pb::job_spec::Model::SvmLinear(svm.into()),
             domain::ModelConfig::Cnn(net) => pb::job_spec::Model::Cnn(net.into()),
             domain::ModelConfig::Densenet(config) => {
                 pb::job_spec::Model::Densenet(pb::DensenetConfig {
@@ -53,6 +51,30 @@ impl From<domain::JobSpec> for pb::JobSpec {
     }
 }
 
+impl From<domain::SvmConfig> for pb::SvmConfig {
+    fn from(svm: domain::SvmConfig) -> Self {
+        let solver = match svm.solver {
+            domain::SvmSolver::Dcd => pb::SvmSolver::Dcd,
+            domain::SvmSolver::Smo => pb::SvmSolver::Smo,
+        };
+        pb::SvmConfig {
+            c: svm.c,
+            solver: solver.into(),
+        }
+    }
+}
+
+/// An unspecified or unknown solver (an older or newer sender) reads as the default.
+impl From<pb::SvmConfig> for domain::SvmConfig {
+    fn from(svm: pb::SvmConfig) -> Self {
+        let solver = match pb::SvmSolver::try_from(svm.solver) {
+            Ok(pb::SvmSolver::Smo) => domain::SvmSolver::Smo,
+            _ => domain::SvmSolver::Dcd,
+        };
+        domain::SvmConfig { c: svm.c, solver }
+    }
+}
+
 impl From<domain::NetConfig> for pb::NetConfig {
     fn from(net: domain::NetConfig) -> Self {
         pb::NetConfig {
@@ -77,9 +99,7 @@ impl TryFrom<pb::JobSpec> for domain::JobSpec {
     type Error = WireError;
     fn try_from(job: pb::JobSpec) -> Result<Self, WireError> {
         let model = match job.model.ok_or(missing("JobSpec", "no model"))? {
-            pb::job_spec::Model::SvmLinear(svm) => {
-                domain::ModelConfig::SvmLinear(domain::SvmConfig { c: svm.c })
-            }
+            pb::job_spec::Model::SvmLinear(svm) => domain::ModelConfig::SvmLinear(svm.into()),
             pb::job_spec::Model::Cnn(net) => domain::ModelConfig::Cnn(net.into()),
             pb::job_spec::Model::Densenet(config) => {
                 domain::ModelConfig::Densenet(domain::DensenetConfig {
@@ -353,6 +373,20 @@ mod tests {
             let wire: pb::JobSpec = job.clone().into();
             assert_eq!(domain::JobSpec::try_from(wire).unwrap(), job);
         }
+    }
+
+    #[test]
+    fn svm_solver_round_trips_and_unspecified_reads_as_dcd() {
+        for solver in domain::SvmSolver::ALL {
+            let svm = domain::SvmConfig { c: 0.5, solver };
+            let wire: pb::SvmConfig = svm.clone().into();
+            assert_eq!(domain::SvmConfig::from(wire), svm);
+        }
+        let old = pb::SvmConfig {
+            c: 1.0,
+            ..Default::default()
+        };
+        assert_eq!(domain::SvmConfig::from(old).solver, domain::SvmSolver::Dcd);
     }
 
     #[test]

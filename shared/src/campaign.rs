@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::job::{JobSpec, MODEL_KINDS, ModelConfig, NetConfig, SvmConfig};
+use crate::job::{JobSpec, MODEL_KINDS, ModelConfig, NetConfig, SvmConfig, SvmSolver};
 
 mod check;
 use check::Checker;
@@ -138,6 +138,7 @@ struct RawModel {
     kind: String,
     train_samples: Option<u32>,
     c: Option<Axis<f64>>,
+    solver: Option<Axis<String>>,
     epochs: Option<Axis<u32>>,
     batch_size: Option<Axis<u32>>,
     learning_rate: Option<Axis<f64>>,
@@ -149,6 +150,9 @@ impl RawModel {
         let mut keys = Vec::new();
         if self.c.is_some() {
             keys.push("c");
+        }
+        if self.solver.is_some() {
+            keys.push("solver");
         }
         if self.epochs.is_some() {
             keys.push("epochs");
@@ -169,7 +173,7 @@ const COMMON_MODEL_KEYS: &[&str] = &["train_samples"];
 /// The keys each model kind takes besides [`COMMON_MODEL_KEYS`].
 fn keys_of_kind(kind: &str) -> &'static [&'static str] {
     match kind {
-        "svm-linear" => &["c"],
+        "svm-linear" => &["c", "solver"],
         "cnn" => &["epochs", "batch_size", "learning_rate"],
         _ => &[],
     }
@@ -258,7 +262,10 @@ fn count_jobs(raw: &RawCampaign) -> usize {
         .map(|model| {
             let d = &raw.defaults;
             match model.kind.as_str() {
-                "svm-linear" => model.c.as_ref().map_or(1, |c| c.values().len()),
+                "svm-linear" => {
+                    model.c.as_ref().map_or(1, |c| c.values().len())
+                        * model.solver.as_ref().map_or(1, |s| s.values().len())
+                }
                 _ => {
                     model.epochs.as_ref().unwrap_or(&d.epochs).values().len()
                         * model
@@ -288,11 +295,12 @@ fn expand_models(raw: &RawCampaign) -> Vec<(ModelConfig, Option<u32>)> {
         let train_samples = model.train_samples.or(raw.train_samples);
         match model.kind.as_str() {
             "svm-linear" => {
-                let cs = model.c.as_ref().map_or(vec![1.0], Axis::values);
-                configs.extend(
-                    cs.into_iter()
-                        .map(|c| (ModelConfig::SvmLinear(SvmConfig { c }), train_samples)),
-                );
+                for c in model.c.as_ref().map_or(vec![1.0], Axis::values) {
+                    for solver in svm_solvers(model) {
+                        let svm = SvmConfig { c, solver };
+                        configs.push((ModelConfig::SvmLinear(svm), train_samples));
+                    }
+                }
             }
             _ => {
                 for n_epochs in model.epochs.as_ref().unwrap_or(&d.epochs).values() {
@@ -318,11 +326,25 @@ fn expand_models(raw: &RawCampaign) -> Vec<(ModelConfig, Option<u32>)> {
     configs
 }
 
+/// The solvers of an `svm-linear` table (already validated), the default when unset.
+fn svm_solvers(model: &RawModel) -> Vec<SvmSolver> {
+    model
+        .solver
+        .as_ref()
+        .map_or(vec![SvmSolver::default()], |names| {
+            names
+                .values()
+                .iter()
+                .filter_map(|name| SvmSolver::from_name(name))
+                .collect()
+        })
+}
+
 /// Rewrites serde's generic messages into ones a campaign author can act on.
 fn explain_toml_error(message: &str) -> String {
     let message = message.trim_end().replace(
         "data did not match any variant of untagged enum Axis",
-        "expected a value or a list of values of the key's type (numbers here)",
+        "expected a value or a list of values of the key's type (numbers; names for `solver`)",
     );
     if message.contains("missing field `kind`") {
         return format!(

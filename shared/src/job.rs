@@ -9,7 +9,8 @@ pub const MODEL_KINDS: &[&str] = &["svm-linear", "cnn", "densenet", "vgg"];
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ModelConfig {
-    /// A linear support-vector machine (smartcore, one-vs-one multiclass).
+    /// A linear support-vector machine (dual coordinate descent one-vs-rest, or
+    /// smartcore's one-vs-one SMO; see [`SvmSolver`]).
     SvmLinear(SvmConfig),
     /// The study's three-block convolutional network.
     Cnn(NetConfig),
@@ -24,6 +25,39 @@ pub enum ModelConfig {
 pub struct SvmConfig {
     /// Soft-margin penalty C.
     pub c: f64,
+    /// The solver; records stored before it existed read as the default ([`SvmSolver::Dcd`]).
+    #[serde(default)]
+    pub solver: SvmSolver,
+}
+
+/// Which solver fits the linear SVM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SvmSolver {
+    /// One-vs-rest dual coordinate descent (as liblinear): scales to the full dataset.
+    #[default]
+    Dcd,
+    /// smartcore's exact SMO, one-vs-one: small subsets only (time grows with the
+    /// square of the samples).
+    Smo,
+}
+
+impl SvmSolver {
+    /// Every solver, in the order campaign errors list them.
+    pub const ALL: [SvmSolver; 2] = [SvmSolver::Dcd, SvmSolver::Smo];
+
+    /// The name as written in campaign files and flags (`dcd`, `smo`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SvmSolver::Dcd => "dcd",
+            SvmSolver::Smo => "smo",
+        }
+    }
+
+    /// The solver named `name` (`dcd`, `smo`), if any.
+    pub fn from_name(name: &str) -> Option<SvmSolver> {
+        SvmSolver::ALL.into_iter().find(|s| s.as_str() == name)
+    }
 }
 
 /// Hyper-parameters shared by every neural network.
@@ -87,7 +121,7 @@ impl ModelConfig {
     /// A short, stable label of the hyper-parameters, used to group results.
     pub fn label(&self) -> String {
         match self {
-            ModelConfig::SvmLinear(svm) => format!("c={}", svm.c),
+            ModelConfig::SvmLinear(svm) => format!("c={} solver={}", svm.c, svm.solver.as_str()),
             ModelConfig::Cnn(net) => net.label(),
             ModelConfig::Densenet(config) => format!(
                 "{} k={} blocks={}x{}",
@@ -292,4 +326,35 @@ pub struct Progress {
     pub accuracy: f64,
     /// Latest training throughput.
     pub samples_per_s: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn svm_records_without_a_solver_read_as_dcd() {
+        let old: ModelConfig = serde_json::from_str(r#"{"kind":"svm-linear","c":1.0}"#).unwrap();
+        let expected = SvmConfig {
+            c: 1.0,
+            solver: SvmSolver::Dcd,
+        };
+        assert_eq!(old, ModelConfig::SvmLinear(expected));
+    }
+
+    #[test]
+    fn svm_solver_names_round_trip() {
+        let smo = ModelConfig::SvmLinear(SvmConfig {
+            c: 0.5,
+            solver: SvmSolver::Smo,
+        });
+        let json = serde_json::to_string(&smo).unwrap();
+        assert_eq!(json, r#"{"kind":"svm-linear","c":0.5,"solver":"smo"}"#);
+        assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), smo);
+        assert_eq!(smo.label(), "c=0.5 solver=smo");
+        for solver in SvmSolver::ALL {
+            assert_eq!(SvmSolver::from_name(solver.as_str()), Some(solver));
+        }
+        assert_eq!(SvmSolver::from_name("sgd"), None);
+    }
 }

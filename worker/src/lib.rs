@@ -1,6 +1,7 @@
 //! The ecobench worker.
 //!
 //! - [`agent`]: the loop: join, lease, run, report, reconnect with backoff.
+//! - [`bench`]: one model measured outside the cluster (`worker bench-svm`).
 //! - [`client`]: the gRPC client (the only module that imports tonic).
 //! - [`exec`]: one job in a metered child process (`worker exec`).
 //! - [`energy`]: the per-process energy meter (RAPL through powercap, or a TDP model);
@@ -8,7 +9,8 @@
 //! - [`fingerprint`]: the hardware facts sent when joining.
 //! - [`outbox`]: finished outcomes kept on disk until the coordinator has taken them.
 //! - [`data`]: datasets (IDX files), resolution of dataset names, seeded stratified subsets.
-//! - [`models`]: the models (linear SVM with smartcore, CNN with candle).
+//! - [`models`]: the models (linear SVM by dual coordinate descent or smartcore's SMO;
+//!   CNN, DenseNet, VGG on the op layer of [`nn`]).
 //! - [`nn`]: the fast CPU op layer the nets train on (fused candle custom ops).
 //! - [`bench`]: `worker bench`, the speed of each model on fixed data.
 //! - [`train`]: one entry point that trains and evaluates any model, returning a `TrainReport`.

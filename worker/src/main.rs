@@ -4,11 +4,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use ecobench_shared::SvmConfig;
 use ecobench_shared::process::read_token_file;
 use ecobench_worker::agent::{self, WorkerConfig};
 use ecobench_worker::bench::BenchOptions;
+use ecobench_worker::bench::svm::{SvmBenchConfig, bench_svm, parse_solver};
 use ecobench_worker::energy::MeterConfig;
 use ecobench_worker::exec::{self, ExecConfig};
+use ecobench_worker::models::svm::dcd::{DcdOptions, Loss};
 
 /// An ecobench worker: joins a coordinator and trains the jobs it leases, one at a time,
 /// each in a metered child process.
@@ -64,6 +67,9 @@ enum Command {
     /// Train models on fixed data with a fixed seed and print their speed: train images/s,
     /// forward/backward/optimizer seconds, GFLOP/s against the measured peak, peak memory.
     Bench(BenchArgs),
+    /// Fit and evaluate the linear SVM once on a dataset folder, on the subsets a job with
+    /// the same seed and sizes would use, and print the times and accuracy.
+    BenchSvm(BenchSvmArgs),
 }
 
 /// `worker bench` flags.
@@ -126,6 +132,47 @@ struct BenchArgs {
     json: bool,
 }
 
+/// `worker bench-svm` flags.
+#[derive(Debug, Clone, clap::Args)]
+struct BenchSvmArgs {
+    /// Dataset folder holding the four IDX files (gzipped or not).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Training images (a seeded stratified subset); the whole training split if omitted.
+    #[arg(long, value_name = "N")]
+    images: Option<u32>,
+    /// Test images (a seeded stratified subset); the whole test split if omitted.
+    #[arg(long, value_name = "N")]
+    test_images: Option<u32>,
+    /// The solver: dcd (one-vs-rest dual coordinate descent) or smo (smartcore).
+    #[arg(long, default_value = "dcd", value_parser = parse_solver)]
+    solver: ecobench_shared::SvmSolver,
+    /// The seed of a job: fixes the subsets and the solver's randomness.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Soft-margin penalty C.
+    #[arg(long, default_value_t = 1.0)]
+    c: f64,
+    /// Write the training and test subsets used as IDX files into this folder.
+    #[arg(long, value_name = "DIR")]
+    save_data: Option<PathBuf>,
+    /// Print one JSON object instead of a line.
+    #[arg(long)]
+    json: bool,
+    /// dcd tuning: stopping tolerance on max − min projected gradient.
+    #[arg(long, hide = true)]
+    eps: Option<f64>,
+    /// dcd tuning: most passes over the data.
+    #[arg(long, hide = true)]
+    max_epochs: Option<u32>,
+    /// dcd tuning: the loss, l1 (hinge) or l2 (squared hinge).
+    #[arg(long, hide = true)]
+    loss: Option<String>,
+    /// dcd tuning: turn shrinking off.
+    #[arg(long, hide = true)]
+    no_shrinking: bool,
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match &cli.command {
@@ -136,6 +183,10 @@ fn main() -> Result<()> {
         Some(Command::Bench(args)) => {
             ecobench_worker::nn::keep_freed_memory();
             return bench(args);
+        }
+        Some(Command::BenchSvm(args)) => {
+            ecobench_shared::telemetry::init();
+            return run_bench_svm(args.clone());
         }
         None => {}
     }
@@ -180,6 +231,40 @@ fn main() -> Result<()> {
         });
         agent::run(config, stopped).await
     })
+}
+
+/// `worker bench-svm`: one measured fit, printed as a line or as JSON.
+fn run_bench_svm(args: BenchSvmArgs) -> Result<()> {
+    let mut dcd = DcdOptions::default();
+    dcd.eps = args.eps.unwrap_or(dcd.eps);
+    dcd.max_epochs = args.max_epochs.unwrap_or(dcd.max_epochs);
+    dcd.shrinking = !args.no_shrinking;
+    dcd.loss = match args.loss.as_deref() {
+        None => dcd.loss,
+        Some("l1") => Loss::Hinge,
+        Some("l2") => Loss::SquaredHinge,
+        Some(other) => bail!("unknown --loss {other:?}: use l1 (hinge) or l2 (squared hinge)"),
+    };
+    let config = SvmBenchConfig {
+        data_dir: args.data,
+        n_train: args.images,
+        n_test: args.test_images,
+        seed: args.seed,
+        svm: SvmConfig {
+            c: args.c,
+            solver: args.solver,
+        },
+        dcd,
+        save_data: args.save_data,
+    };
+    let report = bench_svm(&config)
+        .with_context(|| format!("cannot benchmark the SVM on {}", config.data_dir.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{}", report.line());
+    }
+    Ok(())
 }
 
 /// The worker's state folder when `--state-dir` is not given.

@@ -106,7 +106,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ecobench_shared::{JobSpec, ModelConfig, SvmConfig};
+    use ecobench_shared::{JobSpec, ModelConfig, SvmConfig, SvmSolver};
 
     fn job(lease_id: u64) -> LeasedJob {
         LeasedJob {
@@ -118,7 +118,10 @@ mod tests {
                 test_samples: None,
                 seed: 1,
                 threads: 0,
-                model: ModelConfig::SvmLinear(SvmConfig { c: 1.0 }),
+                model: ModelConfig::SvmLinear(SvmConfig {
+                    c: 1.0,
+                    solver: SvmSolver::Dcd,
+                }),
             },
             lease_id,
             attempt: 1,

@@ -11,7 +11,7 @@ use crate::models::{self, ModelError};
 const TRAIN_SUBSET_STREAM: u64 = 1;
 /// Random stream of the test subset.
 const TEST_SUBSET_STREAM: u64 = 2;
-/// Random stream of smartcore's solver.
+/// Random stream of the SVM solver (smartcore's seed, or the coordinate order of dcd).
 const SVM_STREAM: u64 = 3;
 
 /// Why a job could not be trained.
@@ -52,11 +52,14 @@ pub fn train_job(
 ) -> Result<TrainReport, TrainError> {
     let dir = data::resolve_dataset(&spec.dataset, data_dirs)?;
     let (train_full, test_full) = data::load_split(&dir)?;
-    let train_seed = derive_seed(spec.seed, TRAIN_SUBSET_STREAM);
-    let test_seed = derive_seed(spec.seed, TEST_SUBSET_STREAM);
     let dataset_sha256 = data::digest(&train_full, &test_full);
-    let train = subset(train_full, spec.train_samples, train_seed);
-    let test = subset(test_full, spec.test_samples, test_seed);
+    let (train, test) = job_subsets(
+        train_full,
+        test_full,
+        spec.train_samples,
+        spec.test_samples,
+        spec.seed,
+    );
     tracing::debug!(
         dataset = %dir.display(),
         %dataset_sha256,
@@ -67,12 +70,40 @@ pub fn train_job(
     );
     let mut report = match &spec.model {
         ModelConfig::SvmLinear(config) => {
-            models::train_svm(&train, &test, config, derive_seed(spec.seed, SVM_STREAM))?
+            models::train_svm(&train, &test, config, svm_seed(spec.seed))?
         }
         net => models::train_net(net, &train, &test, spec.seed, on_epoch)?,
     };
     report.dataset_sha256 = dataset_sha256;
     Ok(report)
+}
+
+/// The training and test subsets a job with `seed` uses: seeded stratified subsets of
+/// `train_samples` and `test_samples` images of the two splits (the whole split for `None`
+/// or a size beyond it).
+pub fn job_subsets(
+    train_full: Dataset,
+    test_full: Dataset,
+    train_samples: Option<u32>,
+    test_samples: Option<u32>,
+    seed: u64,
+) -> (Dataset, Dataset) {
+    let train = subset(
+        train_full,
+        train_samples,
+        derive_seed(seed, TRAIN_SUBSET_STREAM),
+    );
+    let test = subset(
+        test_full,
+        test_samples,
+        derive_seed(seed, TEST_SUBSET_STREAM),
+    );
+    (train, test)
+}
+
+/// The seed the SVM solver of a job with `seed` gets.
+pub fn svm_seed(seed: u64) -> u64 {
+    derive_seed(seed, SVM_STREAM)
 }
 
 /// The seeded stratified subset of `n_samples` images, or the whole split for `None`.
@@ -88,7 +119,7 @@ fn subset(split: Dataset, n_samples: Option<u32>, seed: u64) -> Dataset {
 mod tests {
     use super::*;
     use crate::models::testdata::synthetic_split;
-    use ecobench_shared::{NetConfig, SvmConfig};
+    use ecobench_shared::{NetConfig, SvmConfig, SvmSolver};
 
     fn spec(dataset: &str, model: ModelConfig) -> JobSpec {
         JobSpec {
@@ -141,7 +172,10 @@ mod tests {
         let path = dir.path().join("tiny");
         let mut job = spec(
             path.to_str().unwrap(),
-            ModelConfig::SvmLinear(SvmConfig { c: 1.0 }),
+            ModelConfig::SvmLinear(SvmConfig {
+                c: 1.0,
+                solver: SvmSolver::Dcd,
+            }),
         );
         job.train_samples = Some(10_000);
         job.test_samples = None;
@@ -158,7 +192,10 @@ mod tests {
         }
         let job = spec(
             dir.path().to_str().unwrap(),
-            ModelConfig::SvmLinear(SvmConfig { c: 1.0 }),
+            ModelConfig::SvmLinear(SvmConfig {
+                c: 1.0,
+                solver: SvmSolver::Dcd,
+            }),
         );
         let err = train_job(&job, &[], &mut |_| {}).unwrap_err();
         assert!(!err.is_retryable());
@@ -173,7 +210,13 @@ mod tests {
     #[test]
     fn too_few_svm_samples_is_a_bad_input() {
         let dir = tiny_dataset_dir();
-        let mut job = spec("tiny", ModelConfig::SvmLinear(SvmConfig { c: 1.0 }));
+        let mut job = spec(
+            "tiny",
+            ModelConfig::SvmLinear(SvmConfig {
+                c: 1.0,
+                solver: SvmSolver::Smo,
+            }),
+        );
         job.train_samples = Some(50);
         let err = train_job(&job, &[dir.path().to_path_buf()], &mut |_| {}).unwrap_err();
         assert!(!err.is_retryable());

@@ -2,7 +2,7 @@
 //! file, the key's line, the value and what to do.
 
 use super::{Axis, COMMON_MODEL_KEYS, CampaignError, RawCampaign, RawModel, keys_of_kind};
-use crate::job::MODEL_KINDS;
+use crate::job::{MODEL_KINDS, SvmSolver};
 
 /// Range checks that TOML types cannot express, reporting the key's line.
 pub(super) struct Checker<'a> {
@@ -115,6 +115,7 @@ impl Checker<'_> {
             ));
         }
         self.positive_all("c", model.c.iter().flat_map(Axis::values))?;
+        self.known_solvers(model)?;
         self.positive_all(
             "epochs",
             model.epochs.iter().flat_map(Axis::values).map(f64::from),
@@ -131,6 +132,26 @@ impl Checker<'_> {
             "learning_rate",
             model.learning_rate.iter().flat_map(Axis::values),
         )?;
+        Ok(())
+    }
+
+    /// Every `solver` value names a solver this build has.
+    fn known_solvers(&self, model: &RawModel) -> Result<(), CampaignError> {
+        let mut names = model.solver.iter().flat_map(Axis::values);
+        if let Some(name) = names.find(|name| SvmSolver::from_name(name).is_none()) {
+            let valid: Vec<&str> = SvmSolver::ALL.iter().map(|s| s.as_str()).collect();
+            return Err(CampaignError::Invalid {
+                file: self.file.to_string(),
+                line: line_of(self.text, "solver", Some(&name)),
+                key: "solver".into(),
+                value: format!("{name:?}"),
+                reason: format!(
+                    "unknown svm-linear solver; valid solvers: {} (dcd scales to the full \
+                     dataset, smo is exact but for small subsets only)",
+                    valid.join(", ")
+                ),
+            });
+        }
         Ok(())
     }
 

@@ -32,7 +32,10 @@ fn expands_axes_times_seeds() {
     assert!(spec.jobs.iter().all(|job| job.campaign_id == spec.id));
     assert_eq!(
         spec.jobs[0].model,
-        ModelConfig::SvmLinear(SvmConfig { c: 0.1 })
+        ModelConfig::SvmLinear(SvmConfig {
+            c: 0.1,
+            solver: SvmSolver::Dcd
+        })
     );
     assert_eq!(spec.jobs[2].seed, 3);
     assert_eq!(
@@ -158,4 +161,100 @@ fn a_model_may_train_on_fewer_samples() {
     let spec = parse("seed.toml", &text, DEFAULT_MAX_JOBS).unwrap();
     assert_eq!(spec.jobs[0].train_samples, Some(800));
     assert_eq!(spec.jobs[11].train_samples, Some(1000));
+}
+
+#[test]
+fn svm_solver_is_an_axis_and_defaults_to_dcd() {
+    let spec = parse("seed.toml", SEED, DEFAULT_MAX_JOBS).unwrap();
+    assert_eq!(
+        spec.jobs[0].model,
+        ModelConfig::SvmLinear(SvmConfig {
+            c: 0.1,
+            solver: SvmSolver::Dcd
+        })
+    );
+    let text = SEED.replace(
+        "c = [0.1, 1.0]",
+        "c = [0.1, 1.0]\nsolver = [\"dcd\", \"smo\"]",
+    );
+    let spec = parse("seed.toml", &text, DEFAULT_MAX_JOBS).unwrap();
+    assert_eq!(spec.jobs.len(), (2 * 2 + 2) * 3);
+    let svms: Vec<(f64, SvmSolver)> = spec
+        .jobs
+        .iter()
+        .filter_map(|job| match &job.model {
+            ModelConfig::SvmLinear(svm) if job.seed == 1 => Some((svm.c, svm.solver)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        svms,
+        vec![
+            (0.1, SvmSolver::Dcd),
+            (0.1, SvmSolver::Smo),
+            (1.0, SvmSolver::Dcd),
+            (1.0, SvmSolver::Smo)
+        ]
+    );
+}
+
+#[test]
+fn one_svm_solver_may_be_given_alone() {
+    let text = SEED.replace("c = [0.1, 1.0]", "solver = \"smo\"");
+    let spec = parse("seed.toml", &text, DEFAULT_MAX_JOBS).unwrap();
+    assert_eq!(
+        spec.jobs[0].model,
+        ModelConfig::SvmLinear(SvmConfig {
+            c: 1.0,
+            solver: SvmSolver::Smo
+        })
+    );
+}
+
+#[test]
+fn unknown_svm_solver_names_file_line_value_and_the_valid_ones() {
+    let text = SEED.replace("c = [0.1, 1.0]", "c = 1.0\nsolver = [\"dcd\", \"sgd\"]");
+    let err = parse("bad.toml", &text, DEFAULT_MAX_JOBS).unwrap_err();
+    let CampaignError::Invalid {
+        file,
+        line,
+        key,
+        value,
+        reason,
+    } = &err
+    else {
+        panic!("expected Invalid, got {err:?}");
+    };
+    assert_eq!(
+        (file.as_str(), *line, key.as_str(), value.as_str()),
+        ("bad.toml", 15, "solver", "\"sgd\"")
+    );
+    assert!(reason.contains("valid solvers: dcd, smo"), "{reason}");
+    assert!(
+        err.to_string()
+            .starts_with("bad.toml:15: key `solver` = \"sgd\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_solver_of_the_wrong_type_is_explained() {
+    let text = SEED.replace("c = [0.1, 1.0]", "solver = 3");
+    let err = parse("bad.toml", &text, DEFAULT_MAX_JOBS)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 14"), "{err}");
+    assert!(err.contains("names for `solver`"), "{err}");
+}
+
+#[test]
+fn solver_does_not_apply_to_a_cnn() {
+    let text = SEED.replace("learning_rate = [1e-3, 3e-3]", "solver = \"dcd\"");
+    let err = parse("bad.toml", &text, DEFAULT_MAX_JOBS)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`solver` does not apply to kind \"cnn\""),
+        "{err}"
+    );
 }

@@ -5,9 +5,14 @@
 //!
 //! Several models are run one after the other, each in a process of its own, so that
 //! every peak-memory figure belongs to one model.
+//!
+//! - [`nets`]: the nets' benchmark; [`peak`]: the machine's measured FLOP/s ceiling.
+//! - [`svm`]: the linear SVM (`worker bench-svm`), with the exact training and test images
+//!   optionally written out so that another library can be measured on the same data.
 
 pub mod nets;
 pub mod peak;
+pub mod svm;
 
 use std::path::PathBuf;
 

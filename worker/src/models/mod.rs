@@ -1,5 +1,5 @@
-//! The models a job can train: a linear SVM and three nets (CNN, DenseNet, VGG) on the
-//! fused ops of [`crate::nn`].
+//! The models a job can train: a linear SVM (dual coordinate descent, or smartcore's SMO)
+//! and three nets (CNN, DenseNet, VGG) on the fused ops of [`crate::nn`].
 //!
 //! Every model takes the training and test subsets and returns a [`TrainReport`]
 //! (`ecobench_shared::TrainReport`); the nets share one training loop ([`net::fit`]).
@@ -155,10 +155,10 @@ pub enum ModelError {
     /// The training subset has too few samples for the model.
     #[error(
         "{model} needs more training samples ({n_train}) than features ({n_features}): \
-         raise train_samples to at least {}", n_features + 1
+         raise train_samples to at least {}, or use solver = \"dcd\"", n_features + 1
     )]
     TooFewSamples {
-        /// The model kind (`svm-linear`).
+        /// The model kind and solver (`svm-linear with solver smo`).
         model: &'static str,
         /// Training samples given.
         n_train: usize,
@@ -175,6 +175,19 @@ pub enum ModelError {
         model: &'static str,
         /// Distinct labels in the training subset.
         n_classes: usize,
+    },
+    /// A training label is larger than the model handles.
+    #[error(
+        "{model} handles labels 0 to {max_label}, the training subset has label {label}: \
+         use a dataset with fewer classes"
+    )]
+    LabelTooLarge {
+        /// The model kind.
+        model: &'static str,
+        /// The first label out of range.
+        label: u8,
+        /// The largest label handled.
+        max_label: usize,
     },
     /// The training or the test subset is empty.
     #[error("the {split} subset is empty: set {field} to at least 1 (or leave it unset)")]

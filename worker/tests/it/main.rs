@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use ecobench_shared::{JobSpec, ModelConfig, SvmConfig};
+use ecobench_shared::{JobSpec, ModelConfig, SvmConfig, SvmSolver};
 use ecobench_worker::data::{Dataset, write_split};
 use ecobench_worker::exec::{ChildEvent, ChildInput};
 
@@ -62,7 +62,10 @@ fn svm_job(dataset: &std::path::Path) -> JobSpec {
         test_samples: Some(100),
         seed: 1,
         threads: 1,
-        model: ModelConfig::SvmLinear(SvmConfig { c: 1.0 }),
+        model: ModelConfig::SvmLinear(SvmConfig {
+            c: 1.0,
+            solver: SvmSolver::Dcd,
+        }),
     }
 }
 
