@@ -6,9 +6,10 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::job::{JobSpec, MODEL_KINDS, ModelConfig, NetConfig, SvmConfig, SvmSolver};
+use crate::job::{JobSpec, MODEL_KINDS, ModelConfig, SvmConfig, SvmSolver};
 
 mod check;
+mod nets;
 use check::Checker;
 
 /// Largest matrix a campaign may expand to unless the coordinator says otherwise.
@@ -142,6 +143,12 @@ struct RawModel {
     epochs: Option<Axis<u32>>,
     batch_size: Option<Axis<u32>>,
     learning_rate: Option<Axis<f64>>,
+    threads: Option<u32>,
+    growth_rate: Option<Axis<u32>>,
+    n_blocks: Option<Axis<u32>>,
+    layers_per_block: Option<Axis<u32>>,
+    width: Option<Axis<f64>>,
+    batch_norm: Option<Axis<bool>>,
 }
 
 impl RawModel {
@@ -163,18 +170,41 @@ impl RawModel {
         if self.learning_rate.is_some() {
             keys.push("learning_rate");
         }
+        let net_keys = [
+            ("growth_rate", self.growth_rate.is_some()),
+            ("n_blocks", self.n_blocks.is_some()),
+            ("layers_per_block", self.layers_per_block.is_some()),
+            ("width", self.width.is_some()),
+            ("batch_norm", self.batch_norm.is_some()),
+        ];
+        keys.extend(net_keys.iter().filter(|(_, set)| *set).map(|(key, _)| *key));
         keys
     }
 }
 
 /// Keys every `[[model]]` table may set, whatever its kind.
-const COMMON_MODEL_KEYS: &[&str] = &["train_samples"];
+const COMMON_MODEL_KEYS: &[&str] = &["train_samples", "threads"];
 
 /// The keys each model kind takes besides [`COMMON_MODEL_KEYS`].
 fn keys_of_kind(kind: &str) -> &'static [&'static str] {
     match kind {
         "svm-linear" => &["c", "solver"],
         "cnn" => &["epochs", "batch_size", "learning_rate"],
+        "densenet" => &[
+            "epochs",
+            "batch_size",
+            "learning_rate",
+            "growth_rate",
+            "n_blocks",
+            "layers_per_block",
+        ],
+        "vgg" => &[
+            "epochs",
+            "batch_size",
+            "learning_rate",
+            "width",
+            "batch_norm",
+        ],
         _ => &[],
     }
 }
@@ -217,7 +247,7 @@ pub fn parse(file: &str, text: &str, max_jobs: usize) -> Result<CampaignSpec, Ca
         });
     }
     let mut jobs = Vec::with_capacity(n_jobs);
-    for (model, train_samples) in expand_models(&raw) {
+    for (model, threads, train_samples) in expand_models(&raw) {
         for &seed in &raw.seeds {
             jobs.push(JobSpec {
                 campaign_id: String::new(),
@@ -226,7 +256,7 @@ pub fn parse(file: &str, text: &str, max_jobs: usize) -> Result<CampaignSpec, Ca
                 train_samples,
                 test_samples: raw.test_samples,
                 seed,
-                threads: raw.defaults.threads,
+                threads: threads.unwrap_or(raw.defaults.threads),
                 model: model.clone(),
             });
         }
@@ -266,29 +296,16 @@ fn count_jobs(raw: &RawCampaign) -> usize {
                     model.c.as_ref().map_or(1, |c| c.values().len())
                         * model.solver.as_ref().map_or(1, |s| s.values().len())
                 }
-                _ => {
-                    model.epochs.as_ref().unwrap_or(&d.epochs).values().len()
-                        * model
-                            .batch_size
-                            .as_ref()
-                            .unwrap_or(&d.batch_size)
-                            .values()
-                            .len()
-                        * model
-                            .learning_rate
-                            .as_ref()
-                            .unwrap_or(&d.learning_rate)
-                            .values()
-                            .len()
-                }
+                _ => nets::count(model, d),
             }
         })
         .sum();
     per_seed * raw.seeds.len()
 }
 
-/// Every model configuration with its training-subset size.
-fn expand_models(raw: &RawCampaign) -> Vec<(ModelConfig, Option<u32>)> {
+/// Every model configuration with its thread count (if the table sets one) and its
+/// training-subset size.
+fn expand_models(raw: &RawCampaign) -> Vec<(ModelConfig, Option<u32>, Option<u32>)> {
     let d = &raw.defaults;
     let mut configs = Vec::new();
     for model in &raw.model {
@@ -298,29 +315,15 @@ fn expand_models(raw: &RawCampaign) -> Vec<(ModelConfig, Option<u32>)> {
                 for c in model.c.as_ref().map_or(vec![1.0], Axis::values) {
                     for solver in svm_solvers(model) {
                         let svm = SvmConfig { c, solver };
-                        configs.push((ModelConfig::SvmLinear(svm), train_samples));
+                        configs.push((ModelConfig::SvmLinear(svm), model.threads, train_samples));
                     }
                 }
             }
-            _ => {
-                for n_epochs in model.epochs.as_ref().unwrap_or(&d.epochs).values() {
-                    for batch in model.batch_size.as_ref().unwrap_or(&d.batch_size).values() {
-                        for lr in model
-                            .learning_rate
-                            .as_ref()
-                            .unwrap_or(&d.learning_rate)
-                            .values()
-                        {
-                            let net = NetConfig {
-                                n_epochs,
-                                batch_size: batch,
-                                learning_rate: lr,
-                            };
-                            configs.push((ModelConfig::Cnn(net), train_samples));
-                        }
-                    }
-                }
-            }
+            _ => configs.extend(
+                nets::expand(model, d)
+                    .into_iter()
+                    .map(|config| (config, model.threads, train_samples)),
+            ),
         }
     }
     configs

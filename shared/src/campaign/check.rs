@@ -132,6 +132,60 @@ impl Checker<'_> {
             "learning_rate",
             model.learning_rate.iter().flat_map(Axis::values),
         )?;
+        self.net_ranges(model)
+    }
+
+    /// The architecture keys of DenseNet and VGG, and a table's `threads`, within reason.
+    fn net_ranges(&self, model: &RawModel) -> Result<(), CampaignError> {
+        let counts = [
+            (
+                "growth_rate",
+                &model.growth_rate,
+                256,
+                "channels each layer adds, e.g. 12",
+            ),
+            (
+                "n_blocks",
+                &model.n_blocks,
+                5,
+                "each block after the first halves the image",
+            ),
+            (
+                "layers_per_block",
+                &model.layers_per_block,
+                64,
+                "layers per dense block, e.g. 4",
+            ),
+        ];
+        for (key, axis, max, what) in counts {
+            for value in axis.iter().flat_map(Axis::values) {
+                if value == 0 || value > max {
+                    return Err(self.invalid(
+                        key,
+                        &value.to_string(),
+                        &format!("use 1 to {max} ({what})"),
+                    ));
+                }
+            }
+        }
+        for width in model.width.iter().flat_map(Axis::values) {
+            if !(width.is_finite() && width > 0.0 && width <= 4.0) {
+                return Err(self.invalid(
+                    "width",
+                    &width.to_string(),
+                    "use a multiplier of VGG-11's widths above 0 and at most 4, e.g. 0.25",
+                ));
+            }
+        }
+        if let Some(threads) = model.threads
+            && threads > 1024
+        {
+            return Err(self.invalid(
+                "threads",
+                &threads.to_string(),
+                "use a thread count up to 1024, or 0 for every core of the worker",
+            ));
+        }
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Tests of campaign parsing, validation and expansion.
 
 use super::*;
+use crate::job::NetConfig;
 
 const SEED: &str = r#"
 name = "seed"
@@ -255,6 +256,73 @@ fn solver_does_not_apply_to_a_cnn() {
         .to_string();
     assert!(
         err.contains("`solver` does not apply to kind \"cnn\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn densenet_and_vgg_tables_expand_their_own_axes_with_defaults() {
+    let text = r#"
+name = "nets"
+seeds = [1, 2]
+[defaults]
+epochs = 2
+[[model]]
+kind = "densenet"
+growth_rate = [8, 12]
+[[model]]
+kind = "vgg"
+batch_norm = [true, false]
+threads = 1
+"#;
+    let spec = parse("nets.toml", text, DEFAULT_MAX_JOBS).unwrap();
+    assert_eq!(spec.jobs.len(), (2 + 2) * 2);
+    let labels: Vec<String> = spec.jobs.iter().map(|j| j.model.label()).collect();
+    assert!(
+        labels.contains(&"epochs=2 batch=64 lr=0.001 k=8 blocks=3x4".to_string()),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&"epochs=2 batch=64 lr=0.001 width=0.25 bn".to_string()),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&"epochs=2 batch=64 lr=0.001 width=0.25".to_string()),
+        "{labels:?}"
+    );
+    let vgg_threads: Vec<u32> = spec
+        .jobs
+        .iter()
+        .filter(|j| j.model.kind() == "vgg")
+        .map(|j| j.threads)
+        .collect();
+    assert_eq!(vgg_threads, vec![1, 1, 1, 1]);
+    assert!(
+        spec.jobs
+            .iter()
+            .filter(|j| j.model.kind() == "densenet")
+            .all(|j| j.threads == 0)
+    );
+}
+
+#[test]
+fn net_keys_out_of_range_or_on_another_kind_are_refused_with_their_line() {
+    let base = "name = \"x\"\n[[model]]\nkind = \"densenet\"\n";
+    let err = parse("a.toml", &format!("{base}n_blocks = 9\n"), DEFAULT_MAX_JOBS).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a.toml:4: key `n_blocks` = 9: use 1 to 5 (each block after the first halves the image)"
+    );
+    let err = parse("a.toml", &format!("{base}width = 0.5\n"), DEFAULT_MAX_JOBS).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`width` does not apply to kind \"densenet\""),
+        "{err}"
+    );
+    let vgg = "name = \"x\"\n[[model]]\nkind = \"vgg\"\nwidth = -1.0\n";
+    let err = parse("b.toml", vgg, DEFAULT_MAX_JOBS).unwrap_err();
+    assert!(
+        err.to_string().starts_with("b.toml:4: key `width` = -1"),
         "{err}"
     );
 }
