@@ -55,7 +55,7 @@ pub fn bench(options: &BenchOptions, kind: &str) -> Result<Figures> {
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
     let mut warmup = options.warmup_batches;
     let (mut n_timed, mut loss_sum) = (0usize, 0.0);
-    let (mut flops0, mut ticks0, mut wall0) = (nn::gemm::flops_done(), cpu_ticks(), Instant::now());
+    let (mut flops0, mut ticks0, mut wall0) = (nn::flops::done(), cpu_ticks(), Instant::now());
     for _ in 0..options.epochs {
         order.shuffle(&mut rng);
         loss_sum = 0.0;
@@ -65,7 +65,7 @@ pub fn bench(options: &BenchOptions, kind: &str) -> Result<Figures> {
                 warmup -= 1;
                 if warmup == 0 {
                     trainer.times = net::StepTimes::default();
-                    (flops0, ticks0, wall0) = (nn::gemm::flops_done(), cpu_ticks(), Instant::now());
+                    (flops0, ticks0, wall0) = (nn::flops::done(), cpu_ticks(), Instant::now());
                 }
                 continue;
             }
@@ -74,7 +74,7 @@ pub fn bench(options: &BenchOptions, kind: &str) -> Result<Figures> {
     }
     let wall_s = wall0.elapsed().as_secs_f64();
     let cpu_s = (cpu_ticks() - ticks0) as f64 / procfs::clock_ticks_per_s();
-    let flops = (nn::gemm::flops_done() - flops0) as f64;
+    let flops = (nn::flops::done() - flops0) as f64;
     let times = trainer.times;
     let accuracy = if options.test_images > 0 {
         let test = first(&test, options.test_images);

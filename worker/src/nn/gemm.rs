@@ -4,17 +4,6 @@
 //! Every call runs on the calling thread; the ops split their batch over threads instead
 //! (`par`), which measured faster than `gemm`'s own threading on these small shapes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Floating-point operations done by [`matmul`] since the process started.
-static FLOPS: AtomicU64 = AtomicU64::new(0);
-
-/// Floating-point operations (2 per multiply-add) of every matrix product so far: the
-/// convolutions' and linear layers' arithmetic, forward and backward.
-pub fn flops_done() -> u64 {
-    FLOPS.load(Ordering::Relaxed)
-}
-
 /// A read-only matrix view: element (r, c) is `data[r * row_stride + c * col_stride]`.
 #[derive(Debug, Clone, Copy)]
 pub struct Mat<'a> {
@@ -81,7 +70,6 @@ pub fn matmul(dst: &mut [f32], accumulate: bool, a: Mat<'_>, b: Mat<'_>) {
     if m == 0 || n == 0 {
         return;
     }
-    FLOPS.fetch_add((2 * m * n * k) as u64, Ordering::Relaxed);
     if k == 0 {
         if !accumulate {
             dst[..m * n].fill(0.0);

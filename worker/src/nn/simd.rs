@@ -157,8 +157,44 @@ pub enum Isa {
     Portable,
 }
 
-/// Detects the best instruction set once (the answer is cached by the standard library).
+#[cfg(test)]
+thread_local! {
+    static FORCED: std::cell::Cell<Option<Isa>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with the kernels of this thread using `isa` (tests of every code path on one
+/// machine; `isa` must be one the CPU has, see [`available`]).
+#[cfg(test)]
+pub fn with_isa<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
+    assert!(available().contains(&isa), "this CPU lacks {isa:?}");
+    FORCED.with(|forced| forced.set(Some(isa)));
+    let result = f();
+    FORCED.with(|forced| forced.set(None));
+    result
+}
+
+/// The instruction sets this CPU can run, the portable code included.
+pub fn available() -> Vec<Isa> {
+    let mut isas = vec![Isa::Portable];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            isas.push(Isa::Avx2);
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            isas.push(Isa::Avx512);
+        }
+    }
+    isas
+}
+
+/// The best instruction set of this CPU (detection is cached by the standard library).
 pub fn isa() -> Isa {
+    #[cfg(test)]
+    if let Some(isa) = FORCED.with(std::cell::Cell::get) {
+        return isa;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {

@@ -6,7 +6,7 @@ use super::direct::Pre;
 use super::engine::{Engine, ZLayout};
 use super::{ConvBlock, Dims, Saved, for_each_row};
 use crate::nn::raw::{self, needs_grad};
-use crate::nn::{norm, par, pool, scratch};
+use crate::nn::{flops, norm, par, pool, scratch};
 
 /// Gradients of (x, w, affine).
 type Grads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
@@ -44,6 +44,9 @@ impl ConvBlock {
         let engine = Engine::new(&g, d.len);
         let zl = engine.z_layout(d.len);
         let grad_weights = need_x.then(|| engine.grad_weights(wv));
+        flops::add(
+            (usize::from(need_x) + usize::from(need_w)) * d.n * g.c_out * g.k_dim() * g.out_hw(),
+        );
         let c_out = g.c_out;
         let (scale, shift) = match (&self.norm, pv) {
             (Some(_), Some(gb)) => {

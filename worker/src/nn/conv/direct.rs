@@ -680,3 +680,117 @@ unsafe fn qlanes_tile<S: Simd, const CO: usize, const R: usize>(
         std::array::from_fn(|j| std::array::from_fn(|i| S::sum(acc[j][i])))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every kernel on every instruction set this CPU has, against plain loops.
+    use super::*;
+    use crate::nn::simd::{available, with_isa};
+
+    fn values(n: usize, seed: f32) -> Vec<f32> {
+        (0..n).map(|i| ((i as f32 + seed) * 0.618).sin()).collect()
+    }
+
+    fn close(a: &[f32], b: &[f32]) -> bool {
+        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-5 * scale)
+    }
+
+    /// (c_in, side, c_out, kernel, padding): tiles with padded rows, 1×1, few reduction
+    /// rows (the pixel-lane gradient kernel) and many (the channel-lane one).
+    const SHAPES: [(usize, usize, usize, usize, usize); 7] = [
+        (1, 9, 5, 3, 1),
+        (3, 7, 12, 3, 1),
+        (20, 6, 17, 3, 1),
+        (8, 5, 40, 1, 0),
+        (10, 4, 33, 3, 0),
+        (8, 6, 32, 3, 1),
+        (16, 5, 16, 3, 1),
+    ];
+
+    #[test]
+    fn forward_matches_plain_loops_on_every_instruction_set() {
+        for &(c_in, side, c_out, k, p) in &SHAPES {
+            let g = Geom::new((c_in, side, side), c_out, k, 1, p).unwrap();
+            let plan = Plan::new(&g);
+            let w = values(c_out * g.k_dim(), 1.0);
+            let mut xp = vec![0.0; plan.input.len()];
+            plan.input
+                .fill(&values(g.in_len(), 2.0), &mut xp, &Pre::Identity);
+            let (nq, offs) = (plan.input.nq, &plan.input.offsets);
+            let expected: Vec<f32> = (0..c_out * nq)
+                .map(|i| {
+                    (0..offs.len())
+                        .map(|r| w[(i / nq) * offs.len() + r] * xp[offs[r] + i % nq])
+                        .sum()
+                })
+                .collect();
+            for isa in available() {
+                let got = with_isa(isa, || {
+                    let tile = forward_tile(c_out);
+                    let mut z = vec![0.0; padded_rows(c_out, tile) * nq];
+                    forward(&xp, offs, &pack_weights(&w, c_out, tile), tile, nq, &mut z);
+                    z.truncate(c_out * nq);
+                    z
+                });
+                assert!(
+                    close(&got, &expected),
+                    "{isa:?} forward {:?}",
+                    (c_in, side, c_out, k, p)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn weight_gradient_matches_plain_loops_on_every_instruction_set() {
+        for &(c_in, side, c_out, k, p) in &SHAPES {
+            let g = Geom::new((c_in, side, side), c_out, k, 1, p).unwrap();
+            let plan = Plan::new(&g);
+            let (il, n) = (&plan.input, 3);
+            let mut xp = vec![0.0; n * il.len()];
+            for i in 0..n {
+                il.fill(
+                    &values(g.in_len(), i as f32),
+                    &mut xp[i * il.len()..][..il.len()],
+                    &Pre::Identity,
+                );
+            }
+            let dz_image = c_out * il.nq;
+            let dz = values(n * dz_image, 7.0);
+            let kk = il.offsets.len();
+            let mut expected = vec![0.0f32; c_out * kk];
+            for (idx, e) in expected.iter_mut().enumerate() {
+                let (co, r) = (idx / kk, idx % kk);
+                for i in 0..n {
+                    for q in 0..il.nq {
+                        *e += dz[i * dz_image + co * il.nq + q]
+                            * xp[i * il.len() + il.offsets[r] + q];
+                    }
+                }
+            }
+            for isa in available() {
+                let got = with_isa(isa, || {
+                    let mut dw = vec![0.0; c_out * kk];
+                    weight_grad(
+                        &xp,
+                        il.len(),
+                        &il.offsets,
+                        &dz,
+                        dz_image,
+                        il.nq,
+                        n,
+                        c_out,
+                        &mut dw,
+                    );
+                    dw
+                });
+                assert!(
+                    close(&got, &expected),
+                    "{isa:?} weight gradient {:?}",
+                    (c_in, side, c_out, k, p)
+                );
+            }
+        }
+    }
+}

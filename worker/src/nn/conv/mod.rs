@@ -25,7 +25,7 @@ pub use preact::{PreActSpec, preact_conv};
 use super::norm::{add_sums, norm_stats};
 use super::pool::{self, Plane, Pool};
 use super::raw;
-use super::{par, scratch};
+use super::{flops, par, scratch};
 
 /// Floats (input and conv output, roughly) one chunk of images may use.
 const CHUNK_BUDGET: usize = 1 << 18;
@@ -185,6 +185,7 @@ impl ConvBlock {
         let (g, n_chunks) = (d.g, d.n_chunks());
         let engine = Engine::new(&g, d.len);
         let packed = engine.pack(w);
+        flops::add(d.n * g.c_out * g.k_dim() * g.out_hw());
         let zl = engine.z_layout(d.len);
         let mut out = vec![0.0; d.n * g.c_out * d.out_plane];
         let mut argmax = vec![

@@ -17,7 +17,7 @@ use super::{Geom, NormMode};
 use crate::nn::norm::{add_sums, backward_coefs, norm_stats};
 use crate::nn::pool::{self, Plane, Pool};
 use crate::nn::raw::{self, needs_grad};
-use crate::nn::{par, scratch};
+use crate::nn::{flops, par, scratch};
 
 /// Floats (input and conv output, roughly) one chunk of images may use.
 const CHUNK_BUDGET: usize = 1 << 18;
@@ -146,6 +146,7 @@ impl PreActConv {
         };
         let engine = Engine::new(&g, d.len);
         let (packed, zl) = (engine.pack(w), engine.z_layout(d.len));
+        flops::add(d.n * g.c_out * g.k_dim() * g.out_hw());
         let mut out = vec![0.0; d.n * d.out_c * d.out_plane];
         let items: Vec<_> = par::chunks_mut(&mut out, d.out_c * d.out_plane, d.len, d.n_chunks())
             .into_iter()
@@ -210,6 +211,9 @@ impl PreActConv {
         let engine = Engine::new(&g, d.len);
         let zl = engine.z_layout(d.len);
         let grad_weights = need_dy.then(|| engine.grad_weights(wv));
+        flops::add(
+            (usize::from(need_dy) + usize::from(need_w)) * d.n * g.c_out * g.k_dim() * g.out_hw(),
+        );
         let first_new = d.out_c - g.c_out;
         // dy (the gradient before ReLU and batch norm) is formed in the input gradient's buffer.
         let mut dx = vec![0.0; if need_dy { d.n * g.in_len() } else { 0 }];

@@ -45,6 +45,7 @@ impl CustomOp3 for Linear {
             raw::slice(s2, l2, "linear")?,
             raw::slice(s3, l3, "linear")?,
         );
+        crate::nn::flops::add(n * i * o);
         let mut out: Vec<f32> = (0..n).flat_map(|_| b.iter().copied()).collect();
         matmul(&mut out, true, Mat::rows(x, n, i), Mat::rows(w, o, i).t());
         if self.relu {
@@ -73,6 +74,9 @@ impl CustomOp3 for Linear {
             })?;
         }
         let dy_m = Mat::rows(&dy, n, o);
+        crate::nn::flops::add(
+            (usize::from(needs_grad(x)) + usize::from(needs_grad(w))) * n * i * o,
+        );
         let dx = if needs_grad(x) {
             let mut dx = vec![0.0; n * i];
             raw::with_slice(w, "linear", |w| {
