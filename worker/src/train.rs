@@ -23,6 +23,9 @@ pub enum TrainError {
     /// The model refused its input or failed while training.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The compute threads could not be started (worth a retry).
+    #[error("cannot start the job's compute threads: {0}")]
+    Threads(String),
 }
 
 impl TrainError {
@@ -33,6 +36,7 @@ impl TrainError {
         match self {
             TrainError::Data(_) => false,
             TrainError::Model(err) => err.is_retryable(),
+            TrainError::Threads(_) => true,
         }
     }
 }
@@ -48,7 +52,7 @@ impl TrainError {
 pub fn train_job(
     spec: &JobSpec,
     data_dirs: &[PathBuf],
-    on_epoch: &mut dyn FnMut(&EpochMetrics),
+    on_epoch: &mut (dyn FnMut(&EpochMetrics) + Send),
 ) -> Result<TrainReport, TrainError> {
     let dir = data::resolve_dataset(&spec.dataset, data_dirs)?;
     let (train_full, test_full) = data::load_split(&dir)?;
@@ -68,14 +72,36 @@ pub fn train_job(
         model = spec.model.kind(),
         "data ready"
     );
-    let mut report = match &spec.model {
-        ModelConfig::SvmLinear(config) => {
-            models::train_svm(&train, &test, config, svm_seed(spec.seed))?
-        }
-        net => models::train_net(net, &train, &test, spec.seed, on_epoch)?,
+    let train_model = || -> Result<TrainReport, TrainError> {
+        Ok(match &spec.model {
+            ModelConfig::SvmLinear(config) => {
+                models::train_svm(&train, &test, config, svm_seed(spec.seed))?
+            }
+            net => models::train_net(net, &train, &test, spec.seed, on_epoch)?,
+        })
     };
+    let mut report = with_threads(spec.threads, train_model)?;
     report.dataset_sha256 = dataset_sha256;
     Ok(report)
+}
+
+/// Runs `f` on a pool of exactly `threads` compute threads (the calling thread waits), or
+/// on the process's default pool when `threads` is 0 (every core, or `RAYON_NUM_THREADS`).
+/// The ops split their work over the pool they run on: a job never uses more threads than
+/// it asked for.
+pub fn with_threads<R: Send>(
+    threads: u32,
+    f: impl FnOnce() -> Result<R, TrainError> + Send,
+) -> Result<R, TrainError> {
+    if threads == 0 {
+        return f();
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads as usize)
+        .thread_name(|idx| format!("compute-{idx}"))
+        .build()
+        .map_err(|err| TrainError::Threads(err.to_string()))?;
+    pool.install(f)
 }
 
 /// The training and test subsets a job with `seed` uses: seeded stratified subsets of
@@ -164,6 +190,35 @@ mod tests {
         assert_eq!(report.epochs.len(), 2);
         assert!(report.accuracy > 0.3, "accuracy {}", report.accuracy);
         assert_eq!(report.solver, models::net::SOLVER);
+    }
+
+    /// The job's thread count is the size of the pool its ops split their work over, and
+    /// the same seed and thread count give the same figures.
+    #[test]
+    fn a_job_trains_on_exactly_its_threads() {
+        let dir = tiny_dataset_dir();
+        let dirs = [dir.path().to_path_buf()];
+        let net = NetConfig {
+            n_epochs: 1,
+            batch_size: 16,
+            learning_rate: 0.003,
+        };
+        let mut losses = Vec::new();
+        for threads in [1, 2, 2] {
+            let mut job = spec("tiny", ModelConfig::Cnn(net.clone()));
+            job.threads = threads;
+            let mut seen = Vec::new();
+            let report = train_job(&job, &dirs, &mut |_| {
+                let name = std::thread::current().name().unwrap_or_default().to_string();
+                seen.push((rayon::current_num_threads(), name));
+            })
+            .unwrap();
+            assert_eq!(seen.len(), 1);
+            assert_eq!(seen[0].0, threads as usize, "pool size for threads = {threads}");
+            assert!(seen[0].1.starts_with("compute-"), "ran on {:?}", seen[0].1);
+            losses.push((threads, report.epochs[0].loss, report.accuracy));
+        }
+        assert_eq!(losses[1], losses[2], "same seed and threads, different figures");
     }
 
     #[test]

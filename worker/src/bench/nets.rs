@@ -38,8 +38,14 @@ pub fn model_config(options: &BenchOptions, kind: &str) -> ModelConfig {
     }
 }
 
-/// Trains `kind` as `options` say and measures it.
+/// Trains `kind` as `options` say and measures it, on a pool of `options.threads`
+/// compute threads as a job would.
 pub fn bench(options: &BenchOptions, kind: &str) -> Result<Figures> {
+    let threads = u32::try_from(options.threads).context("too many threads")?;
+    crate::train::with_threads(threads, || Ok(measure(options, kind)))?
+}
+
+fn measure(options: &BenchOptions, kind: &str) -> Result<Figures> {
     let (train, test) = data::load_split(&options.data).with_context(|| {
         format!(
             "cannot load the benchmark data from {}",

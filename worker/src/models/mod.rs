@@ -106,7 +106,7 @@ pub fn train_net(
     train: &Dataset,
     test: &Dataset,
     seed: u64,
-    on_epoch: &mut dyn FnMut(&EpochMetrics),
+    on_epoch: &mut (dyn FnMut(&EpochMetrics) + Send),
 ) -> Result<TrainReport, ModelError> {
     let built = build_net(config, train.rows, train.cols, seed)?;
     let shuffle_seed = derive_seed(seed, SHUFFLE_STREAM);

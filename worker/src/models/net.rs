@@ -124,7 +124,7 @@ pub fn fit(
     test: &Dataset,
     config: &NetConfig,
     shuffle_seed: u64,
-    on_epoch: &mut dyn FnMut(&EpochMetrics),
+    on_epoch: &mut (dyn FnMut(&EpochMetrics) + Send),
 ) -> Result<TrainReport, ModelError> {
     check_inputs(train, test, config)?;
     let (train_x, train_y) = to_tensors(train)?;
