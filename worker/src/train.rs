@@ -209,16 +209,25 @@ mod tests {
             job.threads = threads;
             let mut seen = Vec::new();
             let report = train_job(&job, &dirs, &mut |_| {
-                let name = std::thread::current().name().unwrap_or_default().to_string();
+                let name = std::thread::current()
+                    .name()
+                    .unwrap_or_default()
+                    .to_string();
                 seen.push((rayon::current_num_threads(), name));
             })
             .unwrap();
             assert_eq!(seen.len(), 1);
-            assert_eq!(seen[0].0, threads as usize, "pool size for threads = {threads}");
+            assert_eq!(
+                seen[0].0, threads as usize,
+                "pool size for threads = {threads}"
+            );
             assert!(seen[0].1.starts_with("compute-"), "ran on {:?}", seen[0].1);
             losses.push((threads, report.epochs[0].loss, report.accuracy));
         }
-        assert_eq!(losses[1], losses[2], "same seed and threads, different figures");
+        assert_eq!(
+            losses[1], losses[2],
+            "same seed and threads, different figures"
+        );
     }
 
     #[test]

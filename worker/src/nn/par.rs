@@ -11,12 +11,14 @@ pub fn n_threads() -> usize {
 }
 
 /// Images per chunk when a chunk of `batch` images costs `per_image` floats of scratch:
-/// as many as fit in `budget` floats, at most a quarter of the batch (so that two threads
-/// share the work evenly), at least one.
+/// as many as fit in `budget` floats and at most a quarter of the batch, preferring an
+/// even number of chunks (so that two threads share the work evenly); at least one.
 pub fn chunk_len(batch: usize, per_image: usize, budget: usize) -> usize {
-    let by_budget = budget / per_image.max(1);
-    let by_batch = batch.div_ceil(4);
-    by_budget.min(by_batch).max(1)
+    let most = (budget / per_image.max(1)).min(batch.div_ceil(4)).max(1);
+    (1..=most)
+        .rev()
+        .find(|&len| batch.div_ceil(len) % 2 == 0)
+        .unwrap_or(most)
 }
 
 /// Runs `f` on every item, on every thread of the pool when it has more than one, and

@@ -49,7 +49,13 @@ pub struct Layout {
 impl Layout {
     /// The layout for a `kernel × kernel` stride-1 convolution of `channels` planes of
     /// `height × width` padded by `border`.
-    fn new(channels: usize, height: usize, width: usize, border: usize, kernel: usize) -> Self {
+    pub(super) fn new(
+        channels: usize,
+        height: usize,
+        width: usize,
+        border: usize,
+        kernel: usize,
+    ) -> Self {
         let wp = width + 2 * border;
         let hp = height + 2 * border;
         let out_h = hp + 1 - kernel;
@@ -106,6 +112,18 @@ impl Layout {
         self.fill_rows(dst, |c, row, to| {
             to.copy_from_slice(&src[c * src_cs + row * src_rs..][..w])
         });
+    }
+
+    /// The images (`channels × height × width`) back out of this layout: the adjoint
+    /// of [`Layout::fill`]'s copy.
+    pub fn crop(&self, src: &[f32], dst: &mut [f32]) {
+        let (h, w, b) = (self.height, self.width, self.border);
+        for c in 0..self.channels {
+            for row in 0..h {
+                dst[(c * h + row) * w..][..w]
+                    .copy_from_slice(&src[c * self.plane + (row + b) * self.wp + b..][..w]);
+            }
+        }
     }
 
     /// Zeroes the borders and tail of every plane and lets `write(channel, row, dst_row)`
@@ -184,21 +202,6 @@ impl Plan {
     }
 }
 
-/// The flipped, transposed weights: the input gradient is the forward convolution of the
-/// padded output gradient with them. `w` is `(c_out, c_in, k, k)`; the result `(c_in, c_out, k, k)`.
-pub fn flip_weights(w: &[f32], c_out: usize, c_in: usize, kernel: usize) -> Vec<f32> {
-    let kk = kernel * kernel;
-    let mut flipped = vec![0.0; w.len()];
-    for co in 0..c_out {
-        for ci in 0..c_in {
-            for o in 0..kk {
-                flipped[(ci * c_out + co) * kk + (kk - 1 - o)] = w[(co * c_in + ci) * kk + o];
-            }
-        }
-    }
-    flipped
-}
-
 /// Output channels per tile and vectors per tile row of the forward kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tile {
@@ -228,16 +231,48 @@ pub fn padded_rows(c_out: usize, tile: Tile) -> usize {
 /// that each reduction step reads one tile's weights together.
 pub fn pack_weights(w: &[f32], c_out: usize, tile: Tile) -> Vec<f32> {
     let k = w.len() / c_out.max(1);
-    let rows = padded_rows(c_out, tile);
-    let mut packed = vec![0.0; rows * k];
-    for t in 0..rows / tile.rows {
-        for r in 0..k {
-            for j in 0..tile.rows {
-                let co = t * tile.rows + j;
-                if co < c_out {
-                    packed[(t * k + r) * tile.rows + j] = w[co * k + r];
-                }
+    let mut packed = vec![0.0; padded_rows(c_out, tile) * k];
+    for (co, row) in w.chunks_exact(k.max(1)).enumerate().take(c_out) {
+        let (t, j) = (co / tile.rows, co % tile.rows);
+        let dst = &mut packed[t * k * tile.rows..][..k * tile.rows];
+        for (r, &v) in row.iter().enumerate() {
+            dst[r * tile.rows + j] = v;
+        }
+    }
+    packed
+}
+
+/// The weights of the input gradient by the direct kernels, packed like [`pack_weights`]:
+/// flipped and transposed, `(c_in, c_out, k, k)` with the kernel turned by 180°, from `w`
+/// `(c_out, c_in, k, k)`: the input gradient is the forward convolution of the output
+/// gradient (padded by `kernel − 1 − padding`) with them.
+pub fn pack_flipped(w: &[f32], c_out: usize, c_in: usize, kernel: usize, tile: Tile) -> Vec<f32> {
+    let kk = kernel * kernel;
+    let k = c_out * kk;
+    let mut packed = vec![0.0; padded_rows(c_in, tile) * k];
+    for co in 0..c_out {
+        for ci in 0..c_in {
+            let (t, j) = (ci / tile.rows, ci % tile.rows);
+            let dst = &mut packed[t * k * tile.rows..][..k * tile.rows];
+            let src = &w[(co * c_in + ci) * kk..][..kk];
+            for (o, &v) in src.iter().enumerate() {
+                dst[(co * kk + kk - 1 - o) * tile.rows + j] = v;
             }
+        }
+    }
+    packed
+}
+
+/// The transposed weights `(k, c_out)` of `w` `(c_out, k)`, packed like [`pack_weights`]:
+/// the column gradient of an im2col convolution is their forward product with the output
+/// gradient.
+pub fn pack_transposed(w: &[f32], c_out: usize, tile: Tile) -> Vec<f32> {
+    let k = w.len() / c_out.max(1);
+    let mut packed = vec![0.0; padded_rows(k, tile) * c_out];
+    for (co, row) in w.chunks_exact(k.max(1)).enumerate().take(c_out) {
+        for (r, &v) in row.iter().enumerate() {
+            let (t, j) = (r / tile.rows, r % tile.rows);
+            packed[(t * c_out + co) * tile.rows + j] = v;
         }
     }
     packed

@@ -4,8 +4,10 @@
 //! small planes); and the layout of the conv output they produce.
 
 use super::direct::{self, Plan, Pre, Tile};
+use super::gather;
 use super::{Geom, col2im, im2col};
 use crate::nn::scratch;
+use crate::nn::simd::{self, Isa};
 
 /// The smallest share of useful pixels in the wide layout for the direct engine.
 const MIN_USEFUL: f64 = 0.7;
@@ -163,6 +165,21 @@ impl Engine {
     /// Runs `f` on the im2col matrix of `n` images (through `pre`).
     fn with_col(&self, x: &[f32], n: usize, cs: usize, pre: &Pre<'_>, f: impl FnOnce(&[f32])) {
         let g = &self.g;
+        #[cfg(target_arch = "x86_64")]
+        if simd::isa() == Isa::Avx512 {
+            let padded = self.padded();
+            let idx = gather::pixel_index(g, &padded, n, cs);
+            scratch::with_scratch([g.k_dim() * cs, n * padded.len()], |[col, xp]| {
+                for i in 0..n {
+                    let img = &mut xp[i * padded.len()..][..padded.len()];
+                    padded.fill(&x[i * g.in_len()..][..g.in_len()], img, pre);
+                }
+                // SAFETY: AVX-512F detected; `idx` made for `padded` and these images.
+                unsafe { gather::im2col(g, &padded, xp, &idx, col, cs) };
+                f(col);
+            });
+            return;
+        }
         let pre_len = if matches!(pre, Pre::Identity) {
             0
         } else {
@@ -183,27 +200,25 @@ impl Engine {
         });
     }
 
+    /// The zero-padded layout the gathers read the images from.
+    fn padded(&self) -> direct::Layout {
+        let g = &self.g;
+        direct::Layout::new(g.c_in, g.height, g.width, g.padding, g.kernel)
+    }
+
     /// The weights the input gradient needs, prepared once per backward.
     pub fn grad_weights(&self, w: &[f32]) -> GradWeights {
         let g = &self.g;
-        let (rows, weights) = match &self.kind {
-            Kind::Direct(_) => (g.c_in, direct::flip_weights(w, g.c_out, g.c_in, g.kernel)),
-            Kind::Im2col { .. } => {
-                let k = g.k_dim();
-                let mut t = vec![0.0; w.len()];
-                for co in 0..g.c_out {
-                    for r in 0..k {
-                        t[r * g.c_out + co] = w[co * k + r];
-                    }
-                }
-                (k, t)
-            }
+        let rows = match &self.kind {
+            Kind::Direct(_) => g.c_in,
+            Kind::Im2col { .. } => g.k_dim(),
         };
         let tile = direct::forward_tile(rows);
-        GradWeights {
-            tile,
-            packed: direct::pack_weights(&weights, rows, tile),
-        }
+        let packed = match &self.kind {
+            Kind::Direct(_) => direct::pack_flipped(w, g.c_out, g.c_in, g.kernel, tile),
+            Kind::Im2col { .. } => direct::pack_transposed(w, g.c_out, tile),
+        };
+        GradWeights { tile, packed }
     }
 
     /// The input gradient of a chunk of `n` images into `dx` (`n × c_in × h × w`,
@@ -233,6 +248,24 @@ impl Engine {
                 let rows = direct::padded_rows(g.k_dim(), tile);
                 scratch::with_scratch([rows * cs], |[dcol]| {
                     direct::forward(dz, &offsets, &gw.packed, tile, *cs, dcol);
+                    #[cfg(target_arch = "x86_64")]
+                    if simd::isa() == Isa::Avx512 {
+                        let padded = self.padded();
+                        let idx = gather::pixel_index(g, &padded, n, *cs);
+                        scratch::with_scratch([n * padded.len()], |[dxp]| {
+                            dxp.fill(0.0);
+                            // SAFETY: AVX-512F detected; `idx` made for `padded` and n images.
+                            unsafe {
+                                gather::col2im(g, &padded, dcol, &idx, n * g.out_hw(), dxp, *cs)
+                            };
+                            for i in 0..n {
+                                let dxi = &mut dx[i * g.in_len()..][..g.in_len()];
+                                let src = &dxp[i * padded.len()..];
+                                padded.crop(src, dxi);
+                            }
+                        });
+                        return;
+                    }
                     dx[..n * g.in_len()].fill(0.0);
                     col2im(g, dcol, n, dx, *cs);
                 });

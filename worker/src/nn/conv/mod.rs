@@ -10,6 +10,7 @@
 mod backward;
 pub mod direct;
 mod engine;
+mod gather;
 mod im2col;
 mod preact;
 

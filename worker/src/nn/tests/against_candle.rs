@@ -87,6 +87,29 @@ fn plain_convolution_matches_candle_conv2d() {
 
 #[test]
 fn conv_bias_relu_and_pooling_match_candle_and_the_project_pool() {
+    conv_bias_relu_pool_cases();
+}
+
+/// The conv and pre-activation cases again with each instruction set this CPU has (on
+/// one thread, where the choice is made), so that machines without AVX-512 run the code
+/// they will use.
+#[test]
+fn conv_ops_match_candle_on_every_instruction_set() {
+    for isa in crate::nn::simd::available() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            crate::nn::simd::with_isa(isa, || {
+                conv_bias_relu_pool_cases();
+                pre_activation_cases();
+            })
+        });
+    }
+}
+
+fn conv_bias_relu_pool_cases() {
     for pool in [Pool::None, Pool::Max2, Pool::Avg2] {
         for (idx, &(n, ci, h, w, co, k, s, p)) in CONV_SHAPES.iter().enumerate() {
             let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
@@ -312,6 +335,10 @@ fn a_network_input_gets_no_gradient() {
 
 #[test]
 fn pre_activation_conv_matches_candle_with_concat_and_average_pool() {
+    pre_activation_cases();
+}
+
+fn pre_activation_cases() {
     // (batch, channels, side, c_out, kernel, padding, pool, concat): DenseNet's layer and
     // transition shapes, odd sizes, batch 1, planes small enough for the im2col engine.
     let cases = [
