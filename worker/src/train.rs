@@ -193,7 +193,7 @@ mod tests {
     }
 
     /// The job's thread count is the size of the pool its ops split their work over, and
-    /// the same seed and thread count give the same figures.
+    /// the same seed gives the same figures whatever the thread count.
     #[test]
     fn a_job_trains_on_exactly_its_threads() {
         let dir = tiny_dataset_dir();
