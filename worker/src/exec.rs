@@ -144,6 +144,9 @@ pub async fn run_job(
     if threads > 0 {
         command.env("RAYON_NUM_THREADS", threads.to_string());
     }
+    // The job's ops split their work over its own pool of `threads`; candle's pool would
+    // only add threads that spin while those work (PITFALLS.md, candle 3).
+    command.env("CANDLE_NUM_THREADS", "1");
     die_with_parent(&mut command);
     let mut child = match command.spawn() {
         Ok(child) => child,

@@ -289,10 +289,8 @@ fn data_dirs(given: &[PathBuf]) -> Vec<PathBuf> {
 
 /// `worker bench`: fixes the thread count, resolves the data, runs the benchmark.
 fn bench(args: &BenchArgs) -> Result<()> {
-    if args.threads > 0 {
-        // SAFETY: no other thread runs yet; rayon's pool and candle read this variable.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string()) };
-    }
+    // SAFETY: no other thread runs yet; candle reads the variable when it starts its pool.
+    unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
     let data = ecobench_worker::data::resolve_dataset(&args.data, &data_dirs(&args.data_dir))?;
     let options = BenchOptions {
         models: args.models.clone(),

@@ -349,26 +349,35 @@ unsafe fn forward_tiles<S: Simd>(a: &FwdArgs<'_>, tile: Tile) {
     }
 }
 
-/// Pixel blocks outside, tiles inside (the block's inputs stay in cache across tiles).
+/// Reduction rows per pass: a pixel block's inputs for this many rows stay in L1 while
+/// every tile reads them.
+const ROWS_PER_PASS: usize = 96;
+
+/// Passes over blocks of reduction rows, pixel blocks inside them, tiles innermost (the
+/// block's inputs stay in cache across tiles); passes after the first add to `z`.
 #[inline(always)]
 unsafe fn forward_rows<S: Simd, const CO: usize, const V: usize>(a: &FwdArgs<'_>) {
     let k = a.offsets.len();
-    let mut q = 0;
-    while q < a.nq {
-        let wide = q + S::LANES * V <= a.nq;
-        for t in 0..a.n_tiles {
-            // SAFETY: tile t's weights and output rows exist; q + the block stays below nq.
-            unsafe {
-                let w = a.packed.add(t * k * CO);
-                let z = a.z.add(t * CO * a.nq + q);
-                if wide {
-                    forward_block::<S, CO, V>(a.x.add(q), a.offsets, w, z, a.nq);
-                } else {
-                    forward_block::<S, CO, 1>(a.x.add(q), a.offsets, w, z, a.nq);
+    for r0 in (0..k).step_by(ROWS_PER_PASS) {
+        let rows = &a.offsets[r0..k.min(r0 + ROWS_PER_PASS)];
+        let add = r0 > 0;
+        let mut q = 0;
+        while q < a.nq {
+            let wide = q + S::LANES * V <= a.nq;
+            for t in 0..a.n_tiles {
+                // SAFETY: tile t's weights and output rows exist; q + the block stays below nq.
+                unsafe {
+                    let w = a.packed.add((t * k + r0) * CO);
+                    let z = a.z.add(t * CO * a.nq + q);
+                    if wide {
+                        forward_block::<S, CO, V>(a.x.add(q), rows, w, z, a.nq, add);
+                    } else {
+                        forward_block::<S, CO, 1>(a.x.add(q), rows, w, z, a.nq, add);
+                    }
                 }
             }
+            q += if wide { S::LANES * V } else { S::LANES };
         }
-        q += if wide { S::LANES * V } else { S::LANES };
     }
 }
 
@@ -379,9 +388,17 @@ unsafe fn forward_block<S: Simd, const CO: usize, const V: usize>(
     w: *const f32,
     z: *mut f32,
     z_stride: usize,
+    add: bool,
 ) {
     unsafe {
         let mut acc = [[S::zero(); V]; CO];
+        if add {
+            for (j, row) in acc.iter_mut().enumerate() {
+                for (v, a) in row.iter_mut().enumerate() {
+                    *a = S::load(z.add(j * z_stride + v * S::LANES));
+                }
+            }
+        }
         for (r, &off) in offsets.iter().enumerate() {
             let xp = x.add(off);
             let xv: [S::V; V] = std::array::from_fn(|v| S::load(xp.add(v * S::LANES)));
@@ -435,9 +452,11 @@ pub fn weight_grad(
     let lanes = if isa == Isa::Avx512 { 16 } else { 8 };
     let (vc, r) = dw_tile(isa, c_out, k);
     let cpad = round_up(c_out, lanes * vc);
-    // Few reduction rows, or output channels that fill the lanes poorly: the transposition
-    // would cost more than it saves.
-    if k < 64 || 4 * c_out < 3 * cpad {
+    // Channels along the lanes pays for its transposition when they fill whole vectors
+    // and the reduction is long; otherwise pixels along the lanes (measured with
+    // `examples/kernels.rs`).
+    let channel_lanes = c_out >= 2 * lanes && c_out % lanes == 0 && k >= 64;
+    if !channel_lanes {
         let args = DwqArgs {
             x: x.as_ptr(),
             x_image,
@@ -448,16 +467,17 @@ pub fn weight_grad(
             n_images,
             c_out,
         };
-        crate::nn::scratch::with_scratch([round_up(c_out, 4) * nq], |[zero_rows]| {
+        let acc_len = qlanes_acc_len(c_out, k);
+        crate::nn::scratch::with_scratch([nq, acc_len], |[zero_rows, acc]| {
             zero_rows.fill(0.0);
             // SAFETY: sizes checked above; each instruction set only after detection.
             unsafe {
                 match isa {
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512 => qlanes_avx512(&args, zero_rows, dw),
+                    Isa::Avx512 => qlanes_avx512(&args, zero_rows, acc, dw),
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => qlanes_avx2(&args, zero_rows, dw),
-                    _ => qlanes_tiles::<Portable, 2>(&args, zero_rows, dw),
+                    Isa::Avx2 => qlanes_avx2(&args, zero_rows, acc, dw),
+                    _ => qlanes_tiles::<Portable, 2>(&args, zero_rows, acc, dw),
                 }
             }
         });
@@ -649,70 +669,109 @@ struct DwqArgs<'a> {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn qlanes_avx512(a: &DwqArgs<'_>, zero_rows: &[f32], dw: &mut [f32]) {
-    unsafe { qlanes_tiles::<simd::Avx512, 4>(a, zero_rows, dw) }
+unsafe fn qlanes_avx512(a: &DwqArgs<'_>, zero_rows: &[f32], acc: &mut [f32], dw: &mut [f32]) {
+    unsafe { qlanes_tiles::<simd::Avx512, 4>(a, zero_rows, acc, dw) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn qlanes_avx2(a: &DwqArgs<'_>, zero_rows: &[f32], dw: &mut [f32]) {
-    unsafe { qlanes_tiles::<simd::Avx2, 2>(a, zero_rows, dw) }
+unsafe fn qlanes_avx2(a: &DwqArgs<'_>, zero_rows: &[f32], acc: &mut [f32], dw: &mut [f32]) {
+    unsafe { qlanes_tiles::<simd::Avx2, 2>(a, zero_rows, acc, dw) }
 }
 
 #[inline(always)]
 unsafe fn qlanes_tiles<S: Simd, const CO: usize>(
     a: &DwqArgs<'_>,
     zero_rows: &[f32],
+    acc_buf: &mut [f32],
     dw: &mut [f32],
 ) {
-    const R: usize = 6;
     let k = a.offsets.len();
-    for co0 in (0..a.c_out).step_by(CO) {
-        for r0 in (0..k).step_by(R) {
-            let offs: [usize; R] =
-                std::array::from_fn(|i| a.offsets.get(r0 + i).copied().unwrap_or(0));
-            // SAFETY: rows past c_out read `zero_rows`; the offsets stay inside each image.
-            let sums = unsafe { qlanes_tile::<S, CO, R>(a, co0, &offs, zero_rows) };
-            for (j, row) in sums.iter().enumerate().take(a.c_out - co0) {
-                for (i, &s) in row.iter().enumerate().take(k - r0) {
-                    dw[(co0 + j) * k + r0 + i] += s;
+    let (co_tiles, r_tiles) = (a.c_out.div_ceil(CO), k.div_ceil(QLANE_ROWS));
+    let tile_len = CO * QLANE_ROWS * S::LANES;
+    const R: usize = QLANE_ROWS;
+    // The vector accumulators of every tile, kept across images: image by image, one
+    // image's output gradient and inputs stay in cache while every tile reads them.
+    {
+        let acc_buf = &mut acc_buf[..co_tiles * r_tiles * tile_len];
+        acc_buf.fill(0.0);
+        for img in 0..a.n_images {
+            for tc in 0..co_tiles {
+                let co0 = tc * CO;
+                for tr in 0..r_tiles {
+                    let r0 = tr * R;
+                    let offs: [usize; R] =
+                        std::array::from_fn(|i| a.offsets.get(r0 + i).copied().unwrap_or(0));
+                    let buf = &mut acc_buf[(tc * r_tiles + tr) * tile_len..][..tile_len];
+                    // SAFETY: rows past c_out read `zero_rows`; offsets stay inside the image;
+                    // `buf` holds CO × R vectors.
+                    unsafe {
+                        qlanes_tile::<S, CO, R>(a, img, co0, &offs, zero_rows, buf.as_mut_ptr())
+                    };
+                }
+            }
+        }
+        for tc in 0..co_tiles {
+            for tr in 0..r_tiles {
+                let buf = &acc_buf[(tc * r_tiles + tr) * tile_len..][..tile_len];
+                for (v, lanes) in buf.chunks_exact(S::LANES).enumerate() {
+                    let (j, i) = (v / R, v % R);
+                    let (co, r) = (tc * CO + j, tr * R + i);
+                    if co < a.c_out && r < k {
+                        dw[co * k + r] += lanes.iter().sum::<f32>();
+                    }
                 }
             }
         }
     }
 }
 
+/// Reduction rows per tile of the pixel-lane kernel.
+const QLANE_ROWS: usize = 6;
+
+/// Floats of vector accumulators the pixel-lane kernel needs (16 lanes at most, 4
+/// channels per tile at most).
+fn qlanes_acc_len(c_out: usize, k: usize) -> usize {
+    c_out.div_ceil(2) * 2 * k.div_ceil(QLANE_ROWS) * QLANE_ROWS * 16
+}
+
 #[inline(always)]
 unsafe fn qlanes_tile<S: Simd, const CO: usize, const R: usize>(
     a: &DwqArgs<'_>,
+    img: usize,
     co0: usize,
     offs: &[usize; R],
     zero_rows: &[f32],
-) -> [[f32; R]; CO] {
+    buf: *mut f32,
+) {
     unsafe {
-        let mut acc = [[S::zero(); R]; CO];
-        for img in 0..a.n_images {
-            let rows: [*const f32; CO] = std::array::from_fn(|j| {
-                if co0 + j < a.c_out {
-                    a.dz.add(img * a.dz_image + (co0 + j) * a.nq)
-                } else {
-                    zero_rows.as_ptr()
+        let mut acc: [[S::V; R]; CO] = std::array::from_fn(|j| {
+            std::array::from_fn(|i| S::load(buf.add((j * R + i) * S::LANES)))
+        });
+        let rows: [*const f32; CO] = std::array::from_fn(|j| {
+            if co0 + j < a.c_out {
+                a.dz.add(img * a.dz_image + (co0 + j) * a.nq)
+            } else {
+                zero_rows.as_ptr()
+            }
+        });
+        let x = a.x.add(img * a.x_image);
+        let mut q = 0;
+        while q < a.nq {
+            let g: [S::V; CO] = std::array::from_fn(|j| S::load(rows[j].add(q)));
+            for (i, &off) in offs.iter().enumerate() {
+                let xv = S::load(x.add(off + q));
+                for (j, row) in acc.iter_mut().enumerate() {
+                    row[i] = S::fma(g[j], xv, row[i]);
                 }
-            });
-            let x = a.x.add(img * a.x_image);
-            let mut q = 0;
-            while q < a.nq {
-                let g: [S::V; CO] = std::array::from_fn(|j| S::load(rows[j].add(q)));
-                for (i, &off) in offs.iter().enumerate() {
-                    let xv = S::load(x.add(off + q));
-                    for (j, row) in acc.iter_mut().enumerate() {
-                        row[i] = S::fma(g[j], xv, row[i]);
-                    }
-                }
-                q += S::LANES;
+            }
+            q += S::LANES;
+        }
+        for (j, row) in acc.iter().enumerate() {
+            for (i, v) in row.iter().enumerate() {
+                S::store(buf.add((j * R + i) * S::LANES), *v);
             }
         }
-        std::array::from_fn(|j| std::array::from_fn(|i| S::sum(acc[j][i])))
     }
 }
 
