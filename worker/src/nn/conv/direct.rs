@@ -732,7 +732,7 @@ const QLANE_ROWS: usize = 6;
 /// Floats of vector accumulators the pixel-lane kernel needs (16 lanes at most, 4
 /// channels per tile at most).
 fn qlanes_acc_len(c_out: usize, k: usize) -> usize {
-    c_out.div_ceil(2) * 2 * k.div_ceil(QLANE_ROWS) * QLANE_ROWS * 16
+    round_up(c_out, 4) * round_up(k, QLANE_ROWS) * 16
 }
 
 #[inline(always)]
