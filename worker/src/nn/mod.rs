@@ -13,6 +13,7 @@
 
 pub mod adamw;
 pub mod conv;
+pub mod elementwise;
 pub mod flops;
 pub mod gemm;
 pub mod layers;

@@ -7,20 +7,12 @@
 use super::conv::{BatchStats, NormMode};
 
 /// Adds the sum and the sum of squares of `values` to channel `c` of `sums`
-/// (`[Σ…, Σ²…]`, 2 × n_channels, in f64 so that large batches keep their precision).
+/// (`[Σ…, Σ²…]`, 2 × n_channels, in f64 across calls so that large batches keep their
+/// precision; one call's values, a plane or a row, are summed in f32 lanes).
 pub fn add_sums(sums: &mut [f64], n_channels: usize, c: usize, values: &[f32]) {
-    let (mut s, mut s2) = (0.0f64, 0.0f64);
-    for chunk in values.chunks(16) {
-        let (mut a, mut b) = (0.0f32, 0.0f32);
-        for &v in chunk {
-            a += v;
-            b += v * v;
-        }
-        s += f64::from(a);
-        s2 += f64::from(b);
-    }
-    sums[c] += s;
-    sums[n_channels + c] += s2;
+    let (s, s2) = super::elementwise::sum_and_squares(values);
+    sums[c] += f64::from(s);
+    sums[n_channels + c] += f64::from(s2);
 }
 
 /// Per-channel sums of a chunk in chunk layout (`n_channels` rows of contiguous values).

@@ -207,3 +207,36 @@ pub fn isa() -> Isa {
     }
     Isa::Portable
 }
+
+/// Defines a function that runs an `#[inline(always)]` body compiled for the best
+/// instruction set of this CPU, so that the compiler vectorises its loops (plain
+/// element-wise passes: batch-norm maps, masks, sums) with that set's widest vectors:
+///
+/// `multiversion!(pub fn name(a: &[f32], b: f32) -> f32 = body);`
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty = $body:path;) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) -> $ret {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) -> $ret {
+                    $body($($arg),*)
+                }
+                match $crate::nn::simd::isa() {
+                    // SAFETY: the instruction set was detected on this CPU.
+                    $crate::nn::simd::Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    $crate::nn::simd::Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::nn::simd::Isa::Portable => {}
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use multiversion;

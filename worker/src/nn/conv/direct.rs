@@ -96,10 +96,7 @@ impl Layout {
             match pre {
                 Pre::Identity => to.copy_from_slice(from),
                 Pre::BnRelu { scale, shift } => {
-                    let (s, t) = (scale[c], shift[c]);
-                    for (o, &v) in to.iter_mut().zip(from) {
-                        *o = (v * s + t).max(0.0);
-                    }
+                    crate::nn::elementwise::bn_relu_copy(to, from, scale[c], shift[c]);
                 }
             }
         });

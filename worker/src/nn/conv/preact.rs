@@ -14,6 +14,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use super::direct::Pre;
 use super::engine::Engine;
 use super::{Geom, NormMode};
+use crate::nn::elementwise::{affine_add, relu_mask_sums};
 use crate::nn::norm::{add_sums, backward_coefs, norm_stats};
 use crate::nn::pool::{self, Plane, Pool};
 use crate::nn::raw::{self, needs_grad};
@@ -274,15 +275,12 @@ impl PreActConv {
                     let (i, c) = (first + p / g.c_in, p % g.c_in);
                     let x_plane = &xv[(i * g.c_in + c) * hw..][..hw];
                     let (bx, k0) = (b[c] * invstd[c], k[c] - b[c] * invstd[c] * mean[c]);
-                    for (o, &v) in dx_plane.iter_mut().zip(x_plane) {
-                        *o = a[c] * *o + bx * v + k0;
-                    }
-                    if self.spec.concat {
-                        let passed = &dout[(i * d.out_c + c) * d.out_plane..][..hw];
-                        for (o, &gv) in dx_plane.iter_mut().zip(passed) {
-                            *o += gv;
-                        }
-                    }
+                    let passed = if self.spec.concat {
+                        &dout[(i * d.out_c + c) * d.out_plane..][..hw]
+                    } else {
+                        &[][..]
+                    };
+                    affine_add(dx_plane, x_plane, a[c], bx, k0, passed);
                 }
             });
         }
@@ -343,37 +341,4 @@ impl CustomOp3 for PreActConv {
         let [dx, dw, dgb] = self.backward(x, w, gb, grad)?;
         Ok((dx, dw, dgb))
     }
-}
-
-/// Zeroes `dy` where `x · scale + shift ≤ 0` (ReLU was closed) and returns Σdy and
-/// Σdy·(x − mean), in sixteen lanes so that it vectorises.
-fn relu_mask_sums(dy: &mut [f32], x: &[f32], scale: f32, shift: f32, mean: f32) -> (f32, f32) {
-    let (mut s, mut sx) = ([0.0f32; 16], [0.0f32; 16]);
-    let mut dy_chunks = dy.chunks_exact_mut(16);
-    let mut x_chunks = x.chunks_exact(16);
-    for (d, xv) in (&mut dy_chunks).zip(&mut x_chunks) {
-        for l in 0..16 {
-            let g = if xv[l] * scale + shift > 0.0 {
-                d[l]
-            } else {
-                0.0
-            };
-            d[l] = g;
-            s[l] += g;
-            sx[l] += g * (xv[l] - mean);
-        }
-    }
-    let (mut s, mut sx) = (s.iter().sum::<f32>(), sx.iter().sum::<f32>());
-    for (d, &v) in dy_chunks
-        .into_remainder()
-        .iter_mut()
-        .zip(x_chunks.remainder())
-    {
-        if v * scale + shift <= 0.0 {
-            *d = 0.0;
-        }
-        s += *d;
-        sx += *d * (v - mean);
-    }
-    (s, sx)
 }
