@@ -2,6 +2,8 @@
 //! depend only on the layer's shape and the batch size, never on the thread count,
 //! so that partial sums are added in the same order however many threads run them.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// Threads the ops may use: rayon's pool size (`RAYON_NUM_THREADS`, which the worker
@@ -68,4 +70,20 @@ pub fn sum_in_order_f64(parts: Vec<Vec<f64>>) -> Vec<f64> {
         }
     }
     total
+}
+
+/// `n` zeros, written by every thread of the pool for large `n` (a tensor of several
+/// megabytes is zeroed at every step; one thread alone would hold the others up).
+pub fn zeros(n: usize) -> Vec<f32> {
+    const PIECE: usize = 1 << 14;
+    if n_threads() == 1 || n < 4 * PIECE {
+        return vec![0.0; n];
+    }
+    let mut v: Vec<f32> = Vec::with_capacity(n);
+    v.spare_capacity_mut()[..n]
+        .par_chunks_mut(PIECE)
+        .for_each(|piece| piece.fill(MaybeUninit::new(0.0)));
+    // SAFETY: the loop above initialised all `n` elements.
+    unsafe { v.set_len(n) };
+    v
 }

@@ -75,7 +75,7 @@ impl ConvBlock {
         let mut coefs: Option<Coefs> = None;
         let mut norm_grad = None;
         if let (Some(mode), Some(gb)) = (&self.norm, pv) {
-            dy_full = vec![0.0; d.n_chunks() * zl.chunk];
+            dy_full = par::zeros(d.n_chunks() * zl.chunk);
             let items: Vec<_> = par::chunks_mut(&mut dy_full, zl.chunk, 1, d.n_chunks())
                 .into_iter()
                 .enumerate()
@@ -97,7 +97,7 @@ impl ConvBlock {
             dgb.extend(sums[..c_out].iter().map(|&v| v as f32));
             norm_grad = Some(dgb);
         }
-        let mut dx = vec![0.0; if need_x { d.n * g.in_len() } else { 0 }];
+        let mut dx = par::zeros(if need_x { d.n * g.in_len() } else { 0 });
         let items: Vec<_> = par::chunks_mut(&mut dx, g.in_len(), d.len, d.n_chunks())
             .into_iter()
             .enumerate()

@@ -188,7 +188,7 @@ impl ConvBlock {
         let packed = engine.pack(w);
         flops::add(d.n * g.c_out * g.k_dim() * g.out_hw());
         let zl = engine.z_layout(d.len);
-        let mut out = vec![0.0; d.n * g.c_out * d.out_plane];
+        let mut out = par::zeros(d.n * g.c_out * d.out_plane);
         let mut argmax = vec![
             0u8;
             if self.spec.pool == Pool::Max2 {

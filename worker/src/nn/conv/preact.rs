@@ -148,7 +148,7 @@ impl PreActConv {
         let engine = Engine::new(&g, d.len);
         let (packed, zl) = (engine.pack(w), engine.z_layout(d.len));
         flops::add(d.n * g.c_out * g.k_dim() * g.out_hw());
-        let mut out = vec![0.0; d.n * d.out_c * d.out_plane];
+        let mut out = par::zeros(d.n * d.out_c * d.out_plane);
         let items: Vec<_> = par::chunks_mut(&mut out, d.out_c * d.out_plane, d.len, d.n_chunks())
             .into_iter()
             .zip(chunks)
@@ -217,7 +217,7 @@ impl PreActConv {
         );
         let first_new = d.out_c - g.c_out;
         // dy (the gradient before ReLU and batch norm) is formed in the input gradient's buffer.
-        let mut dx = vec![0.0; if need_dy { d.n * g.in_len() } else { 0 }];
+        let mut dx = par::zeros(if need_dy { d.n * g.in_len() } else { 0 });
         let items: Vec<_> = par::chunks_mut(&mut dx, g.in_len(), d.len, d.n_chunks())
             .into_iter()
             .enumerate()

@@ -82,7 +82,7 @@ impl BatchNorm {
         let (mean, invstd) = norm_stats(&self.norm, &sums, d.n * d.hw, d.c);
         let scale: Vec<f32> = (0..d.c).map(|c| gamma[c] * invstd[c]).collect();
         let shift: Vec<f32> = (0..d.c).map(|c| beta[c] - mean[c] * scale[c]).collect();
-        let mut out = vec![0.0; x.len()];
+        let mut out = par::zeros(x.len());
         let items: Vec<_> = par::chunks_mut(&mut out, d.per_image(), d.len, d.n_chunks())
             .into_iter()
             .zip(chunks)
@@ -152,7 +152,7 @@ impl BatchNorm {
         let sums = par::sum_in_order_f64(parts);
         let (a, b, k) = backward_coefs(self.norm.train, &gv, invstd, &sums, d.n * d.hw);
         let dx = if needs_grad(x) {
-            let mut dx = vec![0.0; xv.len()];
+            let mut dx = par::zeros(xv.len());
             let work: Vec<_> = par::chunks_mut(&mut dx, d.per_image(), d.len, d.n_chunks())
                 .into_iter()
                 .zip(items)
