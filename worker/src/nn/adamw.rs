@@ -126,18 +126,27 @@ impl InplaceOp2 for StepOp<'_> {
                 grad.len()
             )
         }
-        let s = self.step;
-        for (((t, m), v), &g) in theta
-            .iter_mut()
-            .zip(m.iter_mut())
-            .zip(v.iter_mut())
-            .zip(grad)
-        {
-            *m = s.beta1 * *m + (1.0 - s.beta1) * g;
-            *v = s.beta2 * *v + (1.0 - s.beta2) * g * g;
-            let update = (*m * s.scale_m) / ((*v * s.scale_v).sqrt() + s.eps);
-            *t = *t * s.decay - s.lr * update;
-        }
+        update(theta, m, v, grad, self.step);
         Ok(())
+    }
+}
+
+super::simd::multiversion!(
+    /// One AdamW step of a variable `theta` with moments `m` and `v`.
+    fn update(theta: &mut [f32], m: &mut [f32], v: &mut [f32], grad: &[f32], s: Step) -> () = update_body;
+);
+
+#[inline(always)]
+fn update_body(theta: &mut [f32], m: &mut [f32], v: &mut [f32], grad: &[f32], s: Step) {
+    for (((t, m), v), &g) in theta
+        .iter_mut()
+        .zip(m.iter_mut())
+        .zip(v.iter_mut())
+        .zip(grad)
+    {
+        *m = s.beta1 * *m + (1.0 - s.beta1) * g;
+        *v = s.beta2 * *v + (1.0 - s.beta2) * g * g;
+        let update = (*m * s.scale_m) / ((*v * s.scale_v).sqrt() + s.eps);
+        *t = *t * s.decay - s.lr * update;
     }
 }

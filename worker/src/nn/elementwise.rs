@@ -100,6 +100,62 @@ fn affine_add_body(dst: &mut [f32], x: &[f32], a: f32, b: f32, k: f32, passed: &
     }
 }
 
+multiversion!(
+    /// (Σdy, Σdy·(z − mean)).
+    pub fn centred_sums(dy: &[f32], z: &[f32], mean: f32) -> (f32, f32) = centred_sums_body;
+);
+
+#[inline(always)]
+fn centred_sums_body(dy: &[f32], z: &[f32], mean: f32) -> (f32, f32) {
+    let (mut s, mut sz) = ([0.0f32; L], [0.0f32; L]);
+    let mut dy_chunks = dy.chunks_exact(L);
+    let mut z_chunks = z.chunks_exact(L);
+    for (d, zv) in (&mut dy_chunks).zip(&mut z_chunks) {
+        let d: &[f32; L] = d.try_into().expect("chunks of 16");
+        let zv: &[f32; L] = zv.try_into().expect("chunks of 16");
+        for l in 0..L {
+            s[l] += d[l];
+            sz[l] += d[l] * (zv[l] - mean);
+        }
+    }
+    let (mut s, mut sz) = (s.iter().sum::<f32>(), sz.iter().sum::<f32>());
+    for (&d, &v) in dy_chunks.remainder().iter().zip(z_chunks.remainder()) {
+        s += d;
+        sz += d * (v - mean);
+    }
+    (s, sz)
+}
+
+multiversion!(
+    /// `dst = a · dy + b · z + k`.
+    pub fn affine2(dst: &mut [f32], dy: &[f32], z: &[f32], a: f32, b: f32, k: f32) -> () = affine2_body;
+);
+
+#[inline(always)]
+fn affine2_body(dst: &mut [f32], dy: &[f32], z: &[f32], a: f32, b: f32, k: f32) {
+    for ((o, &g), &v) in dst.iter_mut().zip(dy).zip(z) {
+        *o = a * g + b * v + k;
+    }
+}
+
+multiversion!(
+    /// Σ of `values`.
+    pub fn sum(values: &[f32]) -> f32 = sum_body;
+);
+
+#[inline(always)]
+fn sum_body(values: &[f32]) -> f32 {
+    let mut s = [0.0f32; L];
+    let mut chunks = values.chunks_exact(L);
+    for chunk in &mut chunks {
+        let chunk: &[f32; L] = chunk.try_into().expect("chunks of 16");
+        for l in 0..L {
+            s[l] += chunk[l];
+        }
+    }
+    s.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use super::direct::Pre;
 use super::engine::{Engine, ZLayout};
 use super::{ConvBlock, Dims, Saved, for_each_row};
+use crate::nn::elementwise::{self, affine2, centred_sums};
 use crate::nn::raw::{self, needs_grad};
 use crate::nn::{flops, norm, par, pool, scratch};
 
@@ -115,7 +116,9 @@ impl ConvBlock {
                     None => self.unpool_chunk(&ctx, idx, first, cnt, dz),
                 }
                 let mut db = vec![0.0; c_out];
-                for_each_row(&g, &zl, cnt, |c, row| db[c] += row.iter().sum::<f32>(), dz);
+                if coefs.is_none() && affine.is_some_and(needs_grad) {
+                    for_each_row(&g, &zl, cnt, |c, row| db[c] += elementwise::sum(row), dz);
+                }
                 let mut dw = vec![0.0; if need_w { c_out * g.k_dim() } else { 0 }];
                 if need_w {
                     engine.weight_grad(&xv[first * g.in_len()..], dz, cnt, &mut dw, &Pre::Identity);
@@ -202,10 +205,10 @@ fn dy_zhat_sums(ctx: &Ctx<'_>, cnt: usize, dy: &[f32], z: &[f32]) -> Vec<f64> {
             let (mut s, mut sz) = (0.0f32, 0.0f32);
             for r in 0..g.out_h {
                 let at = zl.at(i, c) + r * zl.rs;
-                for (&gv, &v) in dy[at..][..g.out_w].iter().zip(&z[at..][..g.out_w]) {
-                    s += gv;
-                    sz += gv * (v - saved.mean[c]);
-                }
+                let (rs, rsz) =
+                    centred_sums(&dy[at..][..g.out_w], &z[at..][..g.out_w], saved.mean[c]);
+                s += rs;
+                sz += rsz;
             }
             sums[c] += f64::from(s);
             sums[c_out + c] += f64::from(sz * saved.invstd[c]);
@@ -231,13 +234,15 @@ fn apply_norm_backward(
             let k = c[ch] - bz * saved.mean[ch];
             for r in 0..g.out_h {
                 let at = zl.at(i, ch) + r * zl.rs;
-                let rows = dz[at..][..g.out_w]
-                    .iter_mut()
-                    .zip(&dy[at..][..g.out_w])
-                    .zip(&z[at..][..g.out_w]);
-                for ((o, &gv), &v) in rows {
-                    *o = a[ch] * gv + bz * v + k;
-                }
+                let w = g.out_w;
+                affine2(
+                    &mut dz[at..][..w],
+                    &dy[at..][..w],
+                    &z[at..][..w],
+                    a[ch],
+                    bz,
+                    k,
+                );
             }
         }
     }

@@ -266,10 +266,11 @@ pub fn pack_flipped(w: &[f32], c_out: usize, c_in: usize, kernel: usize, tile: T
 pub fn pack_transposed(w: &[f32], c_out: usize, tile: Tile) -> Vec<f32> {
     let k = w.len() / c_out.max(1);
     let mut packed = vec![0.0; padded_rows(k, tile) * c_out];
-    for (co, row) in w.chunks_exact(k.max(1)).enumerate().take(c_out) {
-        for (r, &v) in row.iter().enumerate() {
-            let (t, j) = (r / tile.rows, r % tile.rows);
-            packed[(t * c_out + co) * tile.rows + j] = v;
+    for t in 0..k.div_ceil(tile.rows) {
+        let rows = tile.rows.min(k - t * tile.rows);
+        for co in 0..c_out {
+            let src = &w[co * k + t * tile.rows..][..rows];
+            packed[(t * c_out + co) * tile.rows..][..rows].copy_from_slice(src);
         }
     }
     packed
@@ -514,12 +515,24 @@ pub fn weight_grad(
                 _ => weight_grad_tiles::<Portable>(&args, vc, r),
             }
         }
-        for co in 0..c_out {
-            for (rr, d) in dw[co * k..][..k].iter_mut().enumerate() {
-                *d += dwt[rr * cpad + co];
+        add_transposed(dwt, cpad, c_out, k, dw);
+    });
+}
+
+/// `dw[co·k + r] += dwt[r·cpad + co]`, in 16 × 16 blocks so that both sides are read and
+/// written a cache line at a time.
+fn add_transposed(dwt: &[f32], cpad: usize, c_out: usize, k: usize, dw: &mut [f32]) {
+    const B: usize = 16;
+    for co0 in (0..c_out).step_by(B) {
+        for r0 in (0..k).step_by(B) {
+            for co in co0..c_out.min(co0 + B) {
+                let row = &mut dw[co * k..][..k];
+                for r in r0..k.min(r0 + B) {
+                    row[r] += dwt[r * cpad + co];
+                }
             }
         }
-    });
+    }
 }
 
 /// (vectors of output channels, reduction rows) per tile: 24 accumulators on AVX-512,
