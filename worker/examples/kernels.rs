@@ -41,10 +41,12 @@ fn main() {
         let n = 8;
         let xs: Vec<f32> = xp.iter().cycle().take(n * xp.len()).copied().collect();
         let dz: Vec<f32> = z.iter().cycle().take(n * z.len()).copied().collect();
-        let mut dw = vec![0.0; c_out * g.k_dim()];
+        let kernel = direct::GradKernel::choose(c_out, g.k_dim());
+        let mut dw = vec![0.0; kernel.len(c_out, g.k_dim())];
         let started = Instant::now();
         for _ in 0..reps / n {
             direct::weight_grad(
+                kernel,
                 &xs,
                 xp.len(),
                 &il.offsets,

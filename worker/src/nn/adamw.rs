@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, InplaceOp2, Layout, Result, Var, bail};
+use candle_core::{CpuStorage, InplaceOp2, Layout, Result, Tensor, Var, bail};
 use candle_nn::{Optimizer, ParamsAdamW};
 
 use super::raw;
@@ -60,16 +60,19 @@ impl Optimizer for FusedAdamW {
             scale_v: (1.0 / (1.0 - p.beta2.powi(self.step_t))) as f32,
             eps: p.eps as f32,
         };
-        for m in &mut self.vars {
-            if let Some(grad) = grads.get(m.var.as_tensor()) {
-                let op = StepOp {
-                    step,
-                    moments: RefCell::new((&mut m.first, &mut m.second)),
-                };
-                m.var.as_tensor().inplace_op2(&grad.contiguous()?, &op)?;
-            }
-        }
-        Ok(())
+        let work: Vec<(&mut Moments, Tensor)> = self
+            .vars
+            .iter_mut()
+            .filter_map(|m| grads.get(m.var.as_tensor()).map(|g| (m, g.clone())))
+            .collect();
+        let results = super::par::map(work, |(m, grad)| -> Result<()> {
+            let op = StepOp {
+                step,
+                moments: RefCell::new((&mut m.first, &mut m.second)),
+            };
+            m.var.as_tensor().inplace_op2(&grad.contiguous()?, &op)
+        });
+        results.into_iter().collect()
     }
 
     fn learning_rate(&self) -> f64 {

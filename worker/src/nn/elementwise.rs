@@ -156,6 +156,26 @@ fn sum_body(values: &[f32]) -> f32 {
     s.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
+/// Copies a short row inline, in fixed-size pieces (`copy_from_slice` of a variable length
+/// calls `memcpy`, whose call costs more than rows of a few dozen floats).
+#[inline(always)]
+pub fn copy(dst: &mut [f32], src: &[f32]) {
+    let mut dst_chunks = dst.chunks_exact_mut(L);
+    let mut src_chunks = src.chunks_exact(L);
+    for (d, s) in (&mut dst_chunks).zip(&mut src_chunks) {
+        let s: &[f32; L] = s.try_into().expect("chunks of 16");
+        let d: &mut [f32; L] = d.try_into().expect("chunks of 16");
+        *d = *s;
+    }
+    for (d, &s) in dst_chunks
+        .into_remainder()
+        .iter_mut()
+        .zip(src_chunks.remainder())
+    {
+        *d = s;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

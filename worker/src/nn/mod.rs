@@ -40,6 +40,9 @@ pub fn keep_freed_memory() {
         // 32 MiB is glibc's largest mmap threshold on 64-bit systems.
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        // One arena for every thread: the compute threads' arenas would each map and
+        // give back their own pages.
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

@@ -48,14 +48,27 @@ pub fn chunks_mut<T>(
     data.chunks_mut((len * per_image).max(1)).collect()
 }
 
-/// Adds the partial sums in chunk order into one vector.
+/// Adds the partial sums in chunk order into one vector (each element's additions in
+/// the same order whatever the thread count; large vectors are split over the threads).
 pub fn sum_in_order(parts: Vec<Vec<f32>>) -> Vec<f32> {
+    const PIECE: usize = 1 << 13;
     let mut parts = parts.into_iter();
     let mut total = parts.next().unwrap_or_default();
-    for part in parts {
-        for (t, p) in total.iter_mut().zip(&part) {
-            *t += p;
+    let rest: Vec<Vec<f32>> = parts.collect();
+    let add = |start: usize, piece: &mut [f32]| {
+        for part in &rest {
+            for (t, p) in piece.iter_mut().zip(&part[start..]) {
+                *t += p;
+            }
         }
+    };
+    if n_threads() > 1 && total.len() > 4 * PIECE {
+        total
+            .par_chunks_mut(PIECE)
+            .enumerate()
+            .for_each(|(idx, piece)| add(idx * PIECE, piece));
+    } else {
+        add(0, &mut total);
     }
     total
 }

@@ -58,9 +58,14 @@ impl Plane {
     }
 }
 
-/// Forward on one plane: `out` (pooled size) from `z`; `argmax` (pooled size, max
-/// pooling only) receives the window position 0–3 of each maximum.
-pub fn forward(pool: Pool, p: &Plane, z: &[f32], out: &mut [f32], argmax: &mut [u8]) {
+super::simd::multiversion!(
+    /// Forward on one plane: `out` (pooled size) from `z`; `argmax` (pooled size, max
+    /// pooling only) receives the window position 0–3 of each maximum.
+    pub fn forward(pool: Pool, p: &Plane, z: &[f32], out: &mut [f32], argmax: &mut [u8]) -> () = forward_body;
+);
+
+#[inline(always)]
+fn forward_body(pool: Pool, p: &Plane, z: &[f32], out: &mut [f32], argmax: &mut [u8]) {
     let (w, (ph, pw)) = (p.row_stride, pool.out_dims(p.height, p.width));
     match pool {
         Pool::None => {
@@ -113,13 +118,26 @@ pub fn forward(pool: Pool, p: &Plane, z: &[f32], out: &mut [f32], argmax: &mut [
     }
 }
 
-/// Backward on one plane: the gradient `dy` (input size, rows `row_stride` apart; the
-/// caller zeroes it first) with respect to the values after the affine map and before
-/// ReLU, from the gradient `dout` of the pooled output.
-///
-/// `out` is the forward's output; `z` the forward's input, needed only when
-/// [`Pool::mask_needs_input`] says so.
-pub fn backward(
+super::simd::multiversion!(
+    /// Backward on one plane: the gradient `dy` (input size, rows `row_stride` apart; the
+    /// caller zeroes it first) with respect to the values after the affine map and before
+    /// ReLU, from the gradient `dout` of the pooled output.
+    ///
+    /// `out` is the forward's output; `z` the forward's input, needed only when
+    /// [`Pool::mask_needs_input`] says so.
+    pub fn backward(
+        pool: Pool,
+        p: &Plane,
+        out: &[f32],
+        z: Option<&[f32]>,
+        dout: &[f32],
+        argmax: &[u8],
+        dy: &mut [f32],
+    ) -> () = backward_body;
+);
+
+#[inline(always)]
+fn backward_body(
     pool: Pool,
     p: &Plane,
     out: &[f32],

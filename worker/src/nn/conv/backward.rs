@@ -119,7 +119,7 @@ impl ConvBlock {
                 if coefs.is_none() && affine.is_some_and(needs_grad) {
                     for_each_row(&g, &zl, cnt, |c, row| db[c] += elementwise::sum(row), dz);
                 }
-                let mut dw = vec![0.0; if need_w { c_out * g.k_dim() } else { 0 }];
+                let mut dw = vec![0.0; if need_w { engine.grad_len() } else { 0 }];
                 if need_w {
                     engine.weight_grad(&xv[first * g.in_len()..], dz, cnt, &mut dw, &Pre::Identity);
                 }
@@ -136,7 +136,10 @@ impl ConvBlock {
             None
         };
         let dw = if need_w {
-            Some(raw::tensor(par::sum_in_order(dws), w.shape().clone())?)
+            Some(raw::tensor(
+                engine.finish_grad(par::sum_in_order(dws)),
+                w.shape().clone(),
+            )?)
         } else {
             None
         };
@@ -202,14 +205,9 @@ fn dy_zhat_sums(ctx: &Ctx<'_>, cnt: usize, dy: &[f32], z: &[f32]) -> Vec<f64> {
     let mut sums = vec![0.0; 2 * c_out];
     for i in 0..cnt {
         for c in 0..c_out {
-            let (mut s, mut sz) = (0.0f32, 0.0f32);
-            for r in 0..g.out_h {
-                let at = zl.at(i, c) + r * zl.rs;
-                let (rs, rsz) =
-                    centred_sums(&dy[at..][..g.out_w], &z[at..][..g.out_w], saved.mean[c]);
-                s += rs;
-                sz += rsz;
-            }
+            // The junk columns of dy are zero: the whole plane's span can be summed.
+            let (at, len) = (zl.at(i, c), zl.plane_len(g));
+            let (s, sz) = centred_sums(&dy[at..][..len], &z[at..][..len], saved.mean[c]);
             sums[c] += f64::from(s);
             sums[c_out + c] += f64::from(sz * saved.invstd[c]);
         }
@@ -232,9 +230,14 @@ fn apply_norm_backward(
         for ch in 0..g.c_out {
             let bz = b[ch] * saved.invstd[ch];
             let k = c[ch] - bz * saved.mean[ch];
-            for r in 0..g.out_h {
+            // Contiguous planes in one pass; rows one by one where junk columns must stay zero.
+            let (rows, w) = if zl.rs == g.out_w {
+                (1, g.out_hw())
+            } else {
+                (g.out_h, g.out_w)
+            };
+            for r in 0..rows {
                 let at = zl.at(i, ch) + r * zl.rs;
-                let w = g.out_w;
                 affine2(
                     &mut dz[at..][..w],
                     &dy[at..][..w],

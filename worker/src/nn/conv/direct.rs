@@ -94,7 +94,7 @@ impl Layout {
         self.fill_rows(dst, |c, row, to| {
             let from = &src[(c * h + row) * w..][..w];
             match pre {
-                Pre::Identity => to.copy_from_slice(from),
+                Pre::Identity => crate::nn::elementwise::copy(to, from),
                 Pre::BnRelu { scale, shift } => {
                     crate::nn::elementwise::bn_relu_copy(to, from, scale[c], shift[c]);
                 }
@@ -107,7 +107,7 @@ impl Layout {
     pub fn fill_strided(&self, src: &[f32], src_cs: usize, src_rs: usize, dst: &mut [f32]) {
         let w = self.width;
         self.fill_rows(dst, |c, row, to| {
-            to.copy_from_slice(&src[c * src_cs + row * src_rs..][..w])
+            crate::nn::elementwise::copy(to, &src[c * src_cs + row * src_rs..][..w])
         });
     }
 
@@ -117,8 +117,10 @@ impl Layout {
         let (h, w, b) = (self.height, self.width, self.border);
         for c in 0..self.channels {
             for row in 0..h {
-                dst[(c * h + row) * w..][..w]
-                    .copy_from_slice(&src[c * self.plane + (row + b) * self.wp + b..][..w]);
+                crate::nn::elementwise::copy(
+                    &mut dst[(c * h + row) * w..][..w],
+                    &src[c * self.plane + (row + b) * self.wp + b..][..w],
+                );
             }
         }
     }
@@ -229,14 +231,30 @@ pub fn padded_rows(c_out: usize, tile: Tile) -> usize {
 pub fn pack_weights(w: &[f32], c_out: usize, tile: Tile) -> Vec<f32> {
     let k = w.len() / c_out.max(1);
     let mut packed = vec![0.0; padded_rows(c_out, tile) * k];
-    for (co, row) in w.chunks_exact(k.max(1)).enumerate().take(c_out) {
-        let (t, j) = (co / tile.rows, co % tile.rows);
-        let dst = &mut packed[t * k * tile.rows..][..k * tile.rows];
-        for (r, &v) in row.iter().enumerate() {
-            dst[r * tile.rows + j] = v;
+    for_each_tile(&mut packed, k * tile.rows, |t, dst| {
+        for j in 0..tile.rows.min(c_out.saturating_sub(t * tile.rows)) {
+            let row = &w[(t * tile.rows + j) * k..][..k];
+            for (r, &v) in row.iter().enumerate() {
+                dst[r * tile.rows + j] = v;
+            }
         }
-    }
+    });
     packed
+}
+
+/// Runs `f(tile_index, tile)` on every `tile_len` floats of `packed`, on every thread of
+/// the pool when the weights are large.
+fn for_each_tile(packed: &mut [f32], tile_len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let tiles: Vec<(usize, &mut [f32])> = packed.chunks_mut(tile_len.max(1)).enumerate().collect();
+    if packed_len_is_large(tiles.len() * tile_len) {
+        crate::nn::par::map(tiles, |(t, dst)| f(t, dst));
+    } else {
+        tiles.into_iter().for_each(|(t, dst)| f(t, dst));
+    }
+}
+
+fn packed_len_is_large(len: usize) -> bool {
+    len >= 1 << 16
 }
 
 /// The weights of the input gradient by the direct kernels, packed like [`pack_weights`]:
@@ -247,16 +265,16 @@ pub fn pack_flipped(w: &[f32], c_out: usize, c_in: usize, kernel: usize, tile: T
     let kk = kernel * kernel;
     let k = c_out * kk;
     let mut packed = vec![0.0; padded_rows(c_in, tile) * k];
-    for co in 0..c_out {
-        for ci in 0..c_in {
-            let (t, j) = (ci / tile.rows, ci % tile.rows);
-            let dst = &mut packed[t * k * tile.rows..][..k * tile.rows];
-            let src = &w[(co * c_in + ci) * kk..][..kk];
-            for (o, &v) in src.iter().enumerate() {
-                dst[(co * kk + kk - 1 - o) * tile.rows + j] = v;
+    for_each_tile(&mut packed, k * tile.rows, |t, dst| {
+        for co in 0..c_out {
+            for j in 0..tile.rows.min(c_in.saturating_sub(t * tile.rows)) {
+                let src = &w[(co * c_in + t * tile.rows + j) * kk..][..kk];
+                for (o, &v) in src.iter().enumerate() {
+                    dst[(co * kk + kk - 1 - o) * tile.rows + j] = v;
+                }
             }
         }
-    }
+    });
     packed
 }
 
@@ -266,13 +284,13 @@ pub fn pack_flipped(w: &[f32], c_out: usize, c_in: usize, kernel: usize, tile: T
 pub fn pack_transposed(w: &[f32], c_out: usize, tile: Tile) -> Vec<f32> {
     let k = w.len() / c_out.max(1);
     let mut packed = vec![0.0; padded_rows(k, tile) * c_out];
-    for t in 0..k.div_ceil(tile.rows) {
-        let rows = tile.rows.min(k - t * tile.rows);
+    for_each_tile(&mut packed, c_out * tile.rows, |t, dst| {
+        let rows = tile.rows.min(k.saturating_sub(t * tile.rows));
         for co in 0..c_out {
             let src = &w[co * k + t * tile.rows..][..rows];
-            packed[(t * c_out + co) * tile.rows..][..rows].copy_from_slice(src);
+            dst[co * tile.rows..][..rows].copy_from_slice(src);
         }
-    }
+    });
     packed
 }
 
@@ -416,15 +434,74 @@ unsafe fn forward_block<S: Simd, const CO: usize, const V: usize>(
     }
 }
 
-/// `dw[co][r] += Σ_images Σ_q dz[img][co][q] · x[img][offsets[r] + q]` for `co < c_out`:
-/// `dz` holds `n_images` blocks of `dz_image` floats, rows `nq` apart (junk columns zero);
-/// `x` holds blocks of `x_image` floats.
-///
-/// The output channels run along the vector lanes (the output gradient is transposed
-/// to pixel-major order first) and each reduction row broadcasts one input value, so
-/// the accumulators never need a horizontal sum and the images need no im2col.
+/// How the weight gradient of a layer is computed and laid out while it accumulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GradKernel {
+    /// Pixels along the lanes, a horizontal sum per (channel, row) at the end; the
+    /// gradient accumulates as `c_out × k`.
+    PixelLanes,
+    /// Output channels along the lanes (the output gradient transposed to pixel-major
+    /// order first), reduction rows broadcast; the gradient accumulates transposed, as
+    /// `kpad × cpad`, and [`GradKernel::finish`] turns it around once.
+    ChannelLanes {
+        /// Vectors of channels per tile.
+        vc: usize,
+        /// Reduction rows per tile.
+        rows: usize,
+        /// Channels rounded up to whole tiles.
+        cpad: usize,
+        /// Reduction rows rounded up to whole tiles.
+        kpad: usize,
+    },
+}
+
+impl GradKernel {
+    /// The kernel for `c_out` channels and `k` reduction rows on this CPU. Channels along
+    /// the lanes pay for their transposition when they fill whole vectors and the
+    /// reduction is long (measured with `examples/kernels.rs`).
+    pub fn choose(c_out: usize, k: usize) -> Self {
+        let isa = simd::isa();
+        let lanes = if isa == Isa::Avx512 { 16 } else { 8 };
+        if !(c_out >= 2 * lanes && c_out % lanes == 0 && k >= 64) {
+            return GradKernel::PixelLanes;
+        }
+        let (vc, rows) = dw_tile(isa, c_out, k);
+        GradKernel::ChannelLanes {
+            vc,
+            rows,
+            cpad: round_up(c_out, lanes * vc),
+            kpad: round_up(k, rows),
+        }
+    }
+
+    /// Floats of the accumulating gradient.
+    pub fn len(&self, c_out: usize, k: usize) -> usize {
+        match *self {
+            GradKernel::PixelLanes => c_out * k,
+            GradKernel::ChannelLanes { cpad, kpad, .. } => kpad * cpad,
+        }
+    }
+
+    /// The accumulated gradient as `c_out × k`.
+    pub fn finish(&self, acc: Vec<f32>, c_out: usize, k: usize) -> Vec<f32> {
+        match *self {
+            GradKernel::PixelLanes => acc,
+            GradKernel::ChannelLanes { cpad, .. } => {
+                let mut dw = vec![0.0; c_out * k];
+                add_transposed(&acc, cpad, c_out, k, &mut dw);
+                dw
+            }
+        }
+    }
+}
+
+/// `dw[co][r] += Σ_images Σ_q dz[img][co][q] · x[img][offsets[r] + q]` for `co < c_out`,
+/// `dw` laid out as `kernel` says (see [`GradKernel`]): `dz` holds `n_images` blocks of
+/// `dz_image` floats, rows `nq` apart (junk columns zero); `x` holds blocks of `x_image`
+/// floats.
 #[allow(clippy::too_many_arguments)]
 pub fn weight_grad(
+    kernel: GradKernel,
     x: &[f32],
     x_image: usize,
     offsets: &[usize],
@@ -436,7 +513,10 @@ pub fn weight_grad(
     dw: &mut [f32],
 ) {
     let k = offsets.len();
-    assert!(dw.len() >= c_out * k, "weight gradient too small");
+    assert!(
+        dw.len() >= kernel.len(c_out, k),
+        "weight gradient too small"
+    );
     if n_images == 0 || k == 0 {
         return;
     }
@@ -447,14 +527,13 @@ pub fn weight_grad(
     let reach = (n_images - 1) * x_image + offsets.iter().max().copied().unwrap_or(0) + nq;
     assert!(x.len() >= reach, "conv kernel: input too small");
     let isa = simd::isa();
-    let lanes = if isa == Isa::Avx512 { 16 } else { 8 };
-    let (vc, r) = dw_tile(isa, c_out, k);
-    let cpad = round_up(c_out, lanes * vc);
-    // Channels along the lanes pays for its transposition when they fill whole vectors
-    // and the reduction is long; otherwise pixels along the lanes (measured with
-    // `examples/kernels.rs`).
-    let channel_lanes = c_out >= 2 * lanes && c_out % lanes == 0 && k >= 64;
-    if !channel_lanes {
+    let GradKernel::ChannelLanes {
+        vc,
+        rows: r,
+        cpad,
+        kpad,
+    } = kernel
+    else {
         let args = DwqArgs {
             x: x.as_ptr(),
             x_image,
@@ -480,11 +559,10 @@ pub fn weight_grad(
             }
         });
         return;
-    }
-    let kpad = round_up(k, r);
+    };
     let mut offs = offsets.to_vec();
     offs.resize(kpad, 0);
-    crate::nn::scratch::with_scratch([n_images * nq * cpad, kpad * cpad], |[dzt, dwt]| {
+    crate::nn::scratch::with_scratch([n_images * nq * cpad], |[dzt]| {
         for img in 0..n_images {
             transpose(
                 &dz[img * dz_image..],
@@ -502,7 +580,7 @@ pub fn weight_grad(
             cpad,
             nq,
             n_images,
-            dwt: dwt.as_mut_ptr(),
+            dwt: dw.as_mut_ptr(),
         };
         // SAFETY: the sizes were checked or allocated above; each instruction set only
         // after detection.
@@ -515,7 +593,6 @@ pub fn weight_grad(
                 _ => weight_grad_tiles::<Portable>(&args, vc, r),
             }
         }
-        add_transposed(dwt, cpad, c_out, k, dw);
     });
 }
 
@@ -558,7 +635,7 @@ struct DwArgs<'a> {
     cpad: usize,
     nq: usize,
     n_images: usize,
-    /// The result, reduction-row-major: `k × cpad` (overwritten).
+    /// The result, reduction-row-major: `kpad × cpad` (added to).
     dwt: *mut f32,
 }
 
@@ -614,7 +691,8 @@ unsafe fn weight_grad_rows<S: Simd, const VC: usize, const R: usize>(a: &DwArgs<
                 }
                 for (i, row) in acc.iter().enumerate() {
                     for (v, acc) in row.iter().enumerate() {
-                        S::store(a.dwt.add((r0 + i) * a.cpad + co0 + v * S::LANES), *acc);
+                        let p = a.dwt.add((r0 + i) * a.cpad + co0 + v * S::LANES);
+                        S::store(p, S::fma(*acc, S::splat(1.0), S::load(p)));
                     }
                 }
             }
@@ -875,8 +953,10 @@ mod tests {
             }
             for isa in available() {
                 let got = with_isa(isa, || {
-                    let mut dw = vec![0.0; c_out * kk];
+                    let kernel = GradKernel::choose(c_out, kk);
+                    let mut dw = vec![0.0; kernel.len(c_out, kk)];
                     weight_grad(
+                        kernel,
                         &xp,
                         il.len(),
                         &il.offsets,
@@ -887,7 +967,7 @@ mod tests {
                         c_out,
                         &mut dw,
                     );
-                    dw
+                    kernel.finish(dw, c_out, kk)
                 });
                 assert!(
                     close(&got, &expected),

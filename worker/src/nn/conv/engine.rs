@@ -3,7 +3,7 @@
 //! columns cost little), or on an im2col matrix of a chunk of images (any stride, and
 //! small planes); and the layout of the conv output they produce.
 
-use super::direct::{self, Plan, Pre, Tile};
+use super::direct::{self, GradKernel, Plan, Pre, Tile};
 use super::gather;
 use super::{Geom, col2im, im2col};
 use crate::nn::scratch;
@@ -44,6 +44,8 @@ pub struct Engine {
     g: Geom,
     /// The forward tile over output channels.
     tile: Tile,
+    /// The weight-gradient kernel and its accumulating layout.
+    grad: GradKernel,
     kind: Kind,
 }
 
@@ -64,12 +66,14 @@ impl Engine {
     /// Lays out convolution `g` for chunks of at most `len` images.
     pub fn new(g: &Geom, len: usize) -> Self {
         let tile = direct::forward_tile(g.c_out);
+        let grad = GradKernel::choose(g.c_out, g.k_dim());
         if direct::applies(g) {
             let plan = Plan::new(g);
             if g.out_hw() as f64 >= MIN_USEFUL * plan.input.nq as f64 {
                 return Engine {
                     g: *g,
                     tile,
+                    grad,
                     kind: Kind::Direct(plan),
                 };
             }
@@ -79,6 +83,7 @@ impl Engine {
         Engine {
             g: *g,
             tile,
+            grad,
             kind: Kind::Im2col { cs, offsets },
         }
     }
@@ -137,7 +142,18 @@ impl Engine {
         }
     }
 
-    /// Adds the weight gradient of a chunk of `n` images to `dw` (`c_out × k`), from their
+    /// Floats of one accumulating weight gradient (see [`Engine::weight_grad`]).
+    pub fn grad_len(&self) -> usize {
+        self.grad.len(self.g.c_out, self.g.k_dim())
+    }
+
+    /// The accumulated weight gradient as `c_out × k`.
+    pub fn finish_grad(&self, acc: Vec<f32>) -> Vec<f32> {
+        self.grad.finish(acc, self.g.c_out, self.g.k_dim())
+    }
+
+    /// Adds the weight gradient of a chunk of `n` images to `dw` ([`Engine::grad_len`]
+    /// floats, laid out for the kernel until [`Engine::finish_grad`]), from their
     /// inputs `x` (through `pre`) and output gradients `dz` (a chunk in this layout, zero
     /// off the pixels).
     pub fn weight_grad(&self, x: &[f32], dz: &[f32], n: usize, dw: &mut [f32], pre: &Pre<'_>) {
@@ -153,11 +169,33 @@ impl Engine {
                             pre,
                         );
                     }
-                    direct::weight_grad(xp, il.len(), &il.offsets, dz, img, il.nq, n, g.c_out, dw);
+                    direct::weight_grad(
+                        self.grad,
+                        xp,
+                        il.len(),
+                        &il.offsets,
+                        dz,
+                        img,
+                        il.nq,
+                        n,
+                        g.c_out,
+                        dw,
+                    );
                 });
             }
             Kind::Im2col { cs, offsets } => self.with_col(x, n, *cs, pre, |col| {
-                direct::weight_grad(col, col.len(), offsets, dz, dz.len(), *cs, 1, g.c_out, dw);
+                direct::weight_grad(
+                    self.grad,
+                    col,
+                    col.len(),
+                    offsets,
+                    dz,
+                    dz.len(),
+                    *cs,
+                    1,
+                    g.c_out,
+                    dw,
+                );
             }),
         }
     }
@@ -236,8 +274,10 @@ impl Engine {
                         let dxi = &mut dx[i * g.in_len()..][..g.in_len()];
                         for c in 0..g.c_in {
                             for row in 0..g.height {
-                                dxi[(c * g.height + row) * g.width..][..g.width]
-                                    .copy_from_slice(&dxw[c * gl.nq + row * gl.wp..][..g.width]);
+                                crate::nn::elementwise::copy(
+                                    &mut dxi[(c * g.height + row) * g.width..][..g.width],
+                                    &dxw[c * gl.nq + row * gl.wp..][..g.width],
+                                );
                             }
                         }
                     }

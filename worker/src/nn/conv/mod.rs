@@ -197,14 +197,11 @@ impl ConvBlock {
                 0
             }
         ];
-        let mut z = vec![
-            0.0;
-            if self.keeps_z() {
-                n_chunks * zl.chunk
-            } else {
-                0
-            }
-        ];
+        let mut z = par::zeros(if self.keeps_z() {
+            n_chunks * zl.chunk
+        } else {
+            0
+        });
         let conv_chunk = |idx: usize, z_out: &mut [f32]| {
             let (first, cnt) = d.chunk_images(idx);
             engine.forward(
@@ -327,13 +324,19 @@ impl ConvBlock {
     }
 }
 
-/// Calls `f(channel, row)` on every output row (junk columns left out) of `cnt` images in
-/// layout `zl`.
+/// Calls `f(channel, row)` on every output row (junk columns left out; a contiguous
+/// plane as one row) of `cnt` images in layout `zl`.
 fn for_each_row(g: &Geom, zl: &ZLayout, cnt: usize, mut f: impl FnMut(usize, &[f32]), z: &[f32]) {
+    // A contiguous plane is one row.
+    let (rows, w) = if zl.rs == g.out_w {
+        (1, g.out_hw())
+    } else {
+        (g.out_h, g.out_w)
+    };
     for i in 0..cnt {
         for c in 0..g.c_out {
-            for r in 0..g.out_h {
-                f(c, &z[zl.at(i, c) + r * zl.rs..][..g.out_w]);
+            for r in 0..rows {
+                f(c, &z[zl.at(i, c) + r * zl.rs..][..w]);
             }
         }
     }

@@ -236,7 +236,7 @@ impl PreActConv {
                         pool::backward(self.spec.pool, &plane, go, None, go, &[], dzp);
                     }
                 }
-                let mut dw = vec![0.0; if need_w { g.c_out * g.k_dim() } else { 0 }];
+                let mut dw = vec![0.0; if need_w { engine.grad_len() } else { 0 }];
                 if need_w {
                     engine.weight_grad(xc, dz, cnt, &mut dw, &pre);
                 }
@@ -288,7 +288,12 @@ impl PreActConv {
             .then(|| raw::tensor(dx, x.shape().clone()))
             .transpose()?;
         let dw = need_w
-            .then(|| raw::tensor(par::sum_in_order(dws), w.shape().clone()))
+            .then(|| {
+                raw::tensor(
+                    engine.finish_grad(par::sum_in_order(dws)),
+                    w.shape().clone(),
+                )
+            })
             .transpose()?;
         let dgb = dgb
             .map(|v| raw::tensor(v, gb.shape().clone()))
