@@ -71,7 +71,7 @@ impl From<pb::SvmConfig> for domain::SvmConfig {
             Ok(pb::SvmSolver::Smo) => domain::SvmSolver::Smo,
             _ => domain::SvmSolver::Dcd,
         };
-        domain::SvmConfig { c: svm.c, solver }
+        domain::SvmConfig::new(svm.c, solver)
     }
 }
 
@@ -378,7 +378,7 @@ mod tests {
     #[test]
     fn svm_solver_round_trips_and_unspecified_reads_as_dcd() {
         for solver in domain::SvmSolver::ALL {
-            let svm = domain::SvmConfig { c: 0.5, solver };
+            let svm = domain::SvmConfig::new(0.5, solver);
             let wire: pb::SvmConfig = svm.clone().into();
             assert_eq!(domain::SvmConfig::from(wire), svm);
         }

@@ -250,10 +250,7 @@ fn run_bench_svm(args: BenchSvmArgs) -> Result<()> {
         n_train: args.images,
         n_test: args.test_images,
         seed: args.seed,
-        svm: SvmConfig {
-            c: args.c,
-            solver: args.solver,
-        },
+        svm: SvmConfig::new(args.c, args.solver),
         dcd,
         save_data: args.save_data,
     };

@@ -138,10 +138,7 @@ mod tests {
             n_train: Some(100),
             n_test: None,
             seed: 4,
-            svm: SvmConfig {
-                c: 1.0,
-                solver: SvmSolver::Dcd,
-            },
+            svm: SvmConfig::new(1.0, SvmSolver::Dcd),
             dcd: DcdOptions::default(),
             save_data: Some(saved.clone()),
         };

@@ -7,7 +7,7 @@ use super::*;
 use crate::models::testdata::synthetic_split;
 
 fn config(c: f64, solver: SvmSolver) -> SvmConfig {
-    SvmConfig { c, solver }
+    SvmConfig::new(c, solver)
 }
 
 /// A small problem: 200 images of 8×8 pixels (65 features with the bias).
