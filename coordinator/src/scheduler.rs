@@ -199,10 +199,7 @@ mod tests {
             test_samples: None,
             seed: 1,
             threads: 0,
-            model: ModelConfig::SvmLinear(SvmConfig {
-                c: 1.0,
-                solver: SvmSolver::Dcd,
-            }),
+            model: ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
         })
     }
 

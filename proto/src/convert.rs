@@ -57,21 +57,36 @@ impl From<domain::SvmConfig> for pb::SvmConfig {
             domain::SvmSolver::Dcd => pb::SvmSolver::Dcd,
             domain::SvmSolver::Smo => pb::SvmSolver::Smo,
         };
+        let multiclass = match svm.multiclass {
+            domain::SvmMulticlass::Ovr => pb::SvmMulticlass::Ovr,
+            domain::SvmMulticlass::Ovo => pb::SvmMulticlass::Ovo,
+        };
         pb::SvmConfig {
             c: svm.c,
             solver: solver.into(),
+            multiclass: multiclass.into(),
         }
     }
 }
 
-/// An unspecified or unknown solver (an older or newer sender) reads as the default.
+/// An unspecified or unknown solver (an older or newer sender) reads as the default, an
+/// unspecified or unknown multiclass scheme as the solver's own.
 impl From<pb::SvmConfig> for domain::SvmConfig {
     fn from(svm: pb::SvmConfig) -> Self {
         let solver = match pb::SvmSolver::try_from(svm.solver) {
             Ok(pb::SvmSolver::Smo) => domain::SvmSolver::Smo,
             _ => domain::SvmSolver::Dcd,
         };
-        domain::SvmConfig { c: svm.c, solver }
+        let multiclass = match pb::SvmMulticlass::try_from(svm.multiclass) {
+            Ok(pb::SvmMulticlass::Ovr) => domain::SvmMulticlass::Ovr,
+            Ok(pb::SvmMulticlass::Ovo) => domain::SvmMulticlass::Ovo,
+            _ => solver.default_multiclass(),
+        };
+        domain::SvmConfig {
+            c: svm.c,
+            solver,
+            multiclass,
+        }
     }
 }
 
@@ -376,17 +391,33 @@ mod tests {
     }
 
     #[test]
-    fn svm_solver_round_trips_and_unspecified_reads_as_dcd() {
+    fn svm_config_round_trips_and_unspecified_reads_as_the_default() {
         for solver in domain::SvmSolver::ALL {
-            let svm = domain::SvmConfig { c: 0.5, solver };
-            let wire: pb::SvmConfig = svm.clone().into();
-            assert_eq!(domain::SvmConfig::from(wire), svm);
+            for multiclass in domain::SvmMulticlass::ALL {
+                let svm = domain::SvmConfig {
+                    c: 0.5,
+                    solver,
+                    multiclass,
+                };
+                let wire: pb::SvmConfig = svm.clone().into();
+                assert_eq!(domain::SvmConfig::from(wire), svm);
+            }
         }
         let old = pb::SvmConfig {
             c: 1.0,
             ..Default::default()
         };
-        assert_eq!(domain::SvmConfig::from(old).solver, domain::SvmSolver::Dcd);
+        assert_eq!(
+            domain::SvmConfig::from(old),
+            domain::SvmConfig::new(1.0, domain::SvmSolver::Dcd)
+        );
+        let old_smo = pb::SvmConfig {
+            c: 1.0,
+            solver: pb::SvmSolver::Smo.into(),
+            ..Default::default()
+        };
+        let read = domain::SvmConfig::from(old_smo);
+        assert_eq!(read.multiclass, domain::SvmMulticlass::Ovo);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::job::{JobSpec, MODEL_KINDS, ModelConfig, SvmConfig, SvmSolver};
+use crate::job::{JobSpec, MODEL_KINDS, ModelConfig, SvmConfig, SvmMulticlass, SvmSolver};
 
 mod check;
 mod nets;
@@ -140,6 +140,7 @@ struct RawModel {
     train_samples: Option<u32>,
     c: Option<Axis<f64>>,
     solver: Option<Axis<String>>,
+    multiclass: Option<Axis<String>>,
     epochs: Option<Axis<u32>>,
     batch_size: Option<Axis<u32>>,
     learning_rate: Option<Axis<f64>>,
@@ -160,6 +161,9 @@ impl RawModel {
         }
         if self.solver.is_some() {
             keys.push("solver");
+        }
+        if self.multiclass.is_some() {
+            keys.push("multiclass");
         }
         if self.epochs.is_some() {
             keys.push("epochs");
@@ -188,7 +192,7 @@ const COMMON_MODEL_KEYS: &[&str] = &["train_samples", "threads"];
 /// The keys each model kind takes besides [`COMMON_MODEL_KEYS`].
 fn keys_of_kind(kind: &str) -> &'static [&'static str] {
     match kind {
-        "svm-linear" => &["c", "solver"],
+        "svm-linear" => &["c", "solver", "multiclass"],
         "cnn" => &["epochs", "batch_size", "learning_rate"],
         "densenet" => &[
             "epochs",
@@ -295,6 +299,7 @@ fn count_jobs(raw: &RawCampaign) -> usize {
                 "svm-linear" => {
                     model.c.as_ref().map_or(1, |c| c.values().len())
                         * model.solver.as_ref().map_or(1, |s| s.values().len())
+                        * model.multiclass.as_ref().map_or(1, |m| m.values().len())
                 }
                 _ => nets::count(model, d),
             }
@@ -314,8 +319,18 @@ fn expand_models(raw: &RawCampaign) -> Vec<(ModelConfig, Option<u32>, Option<u32
             "svm-linear" => {
                 for c in model.c.as_ref().map_or(vec![1.0], Axis::values) {
                     for solver in svm_solvers(model) {
-                        let svm = SvmConfig { c, solver };
-                        configs.push((ModelConfig::SvmLinear(svm), model.threads, train_samples));
+                        for multiclass in svm_multiclasses(model, solver) {
+                            let svm = SvmConfig {
+                                c,
+                                solver,
+                                multiclass,
+                            };
+                            configs.push((
+                                ModelConfig::SvmLinear(svm),
+                                model.threads,
+                                train_samples,
+                            ));
+                        }
                     }
                 }
             }
@@ -343,11 +358,26 @@ fn svm_solvers(model: &RawModel) -> Vec<SvmSolver> {
         })
 }
 
+/// The multiclass schemes of an `svm-linear` table (already validated), the solver's own
+/// when unset.
+fn svm_multiclasses(model: &RawModel, solver: SvmSolver) -> Vec<SvmMulticlass> {
+    model
+        .multiclass
+        .as_ref()
+        .map_or(vec![solver.default_multiclass()], |names| {
+            names
+                .values()
+                .iter()
+                .filter_map(|name| SvmMulticlass::from_name(name))
+                .collect()
+        })
+}
+
 /// Rewrites serde's generic messages into ones a campaign author can act on.
 fn explain_toml_error(message: &str) -> String {
     let message = message.trim_end().replace(
         "data did not match any variant of untagged enum Axis",
-        "expected a value or a list of values of the key's type (numbers; names for `solver`)",
+        "expected a value or a list of values of the key's type (numbers; names for `solver` and `multiclass`)",
     );
     if message.contains("missing field `kind`") {
         return format!(

@@ -9,8 +9,8 @@ pub const MODEL_KINDS: &[&str] = &["svm-linear", "cnn", "densenet", "vgg"];
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ModelConfig {
-    /// A linear support-vector machine (dual coordinate descent one-vs-rest, or
-    /// smartcore's one-vs-one SMO; see [`SvmSolver`]).
+    /// A linear support-vector machine (dual coordinate descent, one-vs-rest or
+    /// one-vs-one, or smartcore's one-vs-one SMO; see [`SvmSolver`], [`SvmMulticlass`]).
     SvmLinear(SvmConfig),
     /// The study's three-block convolutional network.
     Cnn(NetConfig),
@@ -21,13 +21,73 @@ pub enum ModelConfig {
 }
 
 /// Hyper-parameters of the linear SVM.
+///
+/// Stored and sent as `{"c": 1.0, "solver": "dcd"}`, plus `"multiclass"` only where it is
+/// not the solver's own scheme ([`SvmSolver::default_multiclass`]): records and campaign
+/// ids from before `multiclass` existed read and hash as they did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "SvmConfigRecord", into = "SvmConfigRecord")]
 pub struct SvmConfig {
     /// Soft-margin penalty C.
     pub c: f64,
     /// The solver; records stored before it existed read as the default ([`SvmSolver::Dcd`]).
-    #[serde(default)]
     pub solver: SvmSolver,
+    /// How the classes are split into binary problems. `dcd` does either; `smo` is always
+    /// one-vs-one, and the worker refuses smo with [`SvmMulticlass::Ovr`].
+    pub multiclass: SvmMulticlass,
+}
+
+impl SvmConfig {
+    /// Penalty `c` with `solver` and the solver's own multiclass scheme.
+    pub fn new(c: f64, solver: SvmSolver) -> SvmConfig {
+        SvmConfig {
+            c,
+            solver,
+            multiclass: solver.default_multiclass(),
+        }
+    }
+
+    /// `c=1 solver=dcd`, plus ` multiclass=ovo` where it is not the solver's own scheme.
+    pub fn label(&self) -> String {
+        let mut label = format!("c={} solver={}", self.c, self.solver.as_str());
+        if self.multiclass != self.solver.default_multiclass() {
+            label += &format!(" multiclass={}", self.multiclass.as_str());
+        }
+        label
+    }
+}
+
+/// [`SvmConfig`] as serde sees it: keys that older records lack default from the solver.
+#[derive(Serialize, Deserialize)]
+struct SvmConfigRecord {
+    c: f64,
+    #[serde(default)]
+    solver: SvmSolver,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    multiclass: Option<SvmMulticlass>,
+}
+
+impl From<SvmConfigRecord> for SvmConfig {
+    fn from(record: SvmConfigRecord) -> Self {
+        SvmConfig {
+            c: record.c,
+            solver: record.solver,
+            multiclass: record
+                .multiclass
+                .unwrap_or(record.solver.default_multiclass()),
+        }
+    }
+}
+
+impl From<SvmConfig> for SvmConfigRecord {
+    fn from(config: SvmConfig) -> Self {
+        let own = config.solver.default_multiclass();
+        SvmConfigRecord {
+            c: config.c,
+            solver: config.solver,
+            multiclass: (config.multiclass != own).then_some(config.multiclass),
+        }
+    }
 }
 
 /// Which solver fits the linear SVM.
@@ -57,6 +117,51 @@ impl SvmSolver {
     /// The solver named `name` (`dcd`, `smo`), if any.
     pub fn from_name(name: &str) -> Option<SvmSolver> {
         SvmSolver::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The scheme used when none is given: one-vs-rest for dcd, one-vs-one for smo (its
+    /// only one).
+    pub fn default_multiclass(self) -> SvmMulticlass {
+        match self {
+            SvmSolver::Dcd => SvmMulticlass::Ovr,
+            SvmSolver::Smo => SvmMulticlass::Ovo,
+        }
+    }
+
+    /// Whether this solver fits with `multiclass` (smo: one-vs-one only).
+    pub fn supports(self, multiclass: SvmMulticlass) -> bool {
+        self == SvmSolver::Dcd || multiclass == SvmMulticlass::Ovo
+    }
+}
+
+/// How a linear SVM splits the classes into binary problems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SvmMulticlass {
+    /// One-vs-rest: one problem per class (the class against all others); the class of
+    /// highest margin wins.
+    #[default]
+    Ovr,
+    /// One-vs-one: one problem per pair of classes, on those two classes' samples; a
+    /// majority vote decides, ties going to the lower class (as libsvm).
+    Ovo,
+}
+
+impl SvmMulticlass {
+    /// Every scheme, in the order campaign errors list them.
+    pub const ALL: [SvmMulticlass; 2] = [SvmMulticlass::Ovr, SvmMulticlass::Ovo];
+
+    /// The name as written in campaign files and flags (`ovr`, `ovo`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SvmMulticlass::Ovr => "ovr",
+            SvmMulticlass::Ovo => "ovo",
+        }
+    }
+
+    /// The scheme named `name` (`ovr`, `ovo`), if any.
+    pub fn from_name(name: &str) -> Option<SvmMulticlass> {
+        SvmMulticlass::ALL.into_iter().find(|m| m.as_str() == name)
     }
 }
 
@@ -121,7 +226,7 @@ impl ModelConfig {
     /// A short, stable label of the hyper-parameters, used to group results.
     pub fn label(&self) -> String {
         match self {
-            ModelConfig::SvmLinear(svm) => format!("c={} solver={}", svm.c, svm.solver.as_str()),
+            ModelConfig::SvmLinear(svm) => svm.label(),
             ModelConfig::Cnn(net) => net.label(),
             ModelConfig::Densenet(config) => format!(
                 "{} k={} blocks={}x{}",
@@ -333,28 +438,71 @@ mod tests {
     use super::*;
 
     #[test]
-    fn svm_records_without_a_solver_read_as_dcd() {
+    fn svm_records_without_a_solver_read_as_dcd_one_vs_rest() {
         let old: ModelConfig = serde_json::from_str(r#"{"kind":"svm-linear","c":1.0}"#).unwrap();
-        let expected = SvmConfig {
-            c: 1.0,
-            solver: SvmSolver::Dcd,
+        assert_eq!(
+            old,
+            ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd))
+        );
+        let ModelConfig::SvmLinear(svm) = old else {
+            unreachable!()
         };
-        assert_eq!(old, ModelConfig::SvmLinear(expected));
+        assert_eq!(svm.multiclass, SvmMulticlass::Ovr);
     }
 
     #[test]
-    fn svm_solver_names_round_trip() {
-        let smo = ModelConfig::SvmLinear(SvmConfig {
-            c: 0.5,
-            solver: SvmSolver::Smo,
-        });
-        let json = serde_json::to_string(&smo).unwrap();
-        assert_eq!(json, r#"{"kind":"svm-linear","c":0.5,"solver":"smo"}"#);
-        assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), smo);
-        assert_eq!(smo.label(), "c=0.5 solver=smo");
+    fn svm_records_without_multiclass_read_as_the_solvers_own() {
+        let old: ModelConfig =
+            serde_json::from_str(r#"{"kind":"svm-linear","c":1.0,"solver":"smo"}"#).unwrap();
+        let ModelConfig::SvmLinear(svm) = old else {
+            panic!("{old:?}")
+        };
+        assert_eq!(svm.multiclass, SvmMulticlass::Ovo);
+    }
+
+    #[test]
+    fn svm_configs_round_trip_and_name_multiclass_only_when_not_the_solvers_own() {
+        let cases = [
+            (SvmSolver::Dcd, SvmMulticlass::Ovr, "", "c=0.5 solver=dcd"),
+            (
+                SvmSolver::Dcd,
+                SvmMulticlass::Ovo,
+                r#","multiclass":"ovo""#,
+                "c=0.5 solver=dcd multiclass=ovo",
+            ),
+            (SvmSolver::Smo, SvmMulticlass::Ovo, "", "c=0.5 solver=smo"),
+        ];
+        for (solver, multiclass, json_extra, label) in cases {
+            let config = ModelConfig::SvmLinear(SvmConfig {
+                c: 0.5,
+                solver,
+                multiclass,
+            });
+            let json = serde_json::to_string(&config).unwrap();
+            let expected = format!(
+                r#"{{"kind":"svm-linear","c":0.5,"solver":"{}"{json_extra}}}"#,
+                solver.as_str()
+            );
+            assert_eq!(json, expected);
+            assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), config);
+            assert_eq!(config.label(), label);
+        }
+    }
+
+    #[test]
+    fn svm_names_round_trip() {
         for solver in SvmSolver::ALL {
             assert_eq!(SvmSolver::from_name(solver.as_str()), Some(solver));
+            assert!(solver.supports(solver.default_multiclass()));
+        }
+        for multiclass in SvmMulticlass::ALL {
+            assert_eq!(
+                SvmMulticlass::from_name(multiclass.as_str()),
+                Some(multiclass)
+            );
         }
         assert_eq!(SvmSolver::from_name("sgd"), None);
+        assert_eq!(SvmMulticlass::from_name("crammer-singer"), None);
+        assert!(!SvmSolver::Smo.supports(SvmMulticlass::Ovr));
     }
 }

@@ -8,7 +8,7 @@ use ecobench_shared::SvmConfig;
 use ecobench_shared::process::read_token_file;
 use ecobench_worker::agent::{self, WorkerConfig};
 use ecobench_worker::bench::BenchOptions;
-use ecobench_worker::bench::svm::{SvmBenchConfig, bench_svm, parse_solver};
+use ecobench_worker::bench::svm::{SvmBenchConfig, bench_svm, parse_multiclass, parse_solver};
 use ecobench_worker::energy::MeterConfig;
 use ecobench_worker::exec::{self, ExecConfig};
 use ecobench_worker::models::svm::dcd::{DcdOptions, Loss};
@@ -144,9 +144,15 @@ struct BenchSvmArgs {
     /// Test images (a seeded stratified subset); the whole test split if omitted.
     #[arg(long, value_name = "N")]
     test_images: Option<u32>,
-    /// The solver: dcd (one-vs-rest dual coordinate descent) or smo (smartcore).
+    /// The solver: dcd (dual coordinate descent) or smo (smartcore).
     #[arg(long, default_value = "dcd", value_parser = parse_solver)]
     solver: ecobench_shared::SvmSolver,
+    /// ovr (one-vs-rest) or ovo (one-vs-one); default: the solver's own (dcd: ovr, smo: ovo).
+    #[arg(long, value_parser = parse_multiclass)]
+    multiclass: Option<ecobench_shared::SvmMulticlass>,
+    /// Compute threads (0: every core); only dcd's one-vs-one uses more than one.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// The seed of a job: fixes the subsets and the solver's randomness.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -251,13 +257,18 @@ fn run_bench_svm(args: BenchSvmArgs) -> Result<()> {
         n_test: args.test_images,
         seed: args.seed,
         svm: SvmConfig {
-            c: args.c,
-            solver: args.solver,
+            multiclass: (args.multiclass).unwrap_or(args.solver.default_multiclass()),
+            ..SvmConfig::new(args.c, args.solver)
         },
         dcd,
         save_data: args.save_data,
     };
-    let report = bench_svm(&config)
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()
+        .context("cannot start the compute threads")?;
+    let report = pool
+        .install(|| bench_svm(&config))
         .with_context(|| format!("cannot benchmark the SVM on {}", config.data_dir.display()))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -236,10 +236,7 @@ mod tests {
         let path = dir.path().join("tiny");
         let mut job = spec(
             path.to_str().unwrap(),
-            ModelConfig::SvmLinear(SvmConfig {
-                c: 1.0,
-                solver: SvmSolver::Dcd,
-            }),
+            ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
         );
         job.train_samples = Some(10_000);
         job.test_samples = None;
@@ -256,10 +253,7 @@ mod tests {
         }
         let job = spec(
             dir.path().to_str().unwrap(),
-            ModelConfig::SvmLinear(SvmConfig {
-                c: 1.0,
-                solver: SvmSolver::Dcd,
-            }),
+            ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
         );
         let err = train_job(&job, &[], &mut |_| {}).unwrap_err();
         assert!(!err.is_retryable());
@@ -276,10 +270,7 @@ mod tests {
         let dir = tiny_dataset_dir();
         let mut job = spec(
             "tiny",
-            ModelConfig::SvmLinear(SvmConfig {
-                c: 1.0,
-                solver: SvmSolver::Smo,
-            }),
+            ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Smo)),
         );
         job.train_samples = Some(50);
         let err = train_job(&job, &[dir.path().to_path_buf()], &mut |_| {}).unwrap_err();

@@ -2,7 +2,7 @@
 //! file, the key's line, the value and what to do.
 
 use super::{Axis, COMMON_MODEL_KEYS, CampaignError, RawCampaign, RawModel, keys_of_kind};
-use crate::job::{MODEL_KINDS, SvmSolver};
+use crate::job::{MODEL_KINDS, SvmMulticlass, SvmSolver};
 
 /// Range checks that TOML types cannot express, reporting the key's line.
 pub(super) struct Checker<'a> {
@@ -116,6 +116,7 @@ impl Checker<'_> {
         }
         self.positive_all("c", model.c.iter().flat_map(Axis::values))?;
         self.known_solvers(model)?;
+        self.known_multiclasses(model)?;
         self.positive_all(
             "epochs",
             model.epochs.iter().flat_map(Axis::values).map(f64::from),
@@ -209,6 +210,41 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// Every `multiclass` value names a scheme, and one every listed solver fits with
+    /// (smo is one-vs-one only).
+    fn known_multiclasses(&self, model: &RawModel) -> Result<(), CampaignError> {
+        for name in model.multiclass.iter().flat_map(Axis::values) {
+            let Some(multiclass) = SvmMulticlass::from_name(&name) else {
+                let valid: Vec<&str> = SvmMulticlass::ALL.iter().map(|m| m.as_str()).collect();
+                return Err(self.invalid_value(
+                    "multiclass",
+                    &name,
+                    format!(
+                        "unknown svm-linear multiclass scheme; valid schemes: {} (ovr: one \
+                         binary problem per class against the rest, ovo: one per pair of \
+                         classes)",
+                        valid.join(", ")
+                    ),
+                ));
+            };
+            let solvers = model.solver.iter().flat_map(Axis::values);
+            let mut solvers = solvers.filter_map(|solver| SvmSolver::from_name(&solver));
+            if let Some(solver) = solvers.find(|solver| !solver.supports(multiclass)) {
+                return Err(self.invalid_value(
+                    "multiclass",
+                    &name,
+                    format!(
+                        "solver {:?} is always one-vs-one: leave `multiclass` out or set it \
+                         to \"ovo\" (give smo a [[model]] table of its own if dcd needs \
+                         {name:?}), or use solver = \"dcd\" for one-vs-rest",
+                        solver.as_str()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn positive_all(
         &self,
         key: &str,
@@ -220,6 +256,17 @@ impl Checker<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A string `value` of `key` refused for `reason`, at the line that holds it.
+    fn invalid_value(&self, key: &str, value: &str, reason: String) -> CampaignError {
+        CampaignError::Invalid {
+            file: self.file.to_string(),
+            line: line_of(self.text, key, Some(value)),
+            key: key.to_string(),
+            value: format!("{value:?}"),
+            reason,
+        }
     }
 
     fn invalid(&self, key: &str, value: &str, reason: &str) -> CampaignError {

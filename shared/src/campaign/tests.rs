@@ -33,10 +33,7 @@ fn expands_axes_times_seeds() {
     assert!(spec.jobs.iter().all(|job| job.campaign_id == spec.id));
     assert_eq!(
         spec.jobs[0].model,
-        ModelConfig::SvmLinear(SvmConfig {
-            c: 0.1,
-            solver: SvmSolver::Dcd
-        })
+        ModelConfig::SvmLinear(SvmConfig::new(0.1, SvmSolver::Dcd))
     );
     assert_eq!(spec.jobs[2].seed, 3);
     assert_eq!(
@@ -169,10 +166,7 @@ fn svm_solver_is_an_axis_and_defaults_to_dcd() {
     let spec = parse("seed.toml", SEED, DEFAULT_MAX_JOBS).unwrap();
     assert_eq!(
         spec.jobs[0].model,
-        ModelConfig::SvmLinear(SvmConfig {
-            c: 0.1,
-            solver: SvmSolver::Dcd
-        })
+        ModelConfig::SvmLinear(SvmConfig::new(0.1, SvmSolver::Dcd))
     );
     let text = SEED.replace(
         "c = [0.1, 1.0]",
@@ -205,10 +199,7 @@ fn one_svm_solver_may_be_given_alone() {
     let spec = parse("seed.toml", &text, DEFAULT_MAX_JOBS).unwrap();
     assert_eq!(
         spec.jobs[0].model,
-        ModelConfig::SvmLinear(SvmConfig {
-            c: 1.0,
-            solver: SvmSolver::Smo
-        })
+        ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Smo))
     );
 }
 
@@ -256,6 +247,97 @@ fn solver_does_not_apply_to_a_cnn() {
         .to_string();
     assert!(
         err.contains("`solver` does not apply to kind \"cnn\""),
+        "{err}"
+    );
+}
+
+/// The SVM table of [`SEED`] with `keys` instead of its `c` line.
+fn svm_with(keys: &str) -> String {
+    SEED.replace("c = [0.1, 1.0]", keys)
+}
+
+/// The (solver, multiclass) of the seed-1 SVM jobs, in matrix order.
+fn svm_schemes(spec: &CampaignSpec) -> Vec<(SvmSolver, SvmMulticlass)> {
+    (spec.jobs.iter())
+        .filter_map(|job| match &job.model {
+            ModelConfig::SvmLinear(svm) if job.seed == 1 => Some((svm.solver, svm.multiclass)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn svm_multiclass_is_an_axis_and_defaults_to_the_solvers_own() {
+    let spec = parse("a.toml", &svm_with("solver = [\"dcd\", \"smo\"]"), 100).unwrap();
+    assert_eq!(
+        svm_schemes(&spec),
+        [
+            (SvmSolver::Dcd, SvmMulticlass::Ovr),
+            (SvmSolver::Smo, SvmMulticlass::Ovo)
+        ]
+    );
+    let text = svm_with("multiclass = [\"ovr\", \"ovo\"]");
+    let spec = parse("a.toml", &text, 100).unwrap();
+    assert_eq!(spec.jobs.len(), (2 + 2) * 3);
+    assert_eq!(
+        svm_schemes(&spec),
+        [
+            (SvmSolver::Dcd, SvmMulticlass::Ovr),
+            (SvmSolver::Dcd, SvmMulticlass::Ovo)
+        ]
+    );
+    let labels: Vec<String> = [&spec.jobs[0], &spec.jobs[3]]
+        .iter()
+        .map(|job| job.model.label())
+        .collect();
+    assert_eq!(labels, ["c=1 solver=dcd", "c=1 solver=dcd multiclass=ovo"]);
+    let text = svm_with("solver = [\"dcd\", \"smo\"]\nmulticlass = \"ovo\"");
+    let spec = parse("a.toml", &text, 100).unwrap();
+    assert_eq!(
+        svm_schemes(&spec),
+        [
+            (SvmSolver::Dcd, SvmMulticlass::Ovo),
+            (SvmSolver::Smo, SvmMulticlass::Ovo)
+        ]
+    );
+}
+
+#[test]
+fn unknown_multiclass_names_file_line_value_and_the_valid_ones() {
+    let text = svm_with("multiclass = [\"ovo\", \"all\"]");
+    let err = parse("bad.toml", &text, 100).unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "bad.toml:14: key `multiclass` = \"all\": unknown svm-linear multiclass scheme; \
+             valid schemes: ovr, ovo"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn smo_one_vs_rest_is_refused_with_what_to_do() {
+    let text = svm_with("solver = [\"dcd\", \"smo\"]\nmulticlass = [\"ovo\", \"ovr\"]");
+    let err = parse("bad.toml", &text, 100).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "bad.toml:15: key `multiclass` = \"ovr\": solver \"smo\" is always one-vs-one: \
+         leave `multiclass` out or set it to \"ovo\" (give smo a [[model]] table of its \
+         own if dcd needs \"ovr\"), or use solver = \"dcd\" for one-vs-rest"
+    );
+}
+
+#[test]
+fn multiclass_of_the_wrong_type_or_kind_is_explained() {
+    let err = parse("bad.toml", &svm_with("multiclass = 2"), 100)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 14"), "{err}");
+    assert!(err.contains("names for `solver` and `multiclass`"), "{err}");
+    let text = SEED.replace("learning_rate = [1e-3, 3e-3]", "multiclass = \"ovo\"");
+    let err = parse("bad.toml", &text, 100).unwrap_err().to_string();
+    assert!(
+        err.contains("`multiclass` does not apply to kind \"cnn\""),
         "{err}"
     );
 }

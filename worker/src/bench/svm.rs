@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use ecobench_shared::{SvmConfig, SvmSolver};
+use ecobench_shared::{SvmConfig, SvmMulticlass, SvmSolver};
 use serde::Serialize;
 
 use crate::data;
@@ -22,7 +22,7 @@ pub struct SvmBenchConfig {
     pub n_test: Option<u32>,
     /// The job seed: fixes both subsets and the solver's randomness.
     pub seed: u64,
-    /// Penalty and solver.
+    /// Penalty, solver and multiclass scheme.
     pub svm: SvmConfig,
     /// Settings of the dual coordinate descent (when the solver is dcd).
     pub dcd: DcdOptions,
@@ -33,7 +33,7 @@ pub struct SvmBenchConfig {
 /// The figures of one fit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SvmBenchReport {
-    /// The solver that ran (`dcd-ovr-l1`, `smartcore-smo-ovo`, …).
+    /// The solver that ran (`dcd-ovr-l1`, `dcd-ovo-l1`, `smartcore-smo-ovo`, …).
     pub solver: String,
     /// Seconds fitting (dcd: including turning pixels into features).
     pub fit_s: f64,
@@ -51,6 +51,8 @@ pub struct SvmBenchReport {
     pub converged: Option<bool>,
     /// The seed used.
     pub seed: u64,
+    /// Threads of the rayon pool the fit ran in.
+    pub threads: usize,
 }
 
 impl SvmBenchReport {
@@ -65,8 +67,15 @@ impl SvmBenchReport {
             format!(" epochs={n}{converged}")
         });
         format!(
-            "solver={} n_train={} n_test={} fit_s={:.3} predict_s={:.3} accuracy={:.4}{epochs}",
-            self.solver, self.n_train, self.n_test, self.fit_s, self.predict_s, self.accuracy
+            "solver={} n_train={} n_test={} threads={} fit_s={:.3} predict_s={:.3} \
+             accuracy={:.4}{epochs}",
+            self.solver,
+            self.n_train,
+            self.n_test,
+            self.threads,
+            self.fit_s,
+            self.predict_s,
+            self.accuracy
         )
     }
 }
@@ -102,6 +111,7 @@ pub fn bench_svm(config: &SvmBenchConfig) -> Result<SvmBenchReport, TrainError> 
         n_epochs: fit.n_epochs,
         converged: fit.converged,
         seed: config.seed,
+        threads: rayon::current_num_threads(),
     })
 }
 
@@ -111,6 +121,17 @@ pub fn parse_solver(name: &str) -> Result<SvmSolver, String> {
         let valid: Vec<&str> = SvmSolver::ALL.iter().map(|s| s.as_str()).collect();
         format!(
             "unknown solver {name:?}; valid solvers: {}",
+            valid.join(", ")
+        )
+    })
+}
+
+/// The multiclass scheme named `name` (`ovr`, `ovo`), or a message listing the valid names.
+pub fn parse_multiclass(name: &str) -> Result<SvmMulticlass, String> {
+    SvmMulticlass::from_name(name).ok_or_else(|| {
+        let valid: Vec<&str> = SvmMulticlass::ALL.iter().map(|m| m.as_str()).collect();
+        format!(
+            "unknown multiclass scheme {name:?}; valid schemes: {} (one-vs-rest, one-vs-one)",
             valid.join(", ")
         )
     })
@@ -138,10 +159,7 @@ mod tests {
             n_train: Some(100),
             n_test: None,
             seed: 4,
-            svm: SvmConfig {
-                c: 1.0,
-                solver: SvmSolver::Dcd,
-            },
+            svm: SvmConfig::new(1.0, SvmSolver::Dcd),
             dcd: DcdOptions::default(),
             save_data: Some(saved.clone()),
         };
@@ -152,6 +170,15 @@ mod tests {
         let expected = job_subsets(train_full, test_full, Some(100), None, 4);
         assert_eq!(data::load_split(&saved).unwrap(), expected);
         assert_eq!(bench_svm(&config).unwrap().accuracy, report.accuracy);
+    }
+
+    #[test]
+    fn unknown_multiclass_lists_the_valid_ones() {
+        assert_eq!(parse_multiclass("ovo"), Ok(SvmMulticlass::Ovo));
+        assert_eq!(
+            parse_multiclass("ova").unwrap_err(),
+            "unknown multiclass scheme \"ova\"; valid schemes: ovr, ovo (one-vs-rest, one-vs-one)"
+        );
     }
 
     #[test]

@@ -62,10 +62,7 @@ fn svm_job(dataset: &std::path::Path) -> JobSpec {
         test_samples: Some(100),
         seed: 1,
         threads: 1,
-        model: ModelConfig::SvmLinear(SvmConfig {
-            c: 1.0,
-            solver: SvmSolver::Dcd,
-        }),
+        model: ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
     }
 }
 

@@ -7,7 +7,7 @@ use super::*;
 use crate::models::testdata::synthetic_split;
 
 fn config(c: f64, solver: SvmSolver) -> SvmConfig {
-    SvmConfig { c, solver }
+    SvmConfig::new(c, solver)
 }
 
 /// A small problem: 200 images of 8×8 pixels (65 features with the bias).
@@ -82,17 +82,18 @@ fn dcd_learns_a_small_synthetic_set_with_either_loss() {
     let train = synthetic_split(200, 8, 3);
     let test = synthetic_split(100, 8, 4);
     for loss in [Loss::Hinge, Loss::SquaredHinge] {
-        let fit = train_dcd(&train, &test, 1.0, &options(loss, 0.1), 7);
+        let svm = config(1.0, SvmSolver::Dcd);
+        let fit = train_dcd(&train, &test, &svm, &options(loss, 0.1), 7);
         assert!(
             fit.report.accuracy > 0.5,
             "{loss:?}: {}",
             fit.report.accuracy
         );
-        assert_eq!(fit.report.solver, loss.solver_name());
+        assert_eq!(fit.report.solver, loss.solver_name(SvmMulticlass::Ovr));
         assert_eq!(fit.converged, Some(true));
     }
     let report = train_svm(&train, &test, &config(1.0, SvmSolver::Dcd), 0).unwrap();
-    assert_eq!(report.solver, DcdOptions::default().loss.solver_name());
+    assert_eq!(report.solver, "dcd-ovr-l1");
     assert_eq!((report.n_train, report.n_test), (200, 100));
 }
 
@@ -201,6 +202,23 @@ fn bad_c_is_refused_with_what_to_do() {
             );
         }
     }
+}
+
+#[test]
+fn smo_one_vs_rest_is_refused_with_what_to_do() {
+    let train = synthetic_split(100, 8, 3);
+    let test = synthetic_split(20, 8, 4);
+    let svm = SvmConfig {
+        multiclass: SvmMulticlass::Ovr,
+        ..config(1.0, SvmSolver::Smo)
+    };
+    let err = train_svm(&train, &test, &svm, 0).unwrap_err();
+    assert!(!err.is_retryable());
+    assert_eq!(
+        err.to_string(),
+        "invalid multiclass = ovr: \"ovo\" with solver smo, which is one-vs-one only \
+         (solver = \"dcd\" does one-vs-rest)"
+    );
 }
 
 #[test]

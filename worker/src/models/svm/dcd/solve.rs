@@ -82,7 +82,8 @@ struct Solver<'a> {
     shrinking: bool,
 }
 
-/// Runs the coordinate descent to the tolerance or the epoch cap.
+/// Runs the one-vs-rest coordinate descent of every class (0 to the largest label) to the
+/// tolerance or the epoch cap.
 pub(crate) fn solve(
     x: &Features,
     labels: &[u8],
@@ -90,7 +91,26 @@ pub(crate) fn solve(
     options: &DcdOptions,
     seed: u64,
 ) -> Solution {
-    let mut solver = Solver::new(x, labels, c, options);
+    let n_classes = labels
+        .iter()
+        .map(|&l| usize::from(l) + 1)
+        .max()
+        .unwrap_or(0);
+    solve_classes(x, labels, n_classes, c, options, seed)
+}
+
+/// Runs the coordinate descent of the binary problems of classes 0 to `n_classes − 1`,
+/// each its label (+1) against every other label (−1), labels ≥ `n_classes` included: a
+/// single problem, label 0 against label 1, is `n_classes` = 1.
+pub(crate) fn solve_classes(
+    x: &Features,
+    labels: &[u8],
+    n_classes: usize,
+    c: f64,
+    options: &DcdOptions,
+    seed: u64,
+) -> Solution {
+    let mut solver = Solver::new(x, labels, n_classes, c, options);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut n_epochs = 0;
     while n_epochs < options.max_epochs && solver.classes.iter().any(|class| !class.done) {
@@ -142,18 +162,24 @@ pub(crate) fn solve(
 }
 
 impl<'a> Solver<'a> {
-    fn new(x: &'a Features, labels: &'a [u8], c: f64, options: &DcdOptions) -> Solver<'a> {
-        let n_classes = labels
-            .iter()
-            .map(|&l| usize::from(l) + 1)
-            .max()
-            .unwrap_or(0);
+    fn new(
+        x: &'a Features,
+        labels: &'a [u8],
+        n_classes: usize,
+        c: f64,
+        options: &DcdOptions,
+    ) -> Solver<'a> {
+        let kernel = Kernel::detect();
         let (diag, upper) = match options.loss {
             Loss::Hinge => (0.0, c),
             Loss::SquaredHinge => (0.5 / c, f64::INFINITY),
         };
+        let mut row = vec![0.0; x.stride()];
         let qd = (0..x.len())
-            .map(|idx| squared_norm(&x.row(idx)) + diag)
+            .map(|idx| {
+                x.row_into(kernel, idx, &mut row);
+                squared_norm(&row) + diag
+            })
             .collect();
         let class = ClassState {
             pg_max_old: f64::INFINITY,
@@ -168,7 +194,7 @@ impl<'a> Solver<'a> {
             x,
             labels,
             n_classes,
-            kernel: Kernel::detect(),
+            kernel,
             diag,
             upper,
             qd,
