@@ -272,7 +272,7 @@ fn svm_multiclass_is_an_axis_and_defaults_to_the_solvers_own() {
     assert_eq!(
         svm_schemes(&spec),
         [
-            (SvmSolver::Dcd, SvmMulticlass::Ovr),
+            (SvmSolver::Dcd, SvmMulticlass::Ovo),
             (SvmSolver::Smo, SvmMulticlass::Ovo)
         ]
     );
@@ -290,7 +290,7 @@ fn svm_multiclass_is_an_axis_and_defaults_to_the_solvers_own() {
         .iter()
         .map(|job| job.model.label())
         .collect();
-    assert_eq!(labels, ["c=1 solver=dcd", "c=1 solver=dcd multiclass=ovo"]);
+    assert_eq!(labels, ["c=1 solver=dcd multiclass=ovr", "c=1 solver=dcd"]);
     let text = svm_with("solver = [\"dcd\", \"smo\"]\nmulticlass = \"ovo\"");
     let spec = parse("a.toml", &text, 100).unwrap();
     assert_eq!(

@@ -82,7 +82,10 @@ fn dcd_learns_a_small_synthetic_set_with_either_loss() {
     let train = synthetic_split(200, 8, 3);
     let test = synthetic_split(100, 8, 4);
     for loss in [Loss::Hinge, Loss::SquaredHinge] {
-        let svm = config(1.0, SvmSolver::Dcd);
+        let svm = SvmConfig {
+            multiclass: SvmMulticlass::Ovr,
+            ..config(1.0, SvmSolver::Dcd)
+        };
         let fit = train_dcd(&train, &test, &svm, &options(loss, 0.1), 7);
         assert!(
             fit.report.accuracy > 0.5,
@@ -93,7 +96,7 @@ fn dcd_learns_a_small_synthetic_set_with_either_loss() {
         assert_eq!(fit.converged, Some(true));
     }
     let report = train_svm(&train, &test, &config(1.0, SvmSolver::Dcd), 0).unwrap();
-    assert_eq!(report.solver, "dcd-ovr-l1");
+    assert_eq!(report.solver, "dcd-ovo-l1", "one-vs-one is dcd's default");
     assert_eq!((report.n_train, report.n_test), (200, 100));
 }
 
