@@ -75,14 +75,16 @@ enum Command {
 /// `worker bench` flags.
 #[derive(Debug, clap::Args)]
 struct BenchArgs {
-    /// Models to run, one after the other (repeat the flag or separate with commas).
+    /// Models to run, one after the other (repeat the flag or separate with commas):
+    /// cnn, densenet, vgg, svm-linear.
     #[arg(
         long = "model",
         value_delimiter = ',',
-        default_value = "cnn,densenet,vgg"
+        default_value = "cnn,densenet,vgg,svm-linear"
     )]
     models: Vec<String>,
-    /// Training images per epoch (the first of the training split).
+    /// Training images per epoch (the first of the training split; for the SVM, a seeded
+    /// stratified subset of that size; 0: the whole split).
     #[arg(long, default_value_t = 4000)]
     images: usize,
     /// Test images to evaluate on after training (0: no evaluation).
@@ -127,6 +129,15 @@ struct BenchArgs {
     /// VGG without batch norm.
     #[arg(long)]
     no_batch_norm: bool,
+    /// SVM penalty C.
+    #[arg(long, default_value_t = 1.0)]
+    c: f64,
+    /// SVM solver: dcd (dual coordinate descent) or smo (smartcore).
+    #[arg(long, default_value = "dcd", value_parser = parse_solver)]
+    solver: ecobench_shared::SvmSolver,
+    /// SVM multiclass scheme: ovo or ovr (default: the solver's own, one-vs-one).
+    #[arg(long, value_parser = parse_multiclass)]
+    multiclass: Option<ecobench_shared::SvmMulticlass>,
     /// Print one JSON object per model.
     #[arg(long)]
     json: bool,
@@ -319,6 +330,11 @@ fn bench(args: &BenchArgs) -> Result<()> {
         layers_per_block: args.layers_per_block,
         width: args.width,
         batch_norm: !args.no_batch_norm,
+        svm: SvmConfig {
+            c: args.c,
+            solver: args.solver,
+            multiclass: args.multiclass.unwrap_or(args.solver.default_multiclass()),
+        },
     };
     ecobench_worker::bench::run(&options, args.json)
 }

@@ -28,7 +28,7 @@ pub struct BenchOptions {
     pub images: usize,
     /// Test images to evaluate on after training (0: none).
     pub test_images: usize,
-    /// Images per step.
+    /// Images per step (nets).
     pub batch: u32,
     /// Compute threads (0: every core).
     pub threads: usize,
@@ -52,9 +52,13 @@ pub struct BenchOptions {
     pub width: f64,
     /// VGG batch norm.
     pub batch_norm: bool,
+    /// The SVM's penalty, solver and multiclass scheme.
+    pub svm: ecobench_shared::SvmConfig,
 }
 
-/// What one model's benchmark measured.
+/// What one model's benchmark measured. Figures that do not apply to the SVM (forward,
+/// backward and optimizer seconds; a FLOP count, which depends on its active set) are
+/// `None`, `null` in JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figures {
     /// The model kind.
@@ -63,47 +67,52 @@ pub struct Figures {
     pub config: String,
     /// Compute threads.
     pub threads: usize,
-    /// Images per step.
+    /// Images per step (nets).
     pub batch: u32,
-    /// Images trained while timing.
+    /// Images trained while timing (per epoch for the SVM).
     pub images: usize,
-    /// Training throughput.
+    /// Training throughput (the SVM: training images ÷ fit seconds).
     pub images_per_s: f64,
     /// Seconds in forward passes (loss included).
-    pub forward_s: f64,
+    pub forward_s: Option<f64>,
     /// Seconds in backward passes.
-    pub backward_s: f64,
+    pub backward_s: Option<f64>,
     /// Seconds in optimizer steps.
-    pub optimizer_s: f64,
-    /// The three together.
+    pub optimizer_s: Option<f64>,
+    /// Seconds training (the SVM: its fit).
     pub train_s: f64,
-    /// Achieved GFLOP/s of the matrix products (convolutions and linear layers).
-    pub gflops: f64,
+    /// Achieved GFLOP/s of the convolutions and linear layers.
+    pub gflops: Option<f64>,
     /// The machine's measured peak GFLOP/s for as many threads.
     pub peak_gflops: f64,
     /// How the peak was measured.
     pub peak_method: String,
     /// `gflops / peak_gflops`.
-    pub fraction_of_peak: f64,
+    pub fraction_of_peak: Option<f64>,
     /// Peak resident memory of the process, MiB.
     pub peak_rss_mb: f64,
     /// CPU seconds used per wall second while timing (≤ threads).
     pub cpu_per_wall: f64,
-    /// Mean training loss of the last epoch.
-    pub loss: f64,
+    /// Mean training loss of the last epoch (nets).
+    pub loss: Option<f64>,
     /// Test accuracy after training, when evaluated.
     pub accuracy: Option<f64>,
+    /// The solver that ran.
+    pub solver: String,
 }
 
 /// Runs the benchmark; prints a readable block per model, or one JSON object per line.
 pub fn run(options: &BenchOptions, json: bool) -> Result<()> {
     for kind in &options.models {
-        if !["cnn", "densenet", "vgg"].contains(&kind.as_str()) {
-            bail!("unknown model {kind:?} for bench: use cnn, densenet or vgg")
+        if !ecobench_shared::MODEL_KINDS.contains(&kind.as_str()) {
+            bail!(
+                "unknown model {kind:?} for bench: use {}",
+                ecobench_shared::MODEL_KINDS.join(", ")
+            )
         }
     }
     let figures = if options.models.len() == 1 {
-        vec![nets::bench(options, &options.models[0])?]
+        vec![one(options, &options.models[0])?]
     } else {
         options
             .models
@@ -119,6 +128,15 @@ pub fn run(options: &BenchOptions, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The benchmark of one model in this process.
+fn one(options: &BenchOptions, kind: &str) -> Result<Figures> {
+    if kind == "svm-linear" {
+        svm::figures(options)
+    } else {
+        nets::bench(options, kind)
+    }
 }
 
 /// Runs this same command for one model in a child process and reads its JSON line.
@@ -154,22 +172,27 @@ pub fn describe(f: &Figures) -> String {
     let accuracy = f
         .accuracy
         .map_or(String::new(), |a| format!(", test accuracy {a:.4}"));
+    let phases = match (f.forward_s, f.backward_s, f.optimizer_s) {
+        (Some(fw), Some(bw), Some(opt)) => format!(
+            "forward {fw:.2} s, backward {bw:.2} s, optimizer {opt:.2} s; last epoch's loss {:.4}",
+            f.loss.unwrap_or(f64::NAN)
+        ),
+        _ => format!("fit {:.3} s ({})", f.train_s, f.solver),
+    };
+    let flops = match (f.gflops, f.fraction_of_peak) {
+        (Some(g), Some(frac)) => format!("{g:.1} GFLOP/s achieved = {:.1} % of", 100.0 * frac),
+        _ => "no FLOP count (the SVM's work follows its active set); for reference,".to_string(),
+    };
     format!(
         "{} ({}), {} thread(s): {:.0} train images/s over {} images\n  \
-         forward {:.2} s, backward {:.2} s, optimizer {:.2} s; last epoch's loss {:.4}{accuracy}\n  \
-         {:.1} GFLOP/s achieved = {:.1} % of the peak {:.1} GFLOP/s ({})\n  \
+         {phases}{accuracy}\n  \
+         {flops} the peak {:.1} GFLOP/s ({})\n  \
          peak RSS {:.0} MB, {:.2} CPU seconds per second\n",
         f.model,
         f.config,
         f.threads,
         f.images_per_s,
         f.images,
-        f.forward_s,
-        f.backward_s,
-        f.optimizer_s,
-        f.loss,
-        f.gflops,
-        100.0 * f.fraction_of_peak,
         f.peak_gflops,
         f.peak_method,
         f.peak_rss_mb,

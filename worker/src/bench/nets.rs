@@ -94,23 +94,24 @@ fn measure(options: &BenchOptions, kind: &str) -> Result<Figures> {
     let memory = procfs::process_memory(Path::new("/proc"), std::process::id())?;
     let gflops = flops / times.total_s() / 1e9;
     Ok(Figures {
+        solver: net::SOLVER.to_string(),
         model: kind.to_string(),
         config: config.label(),
         threads,
         batch: options.batch,
         images: n_timed,
         images_per_s: n_timed as f64 / times.total_s(),
-        forward_s: times.forward_s,
-        backward_s: times.backward_s,
-        optimizer_s: times.optimizer_s,
+        forward_s: Some(times.forward_s),
+        backward_s: Some(times.backward_s),
+        optimizer_s: Some(times.optimizer_s),
         train_s: times.total_s(),
-        gflops,
+        gflops: Some(gflops),
         peak_gflops: peak.gflops,
         peak_method: format!("FMA-only loop, {}, {threads} thread(s)", peak.isa),
-        fraction_of_peak: gflops / peak.gflops,
+        fraction_of_peak: Some(gflops / peak.gflops),
         peak_rss_mb: memory.peak_rss_bytes as f64 / (1024.0 * 1024.0),
         cpu_per_wall: cpu_s / wall_s,
-        loss: loss_sum / train.len() as f64,
+        loss: Some(loss_sum / train.len() as f64),
         accuracy,
     })
 }

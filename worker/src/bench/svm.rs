@@ -115,6 +115,55 @@ pub fn bench_svm(config: &SvmBenchConfig) -> Result<SvmBenchReport, TrainError> 
     })
 }
 
+/// `worker bench --model svm-linear`: one fit on the first `options.images` training
+/// images' worth of a seeded stratified subset (all of them for 0), tested on
+/// `options.test_images` (all for 0), on `options.threads` threads, as [`super::Figures`].
+pub fn figures(options: &super::BenchOptions) -> anyhow::Result<super::Figures> {
+    let size = |n: usize| (n > 0).then_some(n as u32);
+    let config = SvmBenchConfig {
+        data_dir: options.data.clone(),
+        n_train: size(options.images),
+        n_test: size(options.test_images),
+        seed: options.seed,
+        svm: options.svm.clone(),
+        dcd: DcdOptions::default(),
+        save_data: None,
+    };
+    let threads = u32::try_from(options.threads)?;
+    let ticks = || {
+        crate::energy::procfs::process_ticks(std::path::Path::new("/proc"), std::process::id())
+            .unwrap_or(0)
+    };
+    let (ticks0, wall0) = (ticks(), std::time::Instant::now());
+    let report = crate::train::with_threads(threads, || bench_svm(&config))?;
+    let wall_s = wall0.elapsed().as_secs_f64();
+    let cpu_s = (ticks() - ticks0) as f64 / crate::energy::procfs::clock_ticks_per_s();
+    let peak = super::peak::measure(report.threads);
+    let memory =
+        crate::energy::procfs::process_memory(std::path::Path::new("/proc"), std::process::id())?;
+    Ok(super::Figures {
+        model: "svm-linear".to_string(),
+        config: ecobench_shared::ModelConfig::SvmLinear(options.svm.clone()).label(),
+        threads: report.threads,
+        batch: 0,
+        images: report.n_train as usize,
+        images_per_s: f64::from(report.n_train) / report.fit_s,
+        forward_s: None,
+        backward_s: None,
+        optimizer_s: None,
+        train_s: report.fit_s,
+        gflops: None,
+        peak_gflops: peak.gflops,
+        peak_method: format!("FMA-only loop, {}, {} thread(s)", peak.isa, report.threads),
+        fraction_of_peak: None,
+        peak_rss_mb: memory.peak_rss_bytes as f64 / (1024.0 * 1024.0),
+        cpu_per_wall: cpu_s / wall_s,
+        loss: None,
+        accuracy: Some(report.accuracy),
+        solver: report.solver,
+    })
+}
+
 /// The solver named `name` (`dcd`, `smo`), or a message listing the valid names.
 pub fn parse_solver(name: &str) -> Result<SvmSolver, String> {
     SvmSolver::from_name(name).ok_or_else(|| {

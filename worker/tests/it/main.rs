@@ -113,3 +113,93 @@ fn an_unknown_country_is_refused_at_start() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("XYZ"));
 }
+
+/// `worker bench` on a tiny dataset: one JSON object per model, each run in a process
+/// of its own, with the fields the issue names, the thread count asked for, and the
+/// nets' phases adding up to their training time.
+#[test]
+fn bench_prints_one_json_object_per_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny");
+    write_split(&data, &stripes(320, 1), &stripes(100, 2), true).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args([
+            "bench",
+            "--model",
+            "cnn,svm-linear",
+            "--images",
+            "160",
+            "--batch",
+            "16",
+        ])
+        .args([
+            "--threads",
+            "1",
+            "--warmup-batches",
+            "1",
+            "--test-images",
+            "100",
+            "--json",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let models: Vec<&str> = lines.iter().map(|l| l["model"].as_str().unwrap()).collect();
+    assert_eq!(models, ["cnn", "svm-linear"]);
+    for line in &lines {
+        for key in [
+            "images_per_s",
+            "forward_s",
+            "backward_s",
+            "gflops",
+            "peak_rss_mb",
+        ] {
+            assert!(line.get(key).is_some(), "{key} missing from {line}");
+        }
+        assert_eq!(line["threads"], 1);
+        assert!(line["images_per_s"].as_f64().unwrap() > 0.0);
+        assert!(
+            (0.0..=1.0).contains(&line["accuracy"].as_f64().unwrap()),
+            "{line}"
+        );
+    }
+    let cnn = &lines[0];
+    let phases: f64 = ["forward_s", "backward_s", "optimizer_s"]
+        .iter()
+        .map(|key| cnn[key].as_f64().unwrap())
+        .sum();
+    assert!((phases - cnn["train_s"].as_f64().unwrap()).abs() < 1e-9);
+    assert!(cnn["gflops"].as_f64().unwrap() > 0.0);
+    assert_eq!(cnn["images"], 160 - 16, "the warm-up batch is not timed");
+    assert!(
+        lines[1]["forward_s"].is_null(),
+        "the SVM has no forward pass"
+    );
+    assert!(lines[1]["accuracy"].as_f64().unwrap() > 0.5, "{}", lines[1]);
+}
+
+#[test]
+fn bench_refuses_an_unknown_model_and_lists_the_kinds() {
+    let output = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args(["bench", "--model", "resnet"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown model \"resnet\""), "{stderr}");
+    assert!(
+        stderr.contains("svm-linear, cnn, densenet, vgg"),
+        "{stderr}"
+    );
+}
