@@ -16,8 +16,9 @@ use crate::nn::ops::cross_entropy;
 
 /// The `solver` named in the report of every net.
 pub const SOLVER: &str = "ecobench-nn-adamw";
-/// Images per forward pass when evaluating.
-const EVAL_BATCH: usize = 500;
+/// Images per forward pass when evaluating: candle keeps every activation of a forward
+/// alive until its output is dropped, so this bounds evaluation's memory.
+const EVAL_BATCH: usize = 128;
 
 /// Seconds spent in each part of the training steps.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
