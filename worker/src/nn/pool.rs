@@ -119,9 +119,9 @@ fn forward_body(pool: Pool, p: &Plane, z: &[f32], out: &mut [f32], argmax: &mut 
 }
 
 super::simd::multiversion!(
-    /// Backward on one plane: the gradient `dy` (input size, rows `row_stride` apart; the
-    /// caller zeroes it first) with respect to the values after the affine map and before
-    /// ReLU, from the gradient `dout` of the pooled output.
+    /// Backward on one plane: the gradient `dy` (input size, rows `row_stride` apart; every
+    /// pixel written, the columns past `width` left alone) with respect to the values after
+    /// the affine map and before ReLU, from the gradient `dout` of the pooled output.
     ///
     /// `out` is the forward's output; `z` the forward's input, needed only when
     /// [`Pool::mask_needs_input`] says so.
@@ -161,13 +161,19 @@ fn backward_body(
         }
         Pool::Max2 => {
             for r in 0..ph {
+                let (top, bottom) = dy[2 * r * w..].split_at_mut(w);
                 for c in 0..pw {
                     let idx = r * pw + c;
-                    if p.relu && out[idx] <= 0.0 {
-                        continue;
-                    }
-                    let at = usize::from(argmax[idx]);
-                    dy[(2 * r + at / 2) * w + 2 * c + at % 2] = dout[idx];
+                    let g = if p.relu && out[idx] <= 0.0 {
+                        0.0
+                    } else {
+                        dout[idx]
+                    };
+                    let at = argmax[idx];
+                    top[2 * c] = if at == 0 { g } else { 0.0 };
+                    top[2 * c + 1] = if at == 1 { g } else { 0.0 };
+                    bottom[2 * c] = if at == 2 { g } else { 0.0 };
+                    bottom[2 * c + 1] = if at == 3 { g } else { 0.0 };
                 }
             }
         }
@@ -186,6 +192,17 @@ fn backward_body(
                     }
                 }
             }
+        }
+    }
+    // The odd last row and column no window reads.
+    if pool != Pool::None {
+        if p.width % 2 == 1 {
+            for r in 0..2 * ph {
+                dy[r * w + p.width - 1] = 0.0;
+            }
+        }
+        if p.height % 2 == 1 {
+            dy[(p.height - 1) * w..][..p.width].fill(0.0);
         }
     }
 }

@@ -106,7 +106,7 @@ impl ConvBlock {
         let parts = par::map(items, |(idx, dx_chunk)| {
             let (first, cnt) = d.chunk_images(idx);
             scratch::with_scratch([zl.chunk], |[dz]| {
-                dz.fill(0.0);
+                zl.zero_off_planes(&g, cnt, dz);
                 match &coefs {
                     Some(coefs) => {
                         let at = idx * zl.chunk;

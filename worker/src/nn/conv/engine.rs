@@ -36,6 +36,37 @@ impl ZLayout {
     pub fn plane_len(&self, g: &Geom) -> usize {
         (g.out_h - 1) * self.rs + g.out_w
     }
+
+    /// Zeroes everything of a chunk of `cnt` images but the output pixels of its `g.c_out`
+    /// planes: junk columns, rows past the last, padded channels, unused images' columns.
+    /// The gradient kernels read the whole chunk and need those zero.
+    pub fn zero_off_planes(&self, g: &Geom, cnt: usize, chunk: &mut [f32]) {
+        let chunk = &mut chunk[..self.chunk];
+        if self.img == g.out_hw() && self.rs == g.out_w {
+            // im2col layout: channel rows of `cs` columns, images side by side.
+            for (c, row) in chunk.chunks_mut(self.cs).enumerate() {
+                let live = if c < g.c_out { cnt * g.out_hw() } else { 0 };
+                row[live..].fill(0.0);
+            }
+            return;
+        }
+        for (i, image) in chunk.chunks_mut(self.img).enumerate() {
+            for (c, plane) in image.chunks_mut(self.cs).enumerate() {
+                if i >= cnt || c >= g.c_out {
+                    plane.fill(0.0);
+                    continue;
+                }
+                for r in 0..g.out_h {
+                    let end = if r + 1 < g.out_h {
+                        (r + 1) * self.rs
+                    } else {
+                        self.cs
+                    };
+                    plane[r * self.rs + g.out_w..end].fill(0.0);
+                }
+            }
+        }
+    }
 }
 
 /// A convolution laid out for the chunks of one call.

@@ -226,7 +226,7 @@ impl PreActConv {
             let (first, cnt) = d.chunk(idx);
             let xc = &xv[first * g.in_len()..][..cnt * g.in_len()];
             scratch::with_scratch([zl.chunk], |[dz]| {
-                dz.fill(0.0);
+                zl.zero_off_planes(&g, cnt, dz);
                 let plane = self.plane(&d, zl.rs);
                 for i in 0..cnt {
                     for co in 0..g.c_out {
