@@ -7,12 +7,17 @@
 /// # Safety
 /// Implementations use instructions of their instruction set: call their methods only
 /// from code compiled for it (a `#[target_feature]` function entered after detection).
+#[allow(clippy::missing_safety_doc)] // one Safety section, on `zero`, covers every method
 pub unsafe trait Simd: Copy {
     /// f32 lanes per vector.
     const LANES: usize;
     /// The vector type.
     type V: Copy;
     /// All lanes zero.
+    ///
+    /// # Safety
+    /// Every method: only from code compiled for the instruction set (see the trait);
+    /// `load` and `store` also need `LANES` valid floats at `p`.
     unsafe fn zero() -> Self::V;
     /// All lanes `v`.
     unsafe fn splat(v: f32) -> Self::V;

@@ -83,6 +83,7 @@ impl Layout {
     }
 
     /// Floats of one image in this layout.
+    #[allow(clippy::len_without_is_empty)] // a layout is never empty
     pub fn len(&self) -> usize {
         self.channels * self.plane
     }
@@ -300,7 +301,7 @@ pub fn forward(x: &[f32], offsets: &[usize], packed: &[f32], tile: Tile, nq: usi
     let k = offsets.len();
     let rows = packed.len() / k.max(1);
     assert!(
-        nq % Q_ALIGN == 0 && z.len() >= rows * nq,
+        nq.is_multiple_of(Q_ALIGN) && z.len() >= rows * nq,
         "conv kernel: output too small"
     );
     let reach = offsets.iter().max().copied().unwrap_or(0) + nq;
@@ -462,7 +463,7 @@ impl GradKernel {
     pub fn choose(c_out: usize, k: usize) -> Self {
         let isa = simd::isa();
         let lanes = if isa == Isa::Avx512 { 16 } else { 8 };
-        if !(c_out >= 2 * lanes && c_out % lanes == 0 && k >= 64) {
+        if !(c_out >= 2 * lanes && c_out.is_multiple_of(lanes) && k >= 64) {
             return GradKernel::PixelLanes;
         }
         let (vc, rows) = dw_tile(isa, c_out, k);

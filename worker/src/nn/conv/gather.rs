@@ -45,7 +45,7 @@ pub unsafe fn im2col(
     cs: usize,
 ) {
     use std::arch::x86_64::*;
-    assert!(idx.len() == cs && cs % 16 == 0 && col.len() >= g.k_dim() * cs);
+    assert!(idx.len() == cs && cs.is_multiple_of(16) && col.len() >= g.k_dim() * cs);
     let max = idx.iter().copied().max().unwrap_or(0) as usize;
     for row in 0..g.k_dim() {
         let base = row_offset(g, padded, row);
@@ -83,7 +83,7 @@ pub unsafe fn col2im(
     cs: usize,
 ) {
     use std::arch::x86_64::*;
-    assert!(idx.len() == cs && cs % 16 == 0 && col.len() >= g.k_dim() * cs && live <= cs);
+    assert!(idx.len() == cs && cs.is_multiple_of(16) && col.len() >= g.k_dim() * cs && live <= cs);
     let max = idx.iter().copied().max().unwrap_or(0) as usize;
     for row in 0..g.k_dim() {
         let base = row_offset(g, padded, row);

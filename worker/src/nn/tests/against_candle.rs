@@ -16,6 +16,7 @@ use crate::nn::pool::Pool;
 /// stride 2, padding 0 and 1, 1×1 kernels. candle's own strided backward fails when the
 /// last window does not end on the input's edge, so those shapes are left to the
 /// finite-difference checks.
+#[allow(clippy::type_complexity)] // one row per case reads best as a tuple
 const CONV_SHAPES: [(usize, usize, usize, usize, usize, usize, usize, usize); 7] = [
     (1, 1, 5, 5, 2, 3, 1, 1),
     (2, 3, 7, 9, 4, 3, 2, 0),
@@ -326,7 +327,7 @@ fn a_network_input_gets_no_gradient() {
     let x = random_tensor(&[2, 1, 6, 6], 1);
     let w = random_var(&[3, 1, 3, 3], 2);
     let f = |t: &[Tensor]| conv_block(&x, &t[0], None, spec(3, 1, 1, true, Pool::Max2), None);
-    let (_, grads) = run(&f, &[w.clone()], 5);
+    let (_, grads) = run(&f, std::slice::from_ref(&w), 5);
     assert!(grads[0].is_some());
     let out = f(&[w.as_tensor().clone()]).unwrap();
     let all = out.sum_all().unwrap().backward().unwrap();
