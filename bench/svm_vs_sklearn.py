@@ -10,12 +10,8 @@ alternate (every ecobench variant, then every scikit-learn model, and again) and
 table gives median fit times. SVC is skipped above --svc-max images (its time grows with
 the square of the samples).
 
-It installs nothing. Make a virtual environment outside the repository once:
-
-    python3 -m venv ~/.venvs/ecobench-bench
-    ~/.venvs/ecobench-bench/bin/pip install scikit-learn numpy
-
-then, from the repository root, after `cargo build --release -p ecobench-worker`:
+It runs from a virtual environment outside the repository; `bench/setup-venv.sh` makes
+one (~/.venvs/ecobench-bench) and builds the worker. Then, from the repository root:
 
     ~/.venvs/ecobench-bench/bin/python bench/svm_vs_sklearn.py
 """
