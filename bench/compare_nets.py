@@ -7,7 +7,7 @@ settings; the table gives the median train images/s of each, their ratio, and th
 peak resident memory. Accuracy (--accuracy): both train 3 epochs on the whole shipped
 subset (10,000 images) and are tested on its 2,000 test images.
 
-    ~/.venvs/ecobench-bench/bin/python bench/compare_nets.py            # speed, ~15 minutes
+    ~/.venvs/ecobench-bench/bin/python bench/compare_nets.py            # speed, ~5 minutes
     ~/.venvs/ecobench-bench/bin/python bench/compare_nets.py --accuracy # ~10 minutes
 """
 
