@@ -37,15 +37,18 @@ impl Client {
         Ok(Client { inner })
     }
 
-    /// Submits a campaign file's text.
+    /// Submits a campaign file's text; `uploads` maps the `file:` weights it names to the
+    /// SHA-256 of the content already uploaded.
     pub async fn submit(
         &mut self,
         file_name: &str,
         toml: String,
+        uploads: std::collections::HashMap<String, String>,
     ) -> Result<pb::SubmitCampaignResponse> {
         let request = pb::SubmitCampaignRequest {
             file_name: file_name.to_string(),
             toml,
+            uploads,
         };
         Ok(self
             .inner

@@ -18,7 +18,9 @@ pub fn read_campaign(file: &Path) -> Result<String> {
 
 /// Submits a campaign file's text; prints and returns the campaign id.
 pub async fn submit(client: &mut Client, file: &Path, toml: String) -> Result<String> {
-    let answer = client.submit(&file.display().to_string(), toml).await?;
+    let answer = client
+        .submit(&file.display().to_string(), toml, Default::default())
+        .await?;
     let how = if answer.created {
         "stored"
     } else {

@@ -1,16 +1,17 @@
 //! The coordinator's domain: campaigns, leases, results and reports, over the
 //! store. Knows nothing of gRPC; `service.rs` adapts it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ecobench_shared::{HardwareFingerprint, JobResult, JobSpec, Progress, campaign};
+use ecobench_shared::{HardwareFingerprint, JobResult, JobSpec, Progress, Stage, campaign};
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, instrument, warn};
 
 use crate::scheduler::{self, Completion, JobRecord, JobState};
 use crate::store::{
-    CampaignRecord, ResultRecord, Store, StoreError, WorkerRecord, campaign_key, job_key,
+    CampaignRecord, PretrainRecord, ResultRecord, Store, StoreError, WorkerRecord, campaign_key,
+    job_key,
 };
 
 /// Tunables of the coordinator.
@@ -186,10 +187,22 @@ impl Coordinator {
             .min((self.config.lease_ms / 3) as u32))
     }
 
-    /// Parses, validates and stores a campaign; the same content is stored once.
-    #[instrument(skip_all, fields(file = %file_name))]
+    /// Parses, validates and stores a campaign that names no weights file.
     pub async fn submit(&self, file_name: &str, toml: &str) -> Result<Submitted, CoordinatorError> {
-        let spec = campaign::parse(file_name, toml, self.config.max_jobs)
+        self.submit_with_uploads(file_name, toml, &BTreeMap::new())
+            .await
+    }
+
+    /// Parses, validates and stores a campaign; the same content is stored once.
+    /// `uploads` maps the `file:` weights it names to the SHA-256 of their uploaded content.
+    #[instrument(skip_all, fields(file = %file_name))]
+    pub async fn submit_with_uploads(
+        &self,
+        file_name: &str,
+        toml: &str,
+        uploads: &BTreeMap<String, String>,
+    ) -> Result<Submitted, CoordinatorError> {
+        let spec = campaign::parse_with_uploads(file_name, toml, self.config.max_jobs, uploads)
             .map_err(|err| CoordinatorError::InvalidArgument(err.to_string()))?;
         let jobs: Vec<JobRecord> = spec.jobs.iter().cloned().map(JobRecord::new).collect();
         let record = CampaignRecord {
@@ -242,13 +255,66 @@ impl Coordinator {
     async fn try_lease(&self, worker_id: &str) -> Result<Option<Lease>, CoordinatorError> {
         let _guard = self.changes.lock().await;
         let now = now_unix_ms();
+        // Pretrainings in flight: a second job with the same key waits for their weights
+        // instead of training them again.
+        let mut in_flight: Vec<String> = Vec::new();
+        for entry in self.store.all_jobs() {
+            let (_, job) = entry?;
+            if let (JobState::Leased { .. }, Stage::Pretrain { key, .. }) =
+                (&job.state, &job.spec.stage)
+            {
+                in_flight.push(key.clone());
+            }
+        }
+        let mut settled = false;
         for entry in self.store.all_jobs() {
             let (key, job) = entry?;
             if job.state != JobState::Pending {
                 continue;
             }
+            let mut ready = job.clone();
+            match &job.spec.stage {
+                Stage::Pretrain { key: pretrain, .. } => {
+                    if let Some(done) = self.store.pretrain(pretrain)? {
+                        if let Some(next) = scheduler::reuse(&job, &done.job_id)
+                            && self.store.swap_job(&key, &job, &next)?
+                        {
+                            info!(job = %job.spec.job_id(), weights_of = %done.job_id, "pretraining reused");
+                            settled = true;
+                        }
+                        continue;
+                    }
+                    if in_flight.contains(pretrain) {
+                        continue;
+                    }
+                }
+                Stage::FineTune {
+                    pretrain_job: Some(idx),
+                    ..
+                } => match self.dependency(&job, *idx)? {
+                    scheduler::Readiness::Ready(sha) => {
+                        if let Stage::FineTune {
+                            artifact_sha256, ..
+                        } = &mut ready.spec.stage
+                        {
+                            *artifact_sha256 = sha;
+                        }
+                    }
+                    scheduler::Readiness::Waiting => continue,
+                    scheduler::Readiness::Doomed(reason) => {
+                        if let Some(next) = scheduler::doom(&job, reason)
+                            && self.store.swap_job(&key, &job, &next)?
+                        {
+                            warn!(job = %job.spec.job_id(), reason = %next.failures.join(" | "), "job failed without running");
+                            settled = true;
+                        }
+                        continue;
+                    }
+                },
+                _ => {}
+            }
             let lease_id = self.store.next_id()?;
-            let next = scheduler::lease(&job, worker_id, lease_id, now + self.config.lease_ms)
+            let next = scheduler::lease(&ready, worker_id, lease_id, now + self.config.lease_ms)
                 .expect("a pending job can be leased");
             if self.store.swap_job(&key, &job, &next)? {
                 self.store.flush().await?;
@@ -261,7 +327,30 @@ impl Coordinator {
                 }));
             }
         }
+        if settled {
+            self.store.flush().await?;
+        }
         Ok(None)
+    }
+
+    /// Whether the fine-tune `job` may run, given its campaign's pretrain job `idx`.
+    fn dependency(
+        &self,
+        job: &JobRecord,
+        idx: u32,
+    ) -> Result<scheduler::Readiness, CoordinatorError> {
+        let campaign = campaign_key(&job.spec.campaign_id).expect("stored jobs have valid ids");
+        let Some(dependency) = self.store.job(&job_key(campaign, idx))? else {
+            return Ok(scheduler::Readiness::Doomed(format!(
+                "its pretrain job {}-{idx} is not in the campaign",
+                job.spec.campaign_id
+            )));
+        };
+        let artifact = match &dependency.spec.stage {
+            Stage::Pretrain { key, .. } => self.store.pretrain(key)?.map(|r| r.artifact_sha256),
+            _ => None,
+        };
+        Ok(scheduler::readiness(Some(&dependency), artifact.as_deref()))
     }
 
     /// Extends a lease; returns true when the worker should cancel the job.
@@ -313,13 +402,26 @@ impl Coordinator {
                 "lease {lease_id} no longer holds job {job_id} (it expired or was re-leased): result refused"
             ))),
             Completion::Accept(next) => {
+                let pretrain = match &job.spec.stage {
+                    Stage::Pretrain { key, .. } => Some(PretrainRecord {
+                        key: key.clone(),
+                        job_id: job_id.to_string(),
+                        artifact_sha256: self.published_weights(job_id, &result)?,
+                        energy_kwh: result.energy.energy_kwh,
+                        co2_kg: result.energy.co2_kg,
+                    }),
+                    _ => None,
+                };
                 let record = ResultRecord {
                     worker_id: lease_holder(&job).unwrap_or(worker_id).to_string(),
                     lease_id,
                     completed_unix_ms: now_unix_ms(),
                     result,
                 };
-                if !self.store.complete_job(&key, &job, &next, &record)? {
+                if !self
+                    .store
+                    .complete_job(&key, &job, &next, &record, pretrain.as_ref())?
+                {
                     return Err(CoordinatorError::FailedPrecondition(format!(
                         "job {job_id} changed concurrently"
                     )));
@@ -330,9 +432,28 @@ impl Coordinator {
                     energy_kwh = record.result.energy.energy_kwh,
                     "job succeeded"
                 );
+                if pretrain.is_some() {
+                    // Its fine-tunes can run now.
+                    self.work.notify_waiters();
+                }
                 Ok(false)
             }
         }
+    }
+
+    /// The weights a pretrain job's result names; refused when it names none.
+    fn published_weights(
+        &self,
+        job_id: &str,
+        result: &JobResult,
+    ) -> Result<String, CoordinatorError> {
+        let Some(sha) = result.artifact_sha256.clone() else {
+            return Err(CoordinatorError::InvalidArgument(format!(
+                "job {job_id} is a pretrain job but its result names no weights: the worker \
+                 uploads them with PutArtifact and sends their SHA-256 in the result"
+            )));
+        };
+        Ok(sha)
     }
 
     /// Records a failed attempt. Returns true when the job will be tried again.
@@ -362,7 +483,9 @@ impl Coordinator {
         self.store.flush().await?;
         let will_retry = next.state == JobState::Pending;
         warn!(%reason, will_retry, "job attempt failed");
-        if will_retry {
+        // A retry is new work; a pretrain job failed for good settles its fine-tunes,
+        // which the next lease attempt fails.
+        if will_retry || matches!(next.spec.stage, Stage::Pretrain { .. }) {
             self.work.notify_waiters();
         }
         Ok(will_retry)

@@ -138,7 +138,7 @@ pub fn status(spec: &CampaignSpec, jobs: &[JobRecord]) -> CampaignStatus {
         match job.state {
             JobState::Pending => status.pending += 1,
             JobState::Leased { .. } => status.leased += 1,
-            JobState::Succeeded { .. } => status.succeeded += 1,
+            JobState::Succeeded { .. } | JobState::Reused { .. } => status.succeeded += 1,
             JobState::Failed => status.failed += 1,
         }
     }
@@ -175,6 +175,7 @@ fn job_row(
         JobState::Leased { worker_id, .. } => ("running", worker_id.clone()),
         JobState::Succeeded { worker_id, .. } => ("succeeded", worker_id.clone()),
         JobState::Failed => ("failed", String::new()),
+        JobState::Reused { job_id } => ("reused", job_id.clone()),
     };
     let train = result.map(|r| &r.result.train);
     let energy = result.map(|r| &r.result.energy);

@@ -30,6 +30,12 @@ pub enum JobState {
     },
     /// Given up on; `JobRecord::failures` says why.
     Failed,
+    /// A pretrain job that did not run: the same pretraining (same key) had already
+    /// produced its artifact in job `job_id`, whose weights serve instead.
+    Reused {
+        /// The job that trained the weights (`<campaign>-<index>`).
+        job_id: String,
+    },
 }
 
 /// A job as the store keeps it.
@@ -56,9 +62,12 @@ impl JobRecord {
         }
     }
 
-    /// True once the job has succeeded or failed for good.
+    /// True once the job has succeeded, failed for good, or been served by another.
     pub fn is_finished(&self) -> bool {
-        matches!(self.state, JobState::Succeeded { .. } | JobState::Failed)
+        matches!(
+            self.state,
+            JobState::Succeeded { .. } | JobState::Failed | JobState::Reused { .. }
+        )
     }
 
     /// The lease id if the job is leased.
@@ -90,6 +99,59 @@ pub fn lease(
     Some(next)
 }
 
+/// Whether a pending job may be leased, given the state of the pretrain job it depends on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Readiness {
+    /// No dependency, or its weights exist: lease it (with this artifact, if any).
+    Ready(Option<String>),
+    /// The dependency has not finished yet.
+    Waiting,
+    /// The dependency failed for good: fail this job with the reason.
+    Doomed(String),
+}
+
+/// Decides whether a fine-tune can run: `dependency` is its pretrain job's record and
+/// `artifact` the weights published under that pretraining's key, if any.
+pub fn readiness(dependency: Option<&JobRecord>, artifact: Option<&str>) -> Readiness {
+    let Some(dependency) = dependency else {
+        return Readiness::Ready(None);
+    };
+    if let Some(sha) = artifact {
+        return Readiness::Ready(Some(sha.to_string()));
+    }
+    match dependency.state {
+        JobState::Failed => Readiness::Doomed(format!(
+            "its pretrain job {} failed: {}",
+            dependency.spec.job_id(),
+            dependency.failures.join(" | ")
+        )),
+        _ => Readiness::Waiting,
+    }
+}
+
+/// Fails a pending job for good without an attempt (its dependency failed).
+pub fn doom(job: &JobRecord, reason: String) -> Option<JobRecord> {
+    if job.state != JobState::Pending {
+        return None;
+    }
+    let mut next = job.clone();
+    next.failures.push(reason);
+    next.state = JobState::Failed;
+    Some(next)
+}
+
+/// Marks a pending pretrain job as served by the artifact of `job_id`.
+pub fn reuse(job: &JobRecord, job_id: &str) -> Option<JobRecord> {
+    if job.state != JobState::Pending {
+        return None;
+    }
+    let mut next = job.clone();
+    next.state = JobState::Reused {
+        job_id: job_id.to_string(),
+    };
+    Some(next)
+}
+
 /// Extends a live lease; `None` if `lease_id` does not hold the job.
 pub fn extend(job: &JobRecord, lease_id: u64, deadline_unix_ms: u64) -> Option<JobRecord> {
     match &job.state {
@@ -114,7 +176,7 @@ pub fn extend(job: &JobRecord, lease_id: u64, deadline_unix_ms: u64) -> Option<J
 #[derive(Debug, Clone, PartialEq)]
 pub enum Completion {
     /// Store the result with this new record.
-    Accept(JobRecord),
+    Accept(Box<JobRecord>),
     /// The same lease already completed: acknowledge, store nothing.
     Duplicate,
     /// The lease does not hold the job (expired, re-leased, failed): refuse.
@@ -134,7 +196,7 @@ pub fn complete(job: &JobRecord, lease_id: u64) -> Completion {
                 worker_id: worker_id.clone(),
                 lease_id,
             };
-            Completion::Accept(next)
+            Completion::Accept(Box::new(next))
         }
         JobState::Succeeded { lease_id: done, .. } if *done == lease_id => Completion::Duplicate,
         _ => Completion::Stale,
@@ -188,6 +250,38 @@ fn give_back(job: &JobRecord, reason: String, retryable: bool, max_attempts: u32
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fine_tune_waits_for_its_pretrain_job_and_fails_with_its_reason() {
+        let mut pretrain = job();
+        assert_eq!(readiness(None, None), Readiness::Ready(None));
+        assert_eq!(readiness(Some(&pretrain), None), Readiness::Waiting);
+        pretrain = lease(&pretrain, "w", 1, 10).unwrap();
+        assert_eq!(readiness(Some(&pretrain), None), Readiness::Waiting);
+        assert_eq!(
+            readiness(Some(&pretrain), Some("ab")),
+            Readiness::Ready(Some("ab".into()))
+        );
+        let failed = fail(&pretrain, 1, "attempt 1: diverged", false, 3).unwrap();
+        let Readiness::Doomed(reason) = readiness(Some(&failed), None) else {
+            panic!()
+        };
+        assert!(reason.contains("pretrain job 00000000000000aa-0 failed: attempt 1: diverged"));
+        let doomed = doom(&job(), reason).unwrap();
+        assert_eq!(doomed.state, JobState::Failed);
+        assert_eq!(doomed.attempts, 0, "no attempt spent");
+        assert!(
+            doom(&pretrain, String::new()).is_none(),
+            "only pending jobs"
+        );
+    }
+
+    #[test]
+    fn a_pretrain_job_already_trained_elsewhere_is_reused_not_leased() {
+        let reused = reuse(&job(), "00000000000000bb-0").unwrap();
+        assert!(reused.is_finished());
+        assert!(lease(&reused, "w", 1, 10).is_none());
+    }
     use ecobench_shared::{JobSpec, ModelConfig, SvmConfig, SvmSolver};
 
     fn job() -> JobRecord {
@@ -200,6 +294,7 @@ mod tests {
             seed: 1,
             threads: 0,
             model: ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
+            stage: Default::default(),
         })
     }
 
@@ -285,7 +380,7 @@ mod tests {
                     _ => {
                         let guess = next_random() % next_lease.max(1) + 1;
                         if let Completion::Accept(r) = complete(&record, guess) {
-                            record = r;
+                            record = *r;
                             accepted += 1;
                         }
                     }

@@ -185,7 +185,11 @@ impl CampaignService for Service {
         request: Request<pb::SubmitCampaignRequest>,
     ) -> Result<Response<pb::SubmitCampaignResponse>, Status> {
         let req = request.into_inner();
-        let submitted = self.coordinator.submit(&req.file_name, &req.toml).await?;
+        let uploads = req.uploads.into_iter().collect();
+        let submitted = self
+            .coordinator
+            .submit_with_uploads(&req.file_name, &req.toml, &uploads)
+            .await?;
         Ok(Response::new(pb::SubmitCampaignResponse {
             campaign_id: submitted.campaign_id,
             name: submitted.name,

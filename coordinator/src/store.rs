@@ -3,7 +3,8 @@
 //!
 //! Trees: `campaigns` (campaign key → [`CampaignRecord`]), `jobs` (campaign key
 //! ++ job index, big-endian → [`JobRecord`]), `results` (same key →
-//! [`ResultRecord`]), `workers` (worker id → [`WorkerRecord`]), `meta`
+//! [`ResultRecord`]), `workers` (worker id → [`WorkerRecord`]), `pretrains` (pretrain
+//! key → [`PretrainRecord`]), `meta`
 //! (`schema_version`). Values are JSON with a record version.
 
 use std::path::Path;
@@ -78,6 +79,22 @@ pub struct WorkerRecord {
     pub jobs_done: u32,
 }
 
+/// The weights a pretraining produced, by its key (`Stage::Pretrain::key`): every later
+/// job with the same key, in any campaign, reuses them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainRecord {
+    /// The pretraining's content key.
+    pub key: String,
+    /// The job that trained them (`<campaign>-<index>`).
+    pub job_id: String,
+    /// SHA-256 of the weights (an artifact).
+    pub artifact_sha256: String,
+    /// Energy of the pretrain job.
+    pub energy_kwh: f64,
+    /// Its CO₂e.
+    pub co2_kg: f64,
+}
+
 /// Every record is wrapped with a version so that the layout can evolve.
 #[derive(Serialize, Deserialize)]
 struct Versioned<T> {
@@ -93,6 +110,7 @@ pub struct Store {
     jobs: sled::Tree,
     results: sled::Tree,
     workers: sled::Tree,
+    pretrains: sled::Tree,
 }
 
 /// The key of a campaign: its 16-hex-digit id as a big-endian u64.
@@ -169,6 +187,7 @@ impl Store {
             jobs: db.open_tree("jobs")?,
             results: db.open_tree("results")?,
             workers: db.open_tree("workers")?,
+            pretrains: db.open_tree("pretrains")?,
             db,
         })
     }
@@ -273,7 +292,8 @@ impl Store {
         Ok(swapped.is_ok())
     }
 
-    /// Marks a job succeeded and stores its result, in one transaction.
+    /// Marks a job succeeded and stores its result (and, for a pretrain job, the record
+    /// of its weights), in one transaction.
     /// False, writing nothing, if the job changed since `expected` was read.
     pub fn complete_job(
         &self,
@@ -281,15 +301,19 @@ impl Store {
         expected: &JobRecord,
         next: &JobRecord,
         result: &ResultRecord,
+        pretrain: Option<&PretrainRecord>,
     ) -> Result<bool, StoreError> {
         let expected = encode(expected);
-        let outcome =
-            (&self.jobs, &self.results, &self.workers).transaction(|(jobs, results, workers)| {
+        let outcome = (&self.jobs, &self.results, &self.workers, &self.pretrains).transaction(
+            |(jobs, results, workers, pretrains)| {
                 if jobs.get(key)?.as_deref() != Some(expected.as_slice()) {
                     return Ok(false);
                 }
                 jobs.insert(key, encode(next))?;
                 results.insert(key, encode(result))?;
+                if let Some(record) = pretrain {
+                    pretrains.insert(record.key.as_bytes(), encode(record))?;
+                }
                 if let Some(bytes) = workers.get(result.worker_id.as_bytes())?
                     && let Ok(mut worker) =
                         decode::<WorkerRecord>("workers", result.worker_id.as_bytes(), &bytes)
@@ -299,8 +323,28 @@ impl Store {
                     workers.insert(result.worker_id.as_bytes(), encode(&worker))?;
                 }
                 Ok::<_, ConflictableTransactionError<bool>>(true)
-            });
+            },
+        );
         outcome.or_else(flatten)
+    }
+
+    /// The weights of a pretraining, by key.
+    pub fn pretrain(&self, key: &str) -> Result<Option<PretrainRecord>, StoreError> {
+        self.pretrains
+            .get(key.as_bytes())?
+            .map(|value| decode("pretrains", key.as_bytes(), &value))
+            .transpose()
+    }
+
+    /// Every pretraining's weights.
+    pub fn pretrains(&self) -> Result<Vec<PretrainRecord>, StoreError> {
+        self.pretrains
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry?;
+                decode("pretrains", &key, &value)
+            })
+            .collect()
     }
 
     /// The results of a campaign, keyed by job index.

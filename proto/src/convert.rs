@@ -5,6 +5,8 @@ use ecobench_shared as domain;
 
 use crate::pb;
 
+mod stage;
+
 /// A wire message that cannot become a domain value.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("malformed {message}: {problem}")]
@@ -47,6 +49,7 @@ impl From<domain::JobSpec> for pb::JobSpec {
             seed: job.seed,
             threads: job.threads,
             model: Some(model),
+            stage: stage::to_wire(job.stage),
         }
     }
 }
@@ -142,6 +145,7 @@ impl TryFrom<pb::JobSpec> for domain::JobSpec {
             seed: job.seed,
             threads: job.threads,
             model,
+            stage: stage::from_wire(job.stage)?,
         })
     }
 }
@@ -265,6 +269,7 @@ impl From<domain::JobResult> for pb::JobResult {
         pb::JobResult {
             train: Some(r.train.into()),
             energy: Some(r.energy.into()),
+            artifact_sha256: r.artifact_sha256.unwrap_or_default(),
         }
     }
 }
@@ -277,6 +282,7 @@ impl TryFrom<pb::JobResult> for domain::JobResult {
         Ok(domain::JobResult {
             train: train.into(),
             energy: energy.try_into()?,
+            artifact_sha256: (!r.artifact_sha256.is_empty()).then_some(r.artifact_sha256),
         })
     }
 }
@@ -360,9 +366,48 @@ mod tests {
                 batch_size: 16,
                 learning_rate: 0.01,
             }),
+            stage: domain::Stage::Scratch,
         };
         let wire: pb::JobSpec = job.clone().into();
         assert_eq!(domain::JobSpec::try_from(wire).unwrap(), job);
+        let stages = [
+            domain::Stage::Pretrain {
+                dataset: "fashion-mnist".into(),
+                classes: vec![0, 1, 2],
+                key: "0123456789abcdef".into(),
+            },
+            domain::Stage::FineTune {
+                source: domain::PretrainSource::Task {
+                    dataset: "fashion-mnist".into(),
+                    classes: vec![0, 1],
+                },
+                pretrain_job: Some(0),
+                artifact_sha256: Some("ab".repeat(32)),
+                freeze: true,
+                declared: domain::DeclaredCost::default(),
+            },
+            domain::Stage::FineTune {
+                source: domain::PretrainSource::File {
+                    path: "w.safetensors".into(),
+                    sha256: "cd".repeat(32),
+                },
+                pretrain_job: None,
+                artifact_sha256: Some("cd".repeat(32)),
+                freeze: false,
+                declared: domain::DeclaredCost {
+                    kwh: Some(2.5),
+                    co2_kg: None,
+                },
+            },
+        ];
+        for stage in stages {
+            let job = domain::JobSpec {
+                stage,
+                ..job.clone()
+            };
+            let wire: pb::JobSpec = job.clone().into();
+            assert_eq!(domain::JobSpec::try_from(wire).unwrap(), job);
+        }
         let net = domain::NetConfig {
             n_epochs: 3,
             batch_size: 64,

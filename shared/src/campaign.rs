@@ -3,10 +3,13 @@
 //! Every list-valued key is an axis: a model entry expands into the cartesian
 //! product of its axes, and every configuration runs once per seed.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::job::{JobSpec, MODEL_KINDS, ModelConfig, SvmConfig, SvmMulticlass, SvmSolver};
+use crate::pretrain::{DeclaredCost, PretrainSource, PretrainedValue, Stage, parse_pretrained};
 
 mod check;
 mod nets;
@@ -150,6 +153,10 @@ struct RawModel {
     layers_per_block: Option<Axis<u32>>,
     width: Option<Axis<f64>>,
     batch_norm: Option<Axis<bool>>,
+    pretrained: Option<String>,
+    freeze: Option<Axis<bool>>,
+    pretrain_kwh: Option<f64>,
+    pretrain_co2_kg: Option<f64>,
 }
 
 impl RawModel {
@@ -180,6 +187,10 @@ impl RawModel {
             ("layers_per_block", self.layers_per_block.is_some()),
             ("width", self.width.is_some()),
             ("batch_norm", self.batch_norm.is_some()),
+            ("pretrained", self.pretrained.is_some()),
+            ("freeze", self.freeze.is_some()),
+            ("pretrain_kwh", self.pretrain_kwh.is_some()),
+            ("pretrain_co2_kg", self.pretrain_co2_kg.is_some()),
         ];
         keys.extend(net_keys.iter().filter(|(_, set)| *set).map(|(key, _)| *key));
         keys
@@ -193,7 +204,15 @@ const COMMON_MODEL_KEYS: &[&str] = &["train_samples", "threads"];
 fn keys_of_kind(kind: &str) -> &'static [&'static str] {
     match kind {
         "svm-linear" => &["c", "solver", "multiclass"],
-        "cnn" => &["epochs", "batch_size", "learning_rate"],
+        "cnn" => &[
+            "epochs",
+            "batch_size",
+            "learning_rate",
+            "pretrained",
+            "freeze",
+            "pretrain_kwh",
+            "pretrain_co2_kg",
+        ],
         "densenet" => &[
             "epochs",
             "batch_size",
@@ -201,6 +220,10 @@ fn keys_of_kind(kind: &str) -> &'static [&'static str] {
             "growth_rate",
             "n_blocks",
             "layers_per_block",
+            "pretrained",
+            "freeze",
+            "pretrain_kwh",
+            "pretrain_co2_kg",
         ],
         "vgg" => &[
             "epochs",
@@ -208,6 +231,10 @@ fn keys_of_kind(kind: &str) -> &'static [&'static str] {
             "learning_rate",
             "width",
             "batch_norm",
+            "pretrained",
+            "freeze",
+            "pretrain_kwh",
+            "pretrain_co2_kg",
         ],
         _ => &[],
     }
@@ -232,16 +259,45 @@ fn default_optimizer() -> String {
     "adamw".to_string()
 }
 
-/// Parses, validates and expands a campaign file.
+/// Parses, validates and expands a campaign file that names no weights file.
 ///
 /// `file` names the source in error messages; `max_jobs` bounds the matrix.
 pub fn parse(file: &str, text: &str, max_jobs: usize) -> Result<CampaignSpec, CampaignError> {
+    parse_with_uploads(file, text, max_jobs, &BTreeMap::new())
+}
+
+/// The `file:` weights a campaign names (`pretrained = "file:PATH"`), as written: the
+/// submitter uploads each and passes its SHA-256 to [`parse_with_uploads`].
+pub fn weight_files(text: &str) -> Vec<String> {
+    let Ok(raw) = toml::from_str::<RawCampaign>(text) else {
+        return Vec::new();
+    };
+    let mut files: Vec<String> = raw
+        .model
+        .iter()
+        .filter_map(|model| model.pretrained.as_deref()?.strip_prefix("file:"))
+        .map(str::to_string)
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Parses, validates and expands a campaign file; `uploads` maps each `file:` path (as
+/// written) to the SHA-256 of the uploaded content, which the campaign's id then covers.
+pub fn parse_with_uploads(
+    file: &str,
+    text: &str,
+    max_jobs: usize,
+    uploads: &BTreeMap<String, String>,
+) -> Result<CampaignSpec, CampaignError> {
     let raw: RawCampaign = toml::from_str(text).map_err(|err| CampaignError::Syntax {
         file: file.to_string(),
         message: explain_toml_error(&err.to_string()),
     })?;
     let check = Checker { file, text };
     check.validate(&raw)?;
+    check.uploaded(&raw, uploads)?;
     let n_jobs = count_jobs(&raw);
     if n_jobs > max_jobs {
         return Err(CampaignError::TooLarge {
@@ -250,19 +306,78 @@ pub fn parse(file: &str, text: &str, max_jobs: usize) -> Result<CampaignSpec, Ca
             max_jobs,
         });
     }
-    let mut jobs = Vec::with_capacity(n_jobs);
-    for (model, threads, train_samples) in expand_models(&raw) {
-        for &seed in &raw.seeds {
-            jobs.push(JobSpec {
-                campaign_id: String::new(),
-                job_idx: jobs.len() as u32,
-                dataset: raw.dataset.clone(),
-                train_samples,
-                test_samples: raw.test_samples,
-                seed,
-                threads: threads.unwrap_or(raw.defaults.threads),
-                model: model.clone(),
-            });
+    let mut jobs: Vec<JobSpec> = Vec::with_capacity(n_jobs);
+    let mut pretrain_jobs: BTreeMap<String, u32> = BTreeMap::new();
+    for config in expand_models(&raw) {
+        let job = JobSpec {
+            campaign_id: String::new(),
+            job_idx: 0,
+            dataset: raw.dataset.clone(),
+            train_samples: config.train_samples,
+            test_samples: raw.test_samples,
+            seed: raw.seeds[0],
+            threads: config.threads.unwrap_or(raw.defaults.threads),
+            model: config.model.clone(),
+            stage: Stage::Scratch,
+        };
+        let stages = match &config.transfer {
+            None => vec![Stage::Scratch],
+            Some(transfer) => {
+                let (source, pretrain_job, artifact_sha256) = match &transfer.value {
+                    PretrainedValue::Task { dataset, classes } => {
+                        let pretrain = pretrain_job(&job, dataset, classes);
+                        let Stage::Pretrain { key, .. } = &pretrain.stage else {
+                            unreachable!("pretrain_job makes a pretrain stage")
+                        };
+                        let idx = match pretrain_jobs.get(key) {
+                            Some(&idx) => idx,
+                            None => {
+                                let idx = jobs.len() as u32;
+                                pretrain_jobs.insert(key.clone(), idx);
+                                jobs.push(JobSpec {
+                                    job_idx: idx,
+                                    ..pretrain
+                                });
+                                idx
+                            }
+                        };
+                        let source = PretrainSource::Task {
+                            dataset: dataset.clone(),
+                            classes: classes.clone(),
+                        };
+                        (source, Some(idx), None)
+                    }
+                    PretrainedValue::File(path) => {
+                        let sha256 = uploads[path].clone();
+                        let source = PretrainSource::File {
+                            path: path.clone(),
+                            sha256: sha256.clone(),
+                        };
+                        (source, None, Some(sha256))
+                    }
+                };
+                transfer
+                    .freeze
+                    .iter()
+                    .map(|&freeze| Stage::FineTune {
+                        source: source.clone(),
+                        pretrain_job,
+                        artifact_sha256: artifact_sha256.clone(),
+                        freeze,
+                        declared: transfer.declared,
+                    })
+                    .collect()
+            }
+        };
+        for stage in stages {
+            for &seed in &raw.seeds {
+                jobs.push(JobSpec {
+                    job_idx: jobs.len() as u32,
+                    seed,
+                    stage: stage.clone(),
+                    ..job.clone()
+                });
+            }
         }
     }
     let mut spec = CampaignSpec {
@@ -289,32 +404,90 @@ fn content_id(spec: &CampaignSpec) -> String {
         .collect()
 }
 
+/// The pretrain job a fine-tune of `job`'s configuration needs: on `classes` of
+/// `dataset`, with the campaign's first seed, keyed by its content (see [`Stage::Pretrain`]).
+fn pretrain_job(job: &JobSpec, dataset: &str, classes: &[u8]) -> JobSpec {
+    let mut pretrain = JobSpec {
+        dataset: dataset.to_string(),
+        stage: Stage::Pretrain {
+            dataset: dataset.to_string(),
+            classes: classes.to_vec(),
+            key: String::new(),
+        },
+        ..job.clone()
+    };
+    let digest = Sha256::digest(serde_json::to_vec(&pretrain).expect("job specs serialise"));
+    let key: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    if let Stage::Pretrain { key: slot, .. } = &mut pretrain.stage {
+        *slot = key;
+    }
+    pretrain
+}
+
+/// Jobs the campaign expands to (an upper bound where pretrain jobs are shared).
 fn count_jobs(raw: &RawCampaign) -> usize {
-    let per_seed: usize = raw
-        .model
+    raw.model
         .iter()
         .map(|model| {
             let d = &raw.defaults;
-            match model.kind.as_str() {
+            let configs = match model.kind.as_str() {
                 "svm-linear" => {
                     model.c.as_ref().map_or(1, |c| c.values().len())
                         * model.solver.as_ref().map_or(1, |s| s.values().len())
                         * model.multiclass.as_ref().map_or(1, |m| m.values().len())
                 }
                 _ => nets::count(model, d),
-            }
+            };
+            let freezes = model.freeze.as_ref().map_or(1, |f| f.values().len());
+            let pretrains = usize::from(
+                model
+                    .pretrained
+                    .as_deref()
+                    .is_some_and(|p| !p.starts_with("file:")),
+            );
+            configs * (freezes * raw.seeds.len() + pretrains)
         })
-        .sum();
-    per_seed * raw.seeds.len()
+        .sum()
 }
 
-/// Every model configuration with its thread count (if the table sets one) and its
-/// training-subset size.
-fn expand_models(raw: &RawCampaign) -> Vec<(ModelConfig, Option<u32>, Option<u32>)> {
+/// A model table's transfer-learning keys, validated.
+#[derive(Debug, Clone)]
+struct Transfer {
+    value: PretrainedValue,
+    freeze: Vec<bool>,
+    declared: DeclaredCost,
+}
+
+/// One model configuration of a table, with the table's other settings.
+#[derive(Debug, Clone)]
+struct Config {
+    model: ModelConfig,
+    /// The table's thread count, if it sets one.
+    threads: Option<u32>,
+    train_samples: Option<u32>,
+    transfer: Option<Transfer>,
+}
+
+/// Every model configuration of the campaign, table by table.
+fn expand_models(raw: &RawCampaign) -> Vec<Config> {
     let d = &raw.defaults;
     let mut configs = Vec::new();
     for model in &raw.model {
         let train_samples = model.train_samples.or(raw.train_samples);
+        let transfer = model.pretrained.as_deref().map(|value| Transfer {
+            value: parse_pretrained(value).expect("validated"),
+            freeze: model.freeze.as_ref().map_or(vec![false], Axis::values),
+            declared: DeclaredCost {
+                kwh: model.pretrain_kwh,
+                co2_kg: model.pretrain_co2_kg,
+            },
+        });
+        let config = |model_config| Config {
+            model: model_config,
+            threads: model.threads,
+            train_samples,
+            transfer: transfer.clone(),
+        };
         match model.kind.as_str() {
             "svm-linear" => {
                 for c in model.c.as_ref().map_or(vec![1.0], Axis::values) {
@@ -325,20 +498,12 @@ fn expand_models(raw: &RawCampaign) -> Vec<(ModelConfig, Option<u32>, Option<u32
                                 solver,
                                 multiclass,
                             };
-                            configs.push((
-                                ModelConfig::SvmLinear(svm),
-                                model.threads,
-                                train_samples,
-                            ));
+                            configs.push(config(ModelConfig::SvmLinear(svm)));
                         }
                     }
                 }
             }
-            _ => configs.extend(
-                nets::expand(model, d)
-                    .into_iter()
-                    .map(|config| (config, model.threads, train_samples)),
-            ),
+            _ => configs.extend(nets::expand(model, d).into_iter().map(config)),
         }
     }
     configs
@@ -390,3 +555,6 @@ fn explain_toml_error(message: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod transfer_tests;

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::pretrain::Stage;
+
 /// The kinds of model this build can train, as spelled in campaign files.
 pub const MODEL_KINDS: &[&str] = &["svm-linear", "cnn", "densenet", "vgg"];
 
@@ -281,6 +283,9 @@ pub struct JobSpec {
     pub threads: u32,
     /// The model and its hyper-parameters.
     pub model: ModelConfig,
+    /// From scratch (the default, not serialised), pretraining, or fine-tuning.
+    #[serde(default, skip_serializing_if = "Stage::is_scratch")]
+    pub stage: Stage,
 }
 
 impl JobSpec {
@@ -423,6 +428,9 @@ pub struct JobResult {
     pub train: TrainReport,
     /// What it cost.
     pub energy: EnergyReport,
+    /// SHA-256 of the weights a pretrain job published (uploaded before the result).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_sha256: Option<String>,
 }
 
 /// Live progress of a running job, carried by heartbeats.

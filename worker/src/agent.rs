@@ -144,6 +144,7 @@ async fn session(
         let outcome = exec::run_job(
             &job,
             &config.exec,
+            &crate::train::JobWeights::default(),
             meter,
             &mut client,
             heartbeat_every,

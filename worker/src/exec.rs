@@ -27,6 +27,9 @@ pub struct ChildInput {
     pub spec: JobSpec,
     /// Where datasets are looked up, in priority order.
     pub data_dirs: Vec<PathBuf>,
+    /// The weights files of a pretrain job or a fine-tune.
+    #[serde(default)]
+    pub weights: crate::train::JobWeights,
 }
 
 /// What the child prints on stdout, one JSON object a line.
@@ -97,7 +100,7 @@ pub fn child_main() -> i32 {
             metrics: metrics.clone(),
         })
     };
-    match crate::train::train_job(&input.spec, &input.data_dirs, &mut on_epoch) {
+    match crate::train::train_job(&input.spec, &input.data_dirs, &input.weights, &mut on_epoch) {
         Ok(report) => {
             emit(&ChildEvent::Result { report });
             0
@@ -124,6 +127,7 @@ fn emit(event: &ChildEvent) {
 pub async fn run_job(
     job: &LeasedJob,
     config: &ExecConfig,
+    weights: &crate::train::JobWeights,
     meter: &Meter,
     client: &mut Client,
     heartbeat_every: Duration,
@@ -163,6 +167,7 @@ pub async fn run_job(
     let input = ChildInput {
         spec: job.spec.clone(),
         data_dirs: config.data_dirs.clone(),
+        weights: weights.clone(),
     };
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let payload = serde_json::to_vec(&input).expect("inputs serialise");
@@ -219,6 +224,7 @@ pub async fn run_job(
             Outcome::Succeeded(Box::new(JobResult {
                 train: report,
                 energy,
+                artifact_sha256: None,
             }))
         }
         (_, Some((message, retryable)), _) => Outcome::Failed {

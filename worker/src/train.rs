@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use ecobench_shared::{EpochMetrics, JobSpec, ModelConfig, TrainReport};
+use ecobench_shared::{EpochMetrics, JobSpec, ModelConfig, Stage, TrainReport};
+use serde::{Deserialize, Serialize};
 
 use crate::data::{self, DataError, Dataset, derive_seed, stratified_subset};
 use crate::models::{self, ModelError};
@@ -26,6 +27,9 @@ pub enum TrainError {
     /// The compute threads could not be started (worth a retry).
     #[error("cannot start the job's compute threads: {0}")]
     Threads(String),
+    /// The job's weights files were not given (a worker bug: do not retry).
+    #[error("{0}")]
+    Weights(String),
 }
 
 impl TrainError {
@@ -37,6 +41,7 @@ impl TrainError {
             TrainError::Data(_) => false,
             TrainError::Model(err) => err.is_retryable(),
             TrainError::Threads(_) => true,
+            TrainError::Weights(_) => false,
         }
     }
 }
@@ -49,14 +54,38 @@ impl TrainError {
 /// split as seeded stratified subsets (sizes beyond a split are clamped; the report gives the
 /// counts used). The job's seed, through separate derived streams, fixes both subsets, the
 /// shuffling and the initial weights.
+///
+/// A pretrain job ([`Stage::Pretrain`]) trains on its source classes only, renumbered
+/// 0.. in order, and saves its weights to `weights.save`; a fine-tune starts from
+/// `weights.init` (its head drawn from the seed) and, frozen, trains the head alone.
 pub fn train_job(
     spec: &JobSpec,
     data_dirs: &[PathBuf],
+    weights: &JobWeights,
     on_epoch: &mut (dyn FnMut(&EpochMetrics) + Send),
 ) -> Result<TrainReport, TrainError> {
     let dir = data::resolve_dataset(&spec.dataset, data_dirs)?;
-    let (train_full, test_full) = data::load_split(&dir)?;
+    let (mut train_full, mut test_full) = data::load_split(&dir)?;
     let dataset_sha256 = data::digest(&train_full, &test_full);
+    let mut n_classes = usize::from(data::idx::N_CLASSES);
+    let mut net_weights = models::Weights::default();
+    match &spec.stage {
+        Stage::Scratch => {}
+        Stage::Pretrain { classes, .. } => {
+            train_full = source_task(&train_full, classes);
+            test_full = source_task(&test_full, classes);
+            n_classes = classes.len();
+            net_weights.save = Some(weights.save.as_deref().ok_or_else(|| {
+                TrainError::Weights("a pretrain job needs a path to save its weights".into())
+            })?);
+        }
+        Stage::FineTune { freeze, .. } => {
+            net_weights.init = Some(weights.init.as_deref().ok_or_else(|| {
+                TrainError::Weights("a fine-tune needs the pretrained weights".into())
+            })?);
+            net_weights.freeze = *freeze;
+        }
+    }
     let (train, test) = job_subsets(
         train_full,
         test_full,
@@ -77,7 +106,15 @@ pub fn train_job(
             ModelConfig::SvmLinear(config) => {
                 models::train_svm(&train, &test, config, svm_seed(spec.seed))?
             }
-            net => models::train_net(net, &train, &test, spec.seed, on_epoch)?,
+            net => models::train_net(
+                net,
+                &train,
+                &test,
+                n_classes,
+                spec.seed,
+                net_weights,
+                on_epoch,
+            )?,
         })
     };
     let mut report = with_threads(spec.threads, train_model)?;
@@ -127,6 +164,32 @@ pub fn job_subsets(
     (train, test)
 }
 
+/// The images of `split` in `classes`, labelled by their position in `classes`.
+fn source_task(split: &Dataset, classes: &[u8]) -> Dataset {
+    let keep: Vec<usize> = (0..split.len())
+        .filter(|&i| classes.contains(&split.labels[i]))
+        .collect();
+    let mut task = split.select(&keep);
+    for label in &mut task.labels {
+        *label = classes
+            .iter()
+            .position(|c| c == label)
+            .expect("kept labels are in classes") as u8;
+    }
+    task
+}
+
+/// Files a job's weights come from and go to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobWeights {
+    /// Pretrained weights a fine-tune starts from.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
+    /// Where a pretrain job saves its weights.
+    #[serde(default)]
+    pub save: Option<PathBuf>,
+}
+
 /// The seed the SVM solver of a job with `seed` gets.
 pub fn svm_seed(seed: u64) -> u64 {
     derive_seed(seed, SVM_STREAM)
@@ -157,6 +220,7 @@ mod tests {
             seed: 42,
             threads: 1,
             model,
+            stage: Default::default(),
         }
     }
 
@@ -184,7 +248,10 @@ mod tests {
         let job = spec("tiny", ModelConfig::Cnn(net));
         let mut n_epochs_seen = 0;
         let dirs = [dir.path().to_path_buf()];
-        let report = train_job(&job, &dirs, &mut |_| n_epochs_seen += 1).unwrap();
+        let report = train_job(&job, &dirs, &JobWeights::default(), &mut |_| {
+            n_epochs_seen += 1
+        })
+        .unwrap();
         assert_eq!((report.n_train, report.n_test), (200, 50));
         assert_eq!(n_epochs_seen, 2);
         assert_eq!(report.epochs.len(), 2);
@@ -208,7 +275,7 @@ mod tests {
             let mut job = spec("tiny", ModelConfig::Cnn(net.clone()));
             job.threads = threads;
             let mut seen = Vec::new();
-            let report = train_job(&job, &dirs, &mut |_| {
+            let report = train_job(&job, &dirs, &JobWeights::default(), &mut |_| {
                 let name = std::thread::current()
                     .name()
                     .unwrap_or_default()
@@ -240,7 +307,10 @@ mod tests {
         );
         job.train_samples = Some(10_000);
         job.test_samples = None;
-        let report = train_job(&job, &[], &mut |_| panic!("no epochs for an svm")).unwrap();
+        let report = train_job(&job, &[], &JobWeights::default(), &mut |_| {
+            panic!("no epochs for an svm")
+        })
+        .unwrap();
         assert_eq!((report.n_train, report.n_test), (400, 80));
         assert!(report.accuracy > 0.5, "accuracy {}", report.accuracy);
     }
@@ -255,7 +325,7 @@ mod tests {
             dir.path().to_str().unwrap(),
             ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
         );
-        let err = train_job(&job, &[], &mut |_| {}).unwrap_err();
+        let err = train_job(&job, &[], &JobWeights::default(), &mut |_| {}).unwrap_err();
         assert!(!err.is_retryable());
         let message = err.to_string();
         assert!(
@@ -273,7 +343,13 @@ mod tests {
             ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Smo)),
         );
         job.train_samples = Some(50);
-        let err = train_job(&job, &[dir.path().to_path_buf()], &mut |_| {}).unwrap_err();
+        let err = train_job(
+            &job,
+            &[dir.path().to_path_buf()],
+            &JobWeights::default(),
+            &mut |_| {},
+        )
+        .unwrap_err();
         assert!(!err.is_retryable());
         assert!(err.to_string().contains("at least 65"), "{err}");
     }

@@ -44,6 +44,7 @@ fn result(accuracy: f64) -> JobResult {
             n_samples: 1,
             peak_rss_bytes: 1,
         },
+        artifact_sha256: None,
     }
 }
 

@@ -206,6 +206,7 @@ pub async fn submit(
     let request = pb::SubmitCampaignRequest {
         file_name: name.to_string(),
         toml: toml.to_string(),
+        uploads: Default::default(),
     };
     client
         .submit_campaign(request)

@@ -3,6 +3,7 @@
 
 use super::{Axis, COMMON_MODEL_KEYS, CampaignError, RawCampaign, RawModel, keys_of_kind};
 use crate::job::{MODEL_KINDS, SvmMulticlass, SvmSolver};
+use crate::pretrain::{PretrainedValue, parse_pretrained};
 
 /// Range checks that TOML types cannot express, reporting the key's line.
 pub(super) struct Checker<'a> {
@@ -133,7 +134,83 @@ impl Checker<'_> {
             "learning_rate",
             model.learning_rate.iter().flat_map(Axis::values),
         )?;
-        self.net_ranges(model)
+        self.net_ranges(model)?;
+        self.transfer(model)
+    }
+
+    /// `pretrained` parses; `freeze` and the declared costs come with the right source.
+    fn transfer(&self, model: &RawModel) -> Result<(), CampaignError> {
+        let Some(value) = model.pretrained.as_deref() else {
+            if model.freeze.is_some() {
+                return Err(self.invalid(
+                    "freeze",
+                    "(set)",
+                    "`freeze` applies to a fine-tune: set `pretrained` as well",
+                ));
+            }
+            for key in ["pretrain_kwh", "pretrain_co2_kg"] {
+                if model.keys_set().contains(&key) {
+                    return Err(self.invalid(
+                        key,
+                        "(set)",
+                        "declares the cost of uploaded weights: set `pretrained = \"file:…\"`",
+                    ));
+                }
+            }
+            return Ok(());
+        };
+        let parsed = parse_pretrained(value)
+            .map_err(|reason| self.invalid_value("pretrained", value, reason))?;
+        if matches!(parsed, PretrainedValue::Task { .. }) {
+            for key in ["pretrain_kwh", "pretrain_co2_kg"] {
+                if model.keys_set().contains(&key) {
+                    return Err(self.invalid(
+                        key,
+                        "(set)",
+                        "a pretrain job's cost is measured; declare costs only for \
+                         `pretrained = \"file:…\"` weights",
+                    ));
+                }
+            }
+        }
+        for (key, declared) in [
+            ("pretrain_kwh", model.pretrain_kwh),
+            ("pretrain_co2_kg", model.pretrain_co2_kg),
+        ] {
+            if let Some(v) = declared
+                && !(v >= 0.0 && v.is_finite())
+            {
+                return Err(self.invalid(key, &v.to_string(), "use a finite number ≥ 0"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every `file:` weights path of the campaign has been uploaded.
+    pub(super) fn uploaded(
+        &self,
+        raw: &RawCampaign,
+        uploads: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), CampaignError> {
+        for model in &raw.model {
+            let Some(value) = model.pretrained.as_deref() else {
+                continue;
+            };
+            if let Some(path) = value.strip_prefix("file:")
+                && !uploads.contains_key(path)
+            {
+                return Err(self.invalid_value(
+                    "pretrained",
+                    value,
+                    format!(
+                        "the weights file {path} was not uploaded with the campaign: submit it \
+                         with `coordinator submit` or `coordinator run`, which upload the files \
+                         a campaign names"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The architecture keys of DenseNet and VGG, and a table's `threads`, within reason.

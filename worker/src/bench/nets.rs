@@ -54,9 +54,13 @@ fn measure(options: &BenchOptions, kind: &str) -> Result<Figures> {
     })?;
     let train = first(&train, options.images);
     let config = model_config(options, kind);
-    let built = models::build_net(&config, train.rows, train.cols, options.seed)?;
+    let built = models::build_net(
+        &config,
+        models::NetShape::grey(train.rows, train.cols),
+        options.seed,
+    )?;
     let (images, labels) = net::to_tensors(&train)?;
-    let mut trainer = net::Trainer::new(built.module.as_ref(), &built.varmap, &built.net)?;
+    let mut trainer = net::Trainer::new(built.module.as_ref(), built.trainable(false), &built.net)?;
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
     let mut warmup = options.warmup_batches;

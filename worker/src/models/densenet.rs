@@ -11,20 +11,25 @@ use candle_core::{Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
 use ecobench_shared::DensenetConfig;
 
-use super::cnn::N_CLASSES;
+use super::{Net, NetShape};
 use crate::nn::conv::PreActSpec;
 use crate::nn::layers::{Affine, BatchNorm, ConvLayer, Dense, PreActConv};
 use crate::nn::ops::global_avg_pool;
 use crate::nn::{BlockSpec, Pool};
 
-/// The network; built from a `VarBuilder`, it implements `ModuleT` on `(batch, 1, h, w)` input.
+/// The network; built from a `VarBuilder`, it implements `ModuleT` on `(batch, channels, h, w)` input.
 #[derive(Debug)]
 pub struct Densenet {
     stem: ConvLayer,
     stages: Vec<PreActConv>,
     norm: BatchNorm,
     fc: Dense,
+    /// Only the head (`fc`) trains; the rest runs as in evaluation.
+    frozen: bool,
 }
+
+/// The classifier head's variables: `fc.weight`, `fc.bias`.
+pub const HEAD: &str = "fc";
 
 /// The stem: conv 3×3 pad 1, nothing after it.
 const STEM: BlockSpec = BlockSpec {
@@ -50,12 +55,12 @@ const TRANSITION: PreActSpec = PreActSpec {
 };
 
 impl Densenet {
-    /// Builds the network for grey images; the smallest side must survive the
-    /// `n_blocks − 1` transitions ([`min_image_side`]).
-    pub fn new(vb: VarBuilder, config: &DensenetConfig) -> Result<Self> {
+    /// Builds the network for `shape`'s images and classes; the smallest side must
+    /// survive the `n_blocks − 1` transitions ([`min_image_side`]).
+    pub fn new(vb: VarBuilder, config: &DensenetConfig, shape: NetShape) -> Result<Self> {
         let k = config.growth_rate as usize;
         let mut channels = 2 * k;
-        let stem = ConvLayer::new(vb.pp("stem"), 1, channels, Affine::None, STEM)?;
+        let stem = ConvLayer::new(vb.pp("stem"), shape.channels, channels, Affine::None, STEM)?;
         let mut stages = Vec::new();
         for block in 0..config.n_blocks as usize {
             for layer in 0..config.layers_per_block as usize {
@@ -74,7 +79,8 @@ impl Densenet {
             stem,
             stages,
             norm: BatchNorm::new(vb.pp("norm"), channels)?,
-            fc: Dense::new(vb.pp("fc"), channels, N_CLASSES, false)?,
+            fc: Dense::new(vb.pp(HEAD), channels, shape.n_classes, false)?,
+            frozen: false,
         })
     }
 }
@@ -86,11 +92,23 @@ pub fn min_image_side(n_blocks: u32) -> usize {
 
 impl ModuleT for Densenet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let train = train && !self.frozen;
         let mut xs = self.stem.forward_t(xs, train)?;
         for stage in &self.stages {
             xs = stage.forward_t(&xs, train)?;
         }
         let pooled = global_avg_pool(&self.norm.forward_t(&xs, train, true)?)?;
+        let pooled = if self.frozen { pooled.detach() } else { pooled };
         self.fc.forward(&pooled)
+    }
+}
+
+impl Net for Densenet {
+    fn head(&self) -> &'static str {
+        HEAD
+    }
+
+    fn freeze(&mut self) {
+        self.frozen = true;
     }
 }

@@ -9,7 +9,10 @@ pub mod densenet;
 pub mod net;
 pub mod pool;
 pub mod svm;
+pub mod transfer;
 pub mod vgg;
+
+use std::path::Path;
 
 use candle_core::{DType, Device};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
@@ -33,7 +36,7 @@ pub struct BuiltNet {
     /// Every variable of the net (batch-norm running statistics included).
     pub varmap: VarMap,
     /// The network.
-    pub module: Box<dyn ModuleT>,
+    pub module: Box<dyn Net>,
     /// Epochs, batch size, learning rate.
     pub net: NetConfig,
 }
@@ -46,16 +49,60 @@ impl std::fmt::Debug for BuiltNet {
     }
 }
 
-/// Builds the net of `config` for `rows` × `cols` grey images, its weights drawn from
-/// `seed` (conv and linear layers uniform in ±1/√fan_in, batch norm 1 and 0).
-pub fn build_net(
-    config: &ModelConfig,
-    rows: usize,
-    cols: usize,
-    seed: u64,
-) -> Result<BuiltNet, ModelError> {
+impl BuiltNet {
+    /// The variables the optimizer updates: every one, or only the head's once frozen.
+    pub fn trainable(&self, frozen: bool) -> Vec<candle_core::Var> {
+        let vars = self.varmap.data().lock().expect("the variable map's lock");
+        let head = format!("{}.", self.module.head());
+        let mut named: Vec<(&String, &candle_core::Var)> = vars
+            .iter()
+            .filter(|(name, _)| !frozen || name.starts_with(&head))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        named.into_iter().map(|(_, var)| var.clone()).collect()
+    }
+}
+
+/// What a net's input and output look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetShape {
+    /// Image channels (1 grey, 3 colour).
+    pub channels: usize,
+    /// Image rows.
+    pub rows: usize,
+    /// Image columns.
+    pub cols: usize,
+    /// Classes of the head.
+    pub n_classes: usize,
+}
+
+impl NetShape {
+    /// The shape of grey `rows` × `cols` images in ten classes (Fashion-MNIST's).
+    pub fn grey(rows: usize, cols: usize) -> NetShape {
+        NetShape {
+            channels: 1,
+            rows,
+            cols,
+            n_classes: 10,
+        }
+    }
+}
+
+/// A net of this crate: a module with a classifier head that fine-tuning replaces.
+pub trait Net: ModuleT + Send + Sync {
+    /// The prefix of the head's variables (`fc2` → `fc2.weight`, `fc2.bias`).
+    fn head(&self) -> &'static str;
+    /// From now on only the head trains: the rest of the net runs as in evaluation
+    /// (batch norm on its running statistics) and passes no gradient.
+    fn freeze(&mut self);
+}
+
+/// Builds the net of `config` for `shape`, its weights drawn from `seed` (conv and
+/// linear layers uniform in ±1/√fan_in, batch norm 1 and 0).
+pub fn build_net(config: &ModelConfig, shape: NetShape, seed: u64) -> Result<BuiltNet, ModelError> {
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let (rows, cols) = (shape.rows, shape.cols);
     let too_small = |model, min_side| {
         if rows < min_side || cols < min_side {
             Err(ModelError::ImageTooSmall {
@@ -68,7 +115,7 @@ pub fn build_net(
             Ok(())
         }
     };
-    let (module, net): (Box<dyn ModuleT>, NetConfig) = match config {
+    let (module, net): (Box<dyn Net>, NetConfig) = match config {
         ModelConfig::SvmLinear(_) => {
             return Err(ModelError::InvalidConfig {
                 field: "kind",
@@ -78,16 +125,16 @@ pub fn build_net(
         }
         ModelConfig::Cnn(net) => {
             too_small("cnn", cnn::MIN_IMAGE_SIDE)?;
-            (Box::new(Cnn::new(vb, rows, cols)?), net.clone())
+            (Box::new(Cnn::new(vb, shape)?), net.clone())
         }
         ModelConfig::Densenet(dn) => {
             check_densenet(dn)?;
             too_small("densenet", densenet::min_image_side(dn.n_blocks))?;
-            (Box::new(Densenet::new(vb, dn)?), dn.net.clone())
+            (Box::new(Densenet::new(vb, dn, shape)?), dn.net.clone())
         }
         ModelConfig::Vgg(v) => {
             check_vgg(v)?;
-            (Box::new(Vgg::new(vb, v, rows, cols)?), v.net.clone())
+            (Box::new(Vgg::new(vb, v, shape)?), v.net.clone())
         }
     };
     crate::nn::layers::init_uniform(&varmap, derive_seed(seed, WEIGHTS_STREAM))?;
@@ -98,27 +145,57 @@ pub fn build_net(
     })
 }
 
+/// Where a net's first weights come from and where its last go.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Weights<'a> {
+    /// Pretrained weights to start from (every variable but the head's).
+    pub init: Option<&'a Path>,
+    /// Trains only the head (with `init`).
+    pub freeze: bool,
+    /// Where to save the trained weights (safetensors).
+    pub save: Option<&'a Path>,
+}
+
 /// Trains the net of `config` on `train` with AdamW and evaluates it on `test` after
 /// every epoch. The seed fixes the initial weights and the shuffling; `on_epoch` gets
-/// each epoch's metrics.
+/// each epoch's metrics. `weights` may start it from pretrained weights (the head is
+/// drawn from the seed), freeze all but the head, and save the result.
 pub fn train_net(
     config: &ModelConfig,
     train: &Dataset,
     test: &Dataset,
+    n_classes: usize,
     seed: u64,
+    weights: Weights,
     on_epoch: &mut (dyn FnMut(&EpochMetrics) + Send),
 ) -> Result<TrainReport, ModelError> {
-    let built = build_net(config, train.rows, train.cols, seed)?;
+    let shape = NetShape {
+        channels: 1,
+        rows: train.rows,
+        cols: train.cols,
+        n_classes,
+    };
+    let mut built = build_net(config, shape, seed)?;
+    if let Some(path) = weights.init {
+        transfer::load(&built, config, path)?;
+    }
+    if weights.freeze {
+        built.module.freeze();
+    }
     let shuffle_seed = derive_seed(seed, SHUFFLE_STREAM);
-    net::fit(
+    let report = net::fit(
         built.module.as_ref(),
-        &built.varmap,
+        built.trainable(weights.freeze),
         train,
         test,
         &built.net,
         shuffle_seed,
         on_epoch,
-    )
+    )?;
+    if let Some(path) = weights.save {
+        transfer::save(&built, path)?;
+    }
+    Ok(report)
 }
 
 fn check_densenet(config: &ecobench_shared::DensenetConfig) -> Result<(), ModelError> {
@@ -223,6 +300,14 @@ pub enum ModelError {
         expected: &'static str,
     },
     /// candle failed (an internal error, worth a retry).
+    /// Pretrained weights that do not fit the model, or cannot be read or written.
+    #[error("weights {path}: {reason}")]
+    Weights {
+        /// The safetensors file.
+        path: String,
+        /// What is wrong, naming the tensor and shapes.
+        reason: String,
+    },
     #[error("candle failed: {0}")]
     Candle(#[from] candle_core::Error),
     /// smartcore failed (an internal error, worth a retry).

@@ -2,8 +2,9 @@
 
 use std::time::Instant;
 
+use candle_core::Var;
 use candle_core::{D, DType, Device, Tensor};
-use candle_nn::{ModuleT, Optimizer, ParamsAdamW, VarMap};
+use candle_nn::{ModuleT, Optimizer, ParamsAdamW};
 use ecobench_shared::{EpochMetrics, NetConfig, TrainReport};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -57,10 +58,10 @@ impl std::fmt::Debug for Trainer<'_> {
 }
 
 impl<'a> Trainer<'a> {
-    /// AdamW (learning rate from `config`, PyTorch's other defaults) over every variable.
+    /// AdamW (learning rate from `config`, PyTorch's other defaults) over `vars`.
     pub fn new(
         model: &'a dyn ModuleT,
-        varmap: &VarMap,
+        vars: Vec<Var>,
         config: &NetConfig,
     ) -> Result<Self, ModelError> {
         let params = ParamsAdamW {
@@ -69,7 +70,7 @@ impl<'a> Trainer<'a> {
         };
         Ok(Trainer {
             model,
-            optimizer: FusedAdamW::new(varmap.all_vars(), params)?,
+            optimizer: FusedAdamW::new(vars, params)?,
             batch_size: config.batch_size as usize,
             times: StepTimes::default(),
         })
@@ -112,7 +113,7 @@ impl<'a> Trainer<'a> {
     }
 }
 
-/// Trains `model`, whose variables are those of `varmap`, on `train` for `config.n_epochs`
+/// Trains `model`, updating `vars` (all its variables, or those not frozen), on `train` for `config.n_epochs`
 /// epochs, evaluating on `test` after each and passing the metrics to `on_epoch`.
 ///
 /// Pixels are scaled to [0, 1]; the loss is softmax cross-entropy; `shuffle_seed` fixes
@@ -120,7 +121,7 @@ impl<'a> Trainer<'a> {
 /// epochs' optimisation (no evaluation) and `eval_s` the final evaluation.
 pub fn fit(
     model: &dyn ModuleT,
-    varmap: &VarMap,
+    vars: Vec<Var>,
     train: &Dataset,
     test: &Dataset,
     config: &NetConfig,
@@ -130,7 +131,7 @@ pub fn fit(
     check_inputs(train, test, config)?;
     let (train_x, train_y) = to_tensors(train)?;
     let (test_x, test_y) = to_tensors(test)?;
-    let mut trainer = Trainer::new(model, varmap, config)?;
+    let mut trainer = Trainer::new(model, vars, config)?;
     let mut rng = ChaCha8Rng::seed_from_u64(shuffle_seed);
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
     let started = Instant::now();

@@ -10,39 +10,67 @@ use candle_core::{Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
 use ecobench_shared::VggConfig;
 
-use super::cnn::N_CLASSES;
+use super::{Net, NetShape};
 use crate::nn::layers::{Affine, ConvLayer, Dense};
 use crate::nn::{BlockSpec, Pool};
 
 /// VGG-11's widths; 0 marks a 2×2 max pool.
-const LAYOUT: [usize; 13] = [64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0];
+pub const LAYOUT: [usize; 13] = [64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0];
 /// The side images are padded to.
 pub const INPUT_SIDE: usize = 32;
 
-/// The network; built from a `VarBuilder`, it implements `ModuleT` on `(batch, 1, h, w)` input.
+/// The network; built from a `VarBuilder`, it implements `ModuleT` on
+/// `(batch, channels, h, w)` input.
+///
+/// Variables are named as torchvision's `vgg11` / `vgg11_bn` name them, so that their
+/// weights load as they are: the convolution at `features.N` (`weight`, and `bias`
+/// without batch norm), its batch norm at `features.N+1` (`weight`, `bias`,
+/// `running_mean`, `running_var`). The classifier is ours (`classifier.weight`, `.bias`).
 #[derive(Debug)]
 pub struct Vgg {
     convs: Vec<ConvLayer>,
-    fc: Dense,
+    classifier: Dense,
     /// Rows and columns of zeros added before, and after, the image.
     pad: [(usize, usize); 2],
+    /// Only the classifier trains; the rest runs as in evaluation.
+    frozen: bool,
 }
+
+/// The classifier head's variables: `classifier.weight`, `classifier.bias`.
+pub const HEAD: &str = "classifier";
 
 /// The channels of a VGG-11 width scaled by `width`.
 pub fn scaled(channels: usize, width: f64) -> usize {
     ((channels as f64 * width).round() as usize).max(1)
 }
 
+/// torchvision's index in `features` of each convolution of [`LAYOUT`], with batch norm
+/// (`vgg11_bn`: conv, norm, ReLU) or without (`vgg11`: conv, ReLU); pools take one index.
+pub fn torchvision_indices(batch_norm: bool) -> Vec<usize> {
+    let mut indices = Vec::new();
+    let mut at = 0;
+    for &width in &LAYOUT {
+        if width == 0 {
+            at += 1;
+        } else {
+            indices.push(at);
+            at += if batch_norm { 3 } else { 2 };
+        }
+    }
+    indices
+}
+
 impl Vgg {
-    /// Builds the network for `rows` × `cols` grey images.
-    pub fn new(vb: VarBuilder, config: &VggConfig, rows: usize, cols: usize) -> Result<Self> {
+    /// Builds the network for `shape`'s images and classes.
+    pub fn new(vb: VarBuilder, config: &VggConfig, shape: NetShape) -> Result<Self> {
         let affine = if config.batch_norm {
             Affine::BatchNorm
         } else {
             Affine::Bias
         };
         let mut convs = Vec::new();
-        let mut c_in = 1;
+        let mut c_in = shape.channels;
+        let mut at = torchvision_indices(config.batch_norm).into_iter();
         for (idx, &width) in LAYOUT.iter().enumerate() {
             if width == 0 {
                 continue;
@@ -60,8 +88,10 @@ impl Vgg {
                 pool,
             };
             let c_out = scaled(width, config.width);
-            convs.push(ConvLayer::new(
-                vb.pp(format!("features.{idx}")),
+            let n = at.next().expect("one index per convolution");
+            convs.push(ConvLayer::with_norm_at(
+                vb.pp(format!("features.{n}")),
+                vb.pp(format!("features.{}", n + 1)),
                 c_in,
                 c_out,
                 affine,
@@ -69,12 +99,19 @@ impl Vgg {
             )?);
             c_in = c_out;
         }
+        let (rows, cols) = (shape.rows, shape.cols);
         let (h, w) = (rows.max(INPUT_SIDE), cols.max(INPUT_SIDE));
         let pad = [(h - rows) / 2, (w - cols) / 2];
         Ok(Vgg {
             convs,
-            fc: Dense::new(vb.pp("fc"), c_in * (h / 32) * (w / 32), N_CLASSES, false)?,
+            classifier: Dense::new(
+                vb.pp(HEAD),
+                c_in * (h / 32) * (w / 32),
+                shape.n_classes,
+                false,
+            )?,
             pad: [(pad[0], h - rows - pad[0]), (pad[1], w - cols - pad[1])],
+            frozen: false,
         })
     }
 }
@@ -86,8 +123,24 @@ impl ModuleT for Vgg {
             .pad_with_zeros(2, top, bottom)?
             .pad_with_zeros(3, left, right)?;
         for conv in &self.convs {
-            xs = conv.forward_t(&xs, train)?;
+            xs = conv.forward_t(&xs, train && !self.frozen)?;
         }
-        self.fc.forward(&xs.flatten_from(1)?)
+        let features = xs.flatten_from(1)?;
+        let features = if self.frozen {
+            features.detach()
+        } else {
+            features
+        };
+        self.classifier.forward(&features)
+    }
+}
+
+impl Net for Vgg {
+    fn head(&self) -> &'static str {
+        HEAD
+    }
+
+    fn freeze(&mut self) {
+        self.frozen = true;
     }
 }

@@ -126,6 +126,19 @@ impl ConvLayer {
         affine: Affine,
         spec: BlockSpec,
     ) -> Result<Self> {
+        let norm_vb = vb.pp("bn");
+        ConvLayer::with_norm_at(vb, norm_vb, c_in, c_out, affine, spec)
+    }
+
+    /// As [`ConvLayer::new`], with the batch norm's variables under `norm_vb`.
+    pub fn with_norm_at(
+        vb: VarBuilder,
+        norm_vb: VarBuilder,
+        c_in: usize,
+        c_out: usize,
+        affine: Affine,
+        spec: BlockSpec,
+    ) -> Result<Self> {
         let k = spec.kernel;
         Ok(ConvLayer {
             weight: vb.get_with_hints((c_out, c_in, k, k), "weight", Init::Const(0.0))?,
@@ -133,7 +146,7 @@ impl ConvLayer {
                 .then(|| vb.get_with_hints(c_out, "bias", Init::Const(0.0)))
                 .transpose()?,
             norm: (affine == Affine::BatchNorm)
-                .then(|| BatchNorm::new(vb.pp("bn"), c_out))
+                .then(|| BatchNorm::new(norm_vb, c_out))
                 .transpose()?,
             spec,
         })

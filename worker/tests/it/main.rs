@@ -63,6 +63,7 @@ fn svm_job(dataset: &std::path::Path) -> JobSpec {
         seed: 1,
         threads: 1,
         model: ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
+        stage: Default::default(),
     }
 }
 
@@ -73,6 +74,7 @@ fn exec_trains_and_prints_a_result_event() {
     let (status, events) = exec(&ChildInput {
         spec: svm_job(tmp.path()),
         data_dirs: vec![],
+        weights: Default::default(),
     });
     assert!(status.success());
     let [ChildEvent::Result { report }] = events.as_slice() else {
@@ -88,6 +90,7 @@ fn exec_reports_bad_input_as_a_non_retryable_error() {
     let (status, events) = exec(&ChildInput {
         spec: svm_job(&tmp.path().join("absent")),
         data_dirs: vec![],
+        weights: Default::default(),
     });
     assert!(!status.success());
     let [ChildEvent::Error { message, retryable }] = events.as_slice() else {

@@ -6,7 +6,7 @@ use ecobench_shared::{DensenetConfig, ModelConfig, NetConfig, VggConfig};
 
 use super::*;
 use crate::models::testdata::synthetic_split;
-use crate::models::{build_net, train_net};
+use crate::models::{NetShape, Weights, build_net, train_net};
 
 fn config(n_epochs: u32) -> NetConfig {
     NetConfig {
@@ -21,16 +21,16 @@ fn output_has_ten_logits_for_8x8_and_28x28() {
     for side in [8, 28, 9] {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let model = Cnn::new(vb, side, side).unwrap();
+        let model = Cnn::new(vb, NetShape::grey(side, side)).unwrap();
         let x = Tensor::zeros((3, 1, side, side), DType::F32, &Device::Cpu).unwrap();
-        assert_eq!(model.forward_t(&x, true).unwrap().dims(), &[3, N_CLASSES]);
+        assert_eq!(model.forward_t(&x, true).unwrap().dims(), &[3, 10]);
     }
 }
 
 #[test]
 fn seeded_init_is_reproducible_and_bounded() {
     let weights = |seed| {
-        let built = build_net(&ModelConfig::Cnn(config(1)), 8, 8, seed).unwrap();
+        let built = build_net(&ModelConfig::Cnn(config(1)), NetShape::grey(8, 8), seed).unwrap();
         let vars = built.varmap.data().lock().unwrap();
         let flat = |name: &str| vars[name].flatten_all().unwrap().to_vec1::<f32>().unwrap();
         (flat("conv2.weight"), flat("conv2.bias"))
@@ -49,13 +49,16 @@ fn learns_a_tiny_synthetic_set_reproducibly() {
     let test = synthetic_split(100, 8, 2);
     let mut seen = Vec::new();
     let cnn = ModelConfig::Cnn(config(2));
-    let report = train_net(&cnn, &train, &test, 7, &mut |m| seen.push(m.clone())).unwrap();
+    let report = train_net(&cnn, &train, &test, 10, 7, Weights::default(), &mut |m| {
+        seen.push(m.clone())
+    })
+    .unwrap();
     assert!(report.accuracy > 0.3, "accuracy {}", report.accuracy);
     assert_eq!(seen, report.epochs);
     assert_eq!(seen.iter().map(|m| m.epoch).collect::<Vec<_>>(), vec![1, 2]);
     assert_eq!((report.n_train, report.n_test), (300, 100));
     assert!(report.train_s > 0.0 && report.samples_per_s > 0.0);
-    let again = train_net(&cnn, &train, &test, 7, &mut |_| {}).unwrap();
+    let again = train_net(&cnn, &train, &test, 10, 7, Weights::default(), &mut |_| {}).unwrap();
     assert_eq!(again.accuracy, report.accuracy);
     assert_eq!(again.epochs[1].loss, report.epochs[1].loss);
 }
@@ -85,14 +88,32 @@ fn densenet_and_vgg_learn_a_tiny_set_in_one_epoch() {
         }),
     ];
     for model in models {
-        let report = train_net(&model, &train, &test, 3, &mut |_| {}).unwrap();
+        let report = train_net(
+            &model,
+            &train,
+            &test,
+            10,
+            3,
+            Weights::default(),
+            &mut |_| {},
+        )
+        .unwrap();
         assert!(
             report.accuracy > 0.3,
             "{}: accuracy {}",
             model.label(),
             report.accuracy
         );
-        let again = train_net(&model, &train, &test, 3, &mut |_| {}).unwrap();
+        let again = train_net(
+            &model,
+            &train,
+            &test,
+            10,
+            3,
+            Weights::default(),
+            &mut |_| {},
+        )
+        .unwrap();
         let figures = |r: &ecobench_shared::TrainReport| (r.accuracy, r.epochs[0].loss);
         assert_eq!(figures(&again), figures(&report), "{}", model.label());
     }
@@ -114,14 +135,32 @@ fn vgg_without_batch_norm_learns_in_three_epochs() {
         width: 0.125,
         batch_norm: false,
     });
-    let report = train_net(&model, &train, &test, 3, &mut |_| {}).unwrap();
+    let report = train_net(
+        &model,
+        &train,
+        &test,
+        10,
+        3,
+        Weights::default(),
+        &mut |_| {},
+    )
+    .unwrap();
     assert!(report.accuracy > 0.3, "accuracy {}", report.accuracy);
 }
 
 #[test]
 fn images_smaller_than_8x8_are_refused() {
     let tiny = synthetic_split(20, 7, 1);
-    let err = train_net(&ModelConfig::Cnn(config(1)), &tiny, &tiny, 0, &mut |_| {}).unwrap_err();
+    let err = train_net(
+        &ModelConfig::Cnn(config(1)),
+        &tiny,
+        &tiny,
+        10,
+        0,
+        Weights::default(),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert!(!err.is_retryable());
     assert!(err.to_string().contains("at least 8×8"), "{err}");
 }
@@ -133,6 +172,15 @@ fn zero_batch_size_is_refused() {
         batch_size: 0,
         ..config(1)
     };
-    let err = train_net(&ModelConfig::Cnn(bad), &split, &split, 0, &mut |_| {}).unwrap_err();
+    let err = train_net(
+        &ModelConfig::Cnn(bad),
+        &split,
+        &split,
+        10,
+        0,
+        Weights::default(),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("batch_size"), "{err}");
 }
