@@ -1,12 +1,14 @@
 //! Campaign files: TOML parsing, validation and expansion into a matrix of jobs.
 //!
 //! Every list-valued key is an axis: a model entry expands into the cartesian
-//! product of its axes, and every configuration runs once per seed.
+//! product of its axes, and every configuration runs once per seed. An optional
+//! `[transform]` table (see [`DataTransform`]) applies to every job.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::job::{JobSpec, MODEL_KINDS, ModelConfig, SvmConfig, SvmMulticlass, SvmSolver};
+use crate::transform::DataTransform;
 
 mod check;
 mod nets;
@@ -101,6 +103,8 @@ struct RawCampaign {
     defaults: RawDefaults,
     #[serde(default)]
     model: Vec<RawModel>,
+    #[serde(default)]
+    transform: DataTransform,
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,6 +266,7 @@ pub fn parse(file: &str, text: &str, max_jobs: usize) -> Result<CampaignSpec, Ca
                 seed,
                 threads: threads.unwrap_or(raw.defaults.threads),
                 model: model.clone(),
+                transform: raw.transform.clone(),
             });
         }
     }

@@ -3,6 +3,7 @@
 //! - [`job`]: what a job is and what it produces (specs, train and energy reports).
 //! - [`campaign`]: campaign TOML files and their expansion into a matrix of jobs.
 //! - [`carbon`]: the embedded per-country carbon-intensity table.
+//! - [`transform`]: what a job does to its images after loading.
 //! - [`telemetry`]: one tracing set-up for every binary.
 //! - [`process`]: the token file and the shutdown signal, for both binaries.
 //!
@@ -13,6 +14,8 @@ pub mod carbon;
 pub mod job;
 pub mod process;
 pub mod telemetry;
+pub mod transform;
 
 pub use campaign::{CampaignError, CampaignSpec};
 pub use job::*;
+pub use transform::DataTransform;
