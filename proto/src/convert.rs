@@ -47,6 +47,31 @@ impl From<domain::JobSpec> for pb::JobSpec {
             seed: job.seed,
             threads: job.threads,
             model: Some(model),
+            transform: (!job.transform.is_identity()).then(|| job.transform.into()),
+        }
+    }
+}
+
+impl From<domain::DataTransform> for pb::DataTransform {
+    fn from(transform: domain::DataTransform) -> Self {
+        pb::DataTransform {
+            grayscale: transform.grayscale,
+            resize: transform.resize,
+            pad: transform.pad,
+            channels: transform.channels,
+            normalize: transform.normalize,
+        }
+    }
+}
+
+impl From<pb::DataTransform> for domain::DataTransform {
+    fn from(transform: pb::DataTransform) -> Self {
+        domain::DataTransform {
+            grayscale: transform.grayscale,
+            resize: transform.resize,
+            pad: transform.pad,
+            channels: transform.channels,
+            normalize: transform.normalize,
         }
     }
 }
@@ -142,6 +167,7 @@ impl TryFrom<pb::JobSpec> for domain::JobSpec {
             seed: job.seed,
             threads: job.threads,
             model,
+            transform: job.transform.map(Into::into).unwrap_or_default(),
         })
     }
 }
@@ -360,8 +386,10 @@ mod tests {
                 batch_size: 16,
                 learning_rate: 0.01,
             }),
+            transform: domain::DataTransform::default(),
         };
         let wire: pb::JobSpec = job.clone().into();
+        assert!(wire.transform.is_none(), "the identity is sent as absent");
         assert_eq!(domain::JobSpec::try_from(wire).unwrap(), job);
         let net = domain::NetConfig {
             n_epochs: 3,
@@ -388,6 +416,40 @@ mod tests {
             let wire: pb::JobSpec = job.clone().into();
             assert_eq!(domain::JobSpec::try_from(wire).unwrap(), job);
         }
+    }
+
+    #[test]
+    fn transform_round_trips_and_absent_is_the_identity() {
+        let transform = domain::DataTransform {
+            grayscale: true,
+            resize: Some(28),
+            pad: 2,
+            channels: Some(1),
+            normalize: true,
+        };
+        let wire: pb::DataTransform = transform.clone().into();
+        assert_eq!(domain::DataTransform::from(wire), transform);
+        let job = domain::JobSpec {
+            campaign_id: "00ff".into(),
+            job_idx: 0,
+            dataset: "cifar-10".into(),
+            train_samples: None,
+            test_samples: None,
+            seed: 1,
+            threads: 1,
+            model: domain::ModelConfig::SvmLinear(domain::SvmConfig::new(
+                1.0,
+                domain::SvmSolver::Dcd,
+            )),
+            transform,
+        };
+        let wire: pb::JobSpec = job.clone().into();
+        assert!(wire.transform.is_some());
+        assert_eq!(domain::JobSpec::try_from(wire).unwrap(), job);
+        let mut wire: pb::JobSpec = job.into();
+        wire.transform = None;
+        let read = domain::JobSpec::try_from(wire).unwrap();
+        assert!(read.transform.is_identity());
     }
 
     #[test]
