@@ -434,7 +434,12 @@ fn no_transform_keeps_the_campaign_id() {
     let plain = parse("p.toml", SEED, DEFAULT_MAX_JOBS).unwrap();
     let json = serde_json::to_string(&plain).unwrap();
     assert!(!json.contains("transform"), "{json}");
-    let empty_table = parse("e.toml", &format!("{SEED}\n[transform]\n"), DEFAULT_MAX_JOBS).unwrap();
+    let empty_table = parse(
+        "e.toml",
+        &format!("{SEED}\n[transform]\n"),
+        DEFAULT_MAX_JOBS,
+    )
+    .unwrap();
     assert_eq!(plain.id, empty_table.id);
 }
 
@@ -445,7 +450,11 @@ fn bad_transform_values_name_file_line_and_key() {
         ("resize = 4096", "resize", "1 to 1024"),
         ("pad = 65", "pad", "0 to 64"),
         ("channels = 2", "channels", "1 (grey) or 3"),
-        ("grayscale = true\nchannels = 3", "channels", "grayscale = true"),
+        (
+            "grayscale = true\nchannels = 3",
+            "channels",
+            "grayscale = true",
+        ),
     ];
     for (body, key, hint) in cases {
         let text = format!("{SEED}\n[transform]\n{body}\n");
