@@ -119,6 +119,7 @@ mod tests {
                 seed: 1,
                 threads: 0,
                 model: ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
+                transform: Default::default(),
             },
             lease_id,
             attempt: 1,

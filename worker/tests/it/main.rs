@@ -23,6 +23,7 @@ fn stripes(n: usize, seed: u64) -> Dataset {
         }
     }
     Dataset {
+        channels: 1,
         rows: 8,
         cols: 8,
         images,
@@ -63,6 +64,7 @@ fn svm_job(dataset: &std::path::Path) -> JobSpec {
         seed: 1,
         threads: 1,
         model: ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
+        transform: Default::default(),
     }
 }
 
