@@ -7,6 +7,9 @@ use ecobench_shared::{EpochMetrics, JobSpec, ModelConfig, TrainReport};
 use crate::data::{self, DataError, Dataset, derive_seed, stratified_subset};
 use crate::models::{self, ModelError};
 
+/// Classes the nets' output layers have (for now).
+const NET_CLASSES: usize = 10;
+
 /// Random stream (see [`derive_seed`]) of the training subset.
 const TRAIN_SUBSET_STREAM: u64 = 1;
 /// Random stream of the test subset.
@@ -26,6 +29,9 @@ pub enum TrainError {
     /// The compute threads could not be started (worth a retry).
     #[error("cannot start the job's compute threads: {0}")]
     Threads(String),
+    /// The dataset, as transformed, does not fit the model (bad input: do not retry).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl TrainError {
@@ -34,7 +40,7 @@ impl TrainError {
     /// smartcore).
     pub fn is_retryable(&self) -> bool {
         match self {
-            TrainError::Data(_) => false,
+            TrainError::Data(_) | TrainError::Unsupported(_) => false,
             TrainError::Model(err) => err.is_retryable(),
             TrainError::Threads(_) => true,
         }
@@ -44,28 +50,38 @@ impl TrainError {
 /// Trains and evaluates the model of `spec` on its dataset, calling `on_epoch` after each
 /// epoch (nets only).
 ///
-/// The dataset is resolved with [`data::resolve_dataset`] in `data_dirs` (priority order).
-/// `train_samples` images are taken from the training split and `test_samples` from the test
-/// split as seeded stratified subsets (sizes beyond a split are clamped; the report gives the
-/// counts used). The job's seed, through separate derived streams, fixes both subsets, the
-/// shuffling and the initial weights.
+/// The dataset is resolved with [`data::resolve_dataset`] in `data_dirs` (priority order)
+/// and loaded in whatever format it has ([`data::load_dataset_with`]); its fingerprint is
+/// taken on the decoded files, before the job's transform. `train_samples` images are taken
+/// from the training split and `test_samples` from the test split as seeded stratified
+/// subsets (sizes beyond a split are clamped; the report gives the counts used), then
+/// `spec.transform` is applied to them (a transform works image by image and subsets depend
+/// on labels only, so this is the same as transforming first, for less work). The job's
+/// seed, through separate derived streams, fixes both subsets, the shuffling and the
+/// initial weights.
 pub fn train_job(
     spec: &JobSpec,
     data_dirs: &[PathBuf],
     on_epoch: &mut (dyn FnMut(&EpochMetrics) + Send),
 ) -> Result<TrainReport, TrainError> {
     let dir = data::resolve_dataset(&spec.dataset, data_dirs)?;
-    let (train_full, test_full) = data::load_split(&dir)?;
-    let dataset_sha256 = data::digest(&train_full, &test_full);
+    let loaded = data::load_dataset_with(&dir, &spec.transform)?;
+    let dataset_sha256 = data::digest(&loaded.train, &loaded.test);
     let (train, test) = job_subsets(
-        train_full,
-        test_full,
+        loaded.train,
+        loaded.test,
         spec.train_samples,
         spec.test_samples,
         spec.seed,
     );
+    let train = data::apply_transform(&spec.transform, train)?;
+    let test = data::apply_transform(&spec.transform, test)?;
+    check_fits_model(&spec.model, &train, &loaded.source)?;
     tracing::debug!(
-        dataset = %dir.display(),
+        dataset = %loaded.source.display(),
+        format = loaded.format.as_str(),
+        shape = %train.shape(),
+        transform = %spec.transform.label(),
         %dataset_sha256,
         n_train = train.len(),
         n_test = test.len(),
@@ -83,6 +99,40 @@ pub fn train_job(
     let mut report = with_threads(spec.threads, train_model)?;
     report.dataset_sha256 = dataset_sha256;
     Ok(report)
+}
+
+/// Refuses input the nets cannot take yet: more than one channel or labels beyond their
+/// ten outputs. The SVM takes any channel count (each image a flat vector) and checks its
+/// own labels.
+fn check_fits_model(
+    model: &ModelConfig,
+    train: &Dataset,
+    source: &std::path::Path,
+) -> Result<(), TrainError> {
+    if matches!(model, ModelConfig::SvmLinear(_)) {
+        return Ok(());
+    }
+    let kind = model.kind();
+    if train.channels != 1 {
+        return Err(TrainError::Unsupported(format!(
+            "dataset {} has {} channels and the {kind} net takes grey images (1 channel) for \
+             now: set `[transform] grayscale = true` in the campaign, or use svm-linear",
+            source.display(),
+            train.channels
+        )));
+    }
+    if let Some(&label) = train
+        .labels
+        .iter()
+        .find(|&&l| usize::from(l) >= NET_CLASSES)
+    {
+        return Err(TrainError::Unsupported(format!(
+            "dataset {} has label {label} and the {kind} net has {NET_CLASSES} outputs for \
+             now: use a dataset of at most {NET_CLASSES} classes, or svm-linear",
+            source.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Runs `f` on a pool of exactly `threads` compute threads (the calling thread waits), or
@@ -145,7 +195,7 @@ fn subset(split: Dataset, n_samples: Option<u32>, seed: u64) -> Dataset {
 mod tests {
     use super::*;
     use crate::models::testdata::synthetic_split;
-    use ecobench_shared::{NetConfig, SvmConfig, SvmSolver};
+    use ecobench_shared::{DataTransform, NetConfig, SvmConfig, SvmSolver};
 
     fn spec(dataset: &str, model: ModelConfig) -> JobSpec {
         JobSpec {
@@ -157,6 +207,7 @@ mod tests {
             seed: 42,
             threads: 1,
             model,
+            transform: DataTransform::default(),
         }
     }
 
@@ -276,5 +327,83 @@ mod tests {
         let err = train_job(&job, &[dir.path().to_path_buf()], &mut |_| {}).unwrap_err();
         assert!(!err.is_retryable());
         assert!(err.to_string().contains("at least 65"), "{err}");
+    }
+
+    /// A CIFAR-10 folder of class patterns in colour: red the pattern, green its half,
+    /// blue its negative.
+    fn tiny_cifar_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, n, seed) in [("data_batch_1.bin", 300, 1), ("test_batch.bin", 100, 2)] {
+            let grey = synthetic_split(n, 32, seed);
+            let mut rgb = Dataset {
+                channels: 3,
+                images: Vec::with_capacity(n * 3 * 1024),
+                ..grey.clone()
+            };
+            for idx in 0..n {
+                let image = grey.image(idx);
+                rgb.images.extend_from_slice(image);
+                rgb.images.extend(image.iter().map(|&v| v / 2));
+                rgb.images.extend(image.iter().map(|&v| 255 - v));
+            }
+            data::cifar::write_cifar_batch(&dir.path().join(file), &rgb).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn trains_an_svm_on_grayscale_cifar_with_the_fingerprint_of_the_files() {
+        let dir = tiny_cifar_dir();
+        let mut job = spec(
+            dir.path().to_str().unwrap(),
+            ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
+        );
+        job.transform.grayscale = true;
+        let gray = train_job(&job, &[], &mut |_| {}).unwrap();
+        assert_eq!((gray.n_train, gray.n_test), (200, 50));
+        assert!(gray.accuracy > 0.5, "accuracy {}", gray.accuracy);
+        job.transform = DataTransform::default();
+        let colour = train_job(&job, &[], &mut |_| {}).unwrap();
+        assert!(colour.accuracy > 0.5, "accuracy {}", colour.accuracy);
+        assert_eq!(gray.dataset_sha256, colour.dataset_sha256);
+    }
+
+    #[test]
+    fn a_colour_dataset_for_a_net_asks_for_grayscale() {
+        let dir = tiny_cifar_dir();
+        let net = NetConfig {
+            n_epochs: 1,
+            batch_size: 16,
+            learning_rate: 0.003,
+        };
+        let job = spec(dir.path().to_str().unwrap(), ModelConfig::Cnn(net));
+        let err = train_job(&job, &[], &mut |_| {}).unwrap_err();
+        assert!(!err.is_retryable());
+        let message = err.to_string();
+        assert!(message.contains("has 3 channels"), "{message}");
+        assert!(
+            message.contains("`[transform] grayscale = true`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_truncated_cifar_batch_fails_the_job_for_good() {
+        let dir = tiny_cifar_dir();
+        let path = dir.path().join("data_batch_1.bin");
+        let raw = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &raw[..raw.len() - 10]).unwrap();
+        let job = spec(
+            dir.path().to_str().unwrap(),
+            ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
+        );
+        let err = train_job(&job, &[], &mut |_| {}).unwrap_err();
+        assert!(!err.is_retryable());
+        let message = err.to_string();
+        assert!(
+            message.contains("data_batch_1.bin is truncated"),
+            "{message}"
+        );
+        assert!(message.contains("byte offset 918827"), "{message}");
     }
 }
