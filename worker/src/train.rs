@@ -406,4 +406,27 @@ mod tests {
         );
         assert!(message.contains("byte offset 918827"), "{message}");
     }
+
+    #[test]
+    fn more_than_ten_classes_for_a_net_is_a_clear_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        for split in ["train", "test"] {
+            for class in 0..11 {
+                let class_dir = dir.path().join(split).join(format!("c{class:02}"));
+                std::fs::create_dir_all(&class_dir).unwrap();
+                image::GrayImage::from_pixel(8, 8, image::Luma([class * 20]))
+                    .save(class_dir.join("0.png"))
+                    .unwrap();
+            }
+        }
+        let net = NetConfig {
+            n_epochs: 1,
+            batch_size: 4,
+            learning_rate: 0.003,
+        };
+        let job = spec(dir.path().to_str().unwrap(), ModelConfig::Cnn(net));
+        let err = train_job(&job, &[], &mut |_| {}).unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("has label 10"), "{err}");
+    }
 }
