@@ -295,6 +295,7 @@ mod tests {
             threads: 0,
             model: ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
             stage: Default::default(),
+            transform: Default::default(),
         })
     }
 

@@ -50,6 +50,31 @@ impl From<domain::JobSpec> for pb::JobSpec {
             threads: job.threads,
             model: Some(model),
             stage: stage::to_wire(job.stage),
+            transform: (!job.transform.is_identity()).then(|| job.transform.into()),
+        }
+    }
+}
+
+impl From<domain::DataTransform> for pb::DataTransform {
+    fn from(transform: domain::DataTransform) -> Self {
+        pb::DataTransform {
+            grayscale: transform.grayscale,
+            resize: transform.resize,
+            pad: transform.pad,
+            channels: transform.channels,
+            normalize: transform.normalize,
+        }
+    }
+}
+
+impl From<pb::DataTransform> for domain::DataTransform {
+    fn from(transform: pb::DataTransform) -> Self {
+        domain::DataTransform {
+            grayscale: transform.grayscale,
+            resize: transform.resize,
+            pad: transform.pad,
+            channels: transform.channels,
+            normalize: transform.normalize,
         }
     }
 }
@@ -146,6 +171,7 @@ impl TryFrom<pb::JobSpec> for domain::JobSpec {
             threads: job.threads,
             model,
             stage: stage::from_wire(job.stage)?,
+            transform: job.transform.map(Into::into).unwrap_or_default(),
         })
     }
 }
@@ -367,8 +393,10 @@ mod tests {
                 learning_rate: 0.01,
             }),
             stage: domain::Stage::Scratch,
+            transform: domain::DataTransform::default(),
         };
         let wire: pb::JobSpec = job.clone().into();
+        assert!(wire.transform.is_none(), "the identity is sent as absent");
         assert_eq!(domain::JobSpec::try_from(wire).unwrap(), job);
         let stages = [
             domain::Stage::Pretrain {
@@ -433,6 +461,41 @@ mod tests {
             let wire: pb::JobSpec = job.clone().into();
             assert_eq!(domain::JobSpec::try_from(wire).unwrap(), job);
         }
+    }
+
+    #[test]
+    fn transform_round_trips_and_absent_is_the_identity() {
+        let transform = domain::DataTransform {
+            grayscale: true,
+            resize: Some(28),
+            pad: 2,
+            channels: Some(1),
+            normalize: true,
+        };
+        let wire: pb::DataTransform = transform.clone().into();
+        assert_eq!(domain::DataTransform::from(wire), transform);
+        let job = domain::JobSpec {
+            campaign_id: "00ff".into(),
+            job_idx: 0,
+            dataset: "cifar-10".into(),
+            train_samples: None,
+            test_samples: None,
+            seed: 1,
+            threads: 1,
+            model: domain::ModelConfig::SvmLinear(domain::SvmConfig::new(
+                1.0,
+                domain::SvmSolver::Dcd,
+            )),
+            stage: domain::Stage::Scratch,
+            transform,
+        };
+        let wire: pb::JobSpec = job.clone().into();
+        assert!(wire.transform.is_some());
+        assert_eq!(domain::JobSpec::try_from(wire).unwrap(), job);
+        let mut wire: pb::JobSpec = job.into();
+        wire.transform = None;
+        let read = domain::JobSpec::try_from(wire).unwrap();
+        assert!(read.transform.is_identity());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Campaign files: TOML parsing, validation and expansion into a matrix of jobs.
 //!
 //! Every list-valued key is an axis: a model entry expands into the cartesian
-//! product of its axes, and every configuration runs once per seed.
+//! product of its axes, and every configuration runs once per seed. An optional
+//! `[transform]` table (see [`DataTransform`]) applies to every job.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::job::{JobSpec, MODEL_KINDS, ModelConfig, SvmConfig, SvmMulticlass, SvmSolver};
 use crate::pretrain::{DeclaredCost, PretrainSource, PretrainedValue, Stage, parse_pretrained};
+use crate::transform::DataTransform;
 
 mod check;
 mod nets;
@@ -104,6 +106,8 @@ struct RawCampaign {
     defaults: RawDefaults,
     #[serde(default)]
     model: Vec<RawModel>,
+    #[serde(default)]
+    transform: DataTransform,
 }
 
 #[derive(Debug, Deserialize)]
@@ -319,6 +323,7 @@ pub fn parse_with_uploads(
             threads: config.threads.unwrap_or(raw.defaults.threads),
             model: config.model.clone(),
             stage: Stage::Scratch,
+            transform: raw.transform.clone(),
         };
         let stages = match &config.transfer {
             None => vec![Stage::Scratch],

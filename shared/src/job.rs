@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::pretrain::Stage;
+use crate::transform::DataTransform;
 
 /// The kinds of model this build can train, as spelled in campaign files.
 pub const MODEL_KINDS: &[&str] = &["svm-linear", "cnn", "densenet", "vgg"];
@@ -271,7 +272,8 @@ pub struct JobSpec {
     pub campaign_id: String,
     /// Position of the job in the campaign's expanded matrix.
     pub job_idx: u32,
-    /// A known dataset name (`fashion-mnist`) or a directory holding IDX files.
+    /// A known dataset name (`fashion-mnist`, `cifar-10`) or a dataset folder (IDX files,
+    /// CIFAR-10 binary batches, or an image folder with `train/` and `test/`).
     pub dataset: String,
     /// Size of the stratified training subset; `None` for the whole training set.
     pub train_samples: Option<u32>,
@@ -286,6 +288,10 @@ pub struct JobSpec {
     /// From scratch (the default, not serialised), pretraining, or fine-tuning.
     #[serde(default, skip_serializing_if = "Stage::is_scratch")]
     pub stage: Stage,
+    /// What the worker does to the images after loading; the identity is left out of the
+    /// serialized form, so campaigns without `[transform]` keep their content id.
+    #[serde(default, skip_serializing_if = "DataTransform::is_identity")]
+    pub transform: DataTransform,
 }
 
 impl JobSpec {

@@ -120,6 +120,7 @@ mod tests {
                 threads: 0,
                 model: ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
                 stage: Default::default(),
+                transform: Default::default(),
             },
             lease_id,
             attempt: 1,

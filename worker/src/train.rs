@@ -30,6 +30,9 @@ pub enum TrainError {
     /// The job's weights files were not given (a worker bug: do not retry).
     #[error("{0}")]
     Weights(String),
+    /// The dataset, as transformed, does not fit the model (bad input: do not retry).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl TrainError {
@@ -38,7 +41,7 @@ impl TrainError {
     /// smartcore).
     pub fn is_retryable(&self) -> bool {
         match self {
-            TrainError::Data(_) => false,
+            TrainError::Data(_) | TrainError::Unsupported(_) => false,
             TrainError::Model(err) => err.is_retryable(),
             TrainError::Threads(_) => true,
             TrainError::Weights(_) => false,
@@ -49,11 +52,15 @@ impl TrainError {
 /// Trains and evaluates the model of `spec` on its dataset, calling `on_epoch` after each
 /// epoch (nets only).
 ///
-/// The dataset is resolved with [`data::resolve_dataset`] in `data_dirs` (priority order).
-/// `train_samples` images are taken from the training split and `test_samples` from the test
-/// split as seeded stratified subsets (sizes beyond a split are clamped; the report gives the
-/// counts used). The job's seed, through separate derived streams, fixes both subsets, the
-/// shuffling and the initial weights.
+/// The dataset is resolved with [`data::resolve_dataset`] in `data_dirs` (priority order)
+/// and loaded in whatever format it has ([`data::load_dataset_with`]); its fingerprint is
+/// taken on the decoded files, before the job's transform. `train_samples` images are taken
+/// from the training split and `test_samples` from the test split as seeded stratified
+/// subsets (sizes beyond a split are clamped; the report gives the counts used), then
+/// `spec.transform` is applied to them (a transform works image by image and subsets depend
+/// on labels only, so this is the same as transforming first, for less work). The job's
+/// seed, through separate derived streams, fixes both subsets, the shuffling and the
+/// initial weights.
 ///
 /// A pretrain job ([`Stage::Pretrain`]) trains on its source classes only, renumbered
 /// 0.. in order, and saves its weights to `weights.save`; a fine-tune starts from
@@ -65,9 +72,10 @@ pub fn train_job(
     on_epoch: &mut (dyn FnMut(&EpochMetrics) + Send),
 ) -> Result<TrainReport, TrainError> {
     let dir = data::resolve_dataset(&spec.dataset, data_dirs)?;
-    let (mut train_full, mut test_full) = data::load_split(&dir)?;
-    let dataset_sha256 = data::digest(&train_full, &test_full);
-    let mut n_classes = usize::from(data::idx::N_CLASSES);
+    let loaded = data::load_dataset_with(&dir, &spec.transform)?;
+    let dataset_sha256 = data::digest(&loaded.train, &loaded.test);
+    let (mut train_full, mut test_full) = (loaded.train, loaded.test);
+    let mut n_classes = loaded.classes.len();
     let mut net_weights = models::Weights::default();
     match &spec.stage {
         Stage::Scratch => {}
@@ -93,8 +101,13 @@ pub fn train_job(
         spec.test_samples,
         spec.seed,
     );
+    let train = data::apply_transform(&spec.transform, train)?;
+    let test = data::apply_transform(&spec.transform, test)?;
     tracing::debug!(
-        dataset = %dir.display(),
+        dataset = %loaded.source.display(),
+        format = loaded.format.as_str(),
+        shape = %train.shape(),
+        transform = %spec.transform.label(),
         %dataset_sha256,
         n_train = train.len(),
         n_test = test.len(),
@@ -208,7 +221,7 @@ fn subset(split: Dataset, n_samples: Option<u32>, seed: u64) -> Dataset {
 mod tests {
     use super::*;
     use crate::models::testdata::synthetic_split;
-    use ecobench_shared::{NetConfig, SvmConfig, SvmSolver};
+    use ecobench_shared::{DataTransform, NetConfig, SvmConfig, SvmSolver};
 
     fn spec(dataset: &str, model: ModelConfig) -> JobSpec {
         JobSpec {
@@ -221,6 +234,7 @@ mod tests {
             threads: 1,
             model,
             stage: Default::default(),
+            transform: DataTransform::default(),
         }
     }
 
@@ -352,5 +366,105 @@ mod tests {
         .unwrap_err();
         assert!(!err.is_retryable());
         assert!(err.to_string().contains("at least 65"), "{err}");
+    }
+
+    /// A CIFAR-10 folder of class patterns in colour: red the pattern, green its half,
+    /// blue its negative.
+    fn tiny_cifar_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, n, seed) in [("data_batch_1.bin", 300, 1), ("test_batch.bin", 100, 2)] {
+            let grey = synthetic_split(n, 32, seed);
+            let mut rgb = Dataset {
+                channels: 3,
+                images: Vec::with_capacity(n * 3 * 1024),
+                ..grey.clone()
+            };
+            for idx in 0..n {
+                let image = grey.image(idx);
+                rgb.images.extend_from_slice(image);
+                rgb.images.extend(image.iter().map(|&v| v / 2));
+                rgb.images.extend(image.iter().map(|&v| 255 - v));
+            }
+            data::cifar::write_cifar_batch(&dir.path().join(file), &rgb).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn trains_an_svm_on_grayscale_cifar_with_the_fingerprint_of_the_files() {
+        let dir = tiny_cifar_dir();
+        let mut job = spec(
+            dir.path().to_str().unwrap(),
+            ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
+        );
+        job.transform.grayscale = true;
+        let gray = train_job(&job, &[], &JobWeights::default(), &mut |_| {}).unwrap();
+        assert_eq!((gray.n_train, gray.n_test), (200, 50));
+        assert!(gray.accuracy > 0.5, "accuracy {}", gray.accuracy);
+        job.transform = DataTransform::default();
+        let colour = train_job(&job, &[], &JobWeights::default(), &mut |_| {}).unwrap();
+        assert!(colour.accuracy > 0.5, "accuracy {}", colour.accuracy);
+        assert_eq!(gray.dataset_sha256, colour.dataset_sha256);
+    }
+
+    #[test]
+    fn a_net_takes_a_colour_dataset_with_its_channels_and_learns() {
+        let dir = tiny_cifar_dir();
+        let net = NetConfig {
+            n_epochs: 2,
+            batch_size: 16,
+            learning_rate: 0.003,
+        };
+        let job = spec(dir.path().to_str().unwrap(), ModelConfig::Cnn(net));
+        let report = train_job(&job, &[], &JobWeights::default(), &mut |_| {}).unwrap();
+        assert!(report.accuracy > 0.3, "accuracy {}", report.accuracy);
+    }
+
+    #[test]
+    fn a_truncated_cifar_batch_fails_the_job_for_good() {
+        let dir = tiny_cifar_dir();
+        let path = dir.path().join("data_batch_1.bin");
+        let raw = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &raw[..raw.len() - 10]).unwrap();
+        let job = spec(
+            dir.path().to_str().unwrap(),
+            ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
+        );
+        let err = train_job(&job, &[], &JobWeights::default(), &mut |_| {}).unwrap_err();
+        assert!(!err.is_retryable());
+        let message = err.to_string();
+        assert!(
+            message.contains("data_batch_1.bin is truncated"),
+            "{message}"
+        );
+        assert!(message.contains("byte offset 918827"), "{message}");
+    }
+
+    #[test]
+    fn a_net_gets_as_many_outputs_as_the_dataset_has_classes() {
+        let dir = tempfile::tempdir().unwrap();
+        for split in ["train", "test"] {
+            for class in 0..11u8 {
+                let class_dir = dir.path().join(split).join(format!("c{class:02}"));
+                std::fs::create_dir_all(&class_dir).unwrap();
+                for copy in 0..4u8 {
+                    image::GrayImage::from_pixel(8, 8, image::Luma([class * 20 + copy]))
+                        .save(class_dir.join(format!("{copy}.png")))
+                        .unwrap();
+                }
+            }
+        }
+        let net = NetConfig {
+            n_epochs: 30,
+            batch_size: 4,
+            learning_rate: 0.01,
+        };
+        let mut job = spec(dir.path().to_str().unwrap(), ModelConfig::Cnn(net));
+        job.train_samples = None;
+        job.test_samples = None;
+        let report = train_job(&job, &[], &JobWeights::default(), &mut |_| {}).unwrap();
+        assert_eq!(report.n_train, 44);
+        // Class 10 exists only if the head has 11 outputs; chance is 1/11.
+        assert!(report.accuracy > 0.3, "accuracy {}", report.accuracy);
     }
 }

@@ -161,6 +161,7 @@ fn synthetic(n: usize, seed: u64) -> Dataset {
         }
     }
     Dataset {
+        channels: 1,
         rows: side,
         cols: side,
         images,

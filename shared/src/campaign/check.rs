@@ -4,6 +4,12 @@
 use super::{Axis, COMMON_MODEL_KEYS, CampaignError, RawCampaign, RawModel, keys_of_kind};
 use crate::job::{MODEL_KINDS, SvmMulticlass, SvmSolver};
 use crate::pretrain::{PretrainedValue, parse_pretrained};
+use crate::transform::DataTransform;
+
+/// Largest square side `[transform] resize` accepts.
+const MAX_RESIZE: u32 = 1024;
+/// Largest `[transform] pad`.
+const MAX_PAD: u32 = 64;
 
 /// Range checks that TOML types cannot express, reporting the key's line.
 pub(super) struct Checker<'a> {
@@ -76,7 +82,42 @@ impl Checker<'_> {
         for model in &raw.model {
             self.validate_model(model)?;
         }
-        Ok(())
+        self.validate_transform(&raw.transform)
+    }
+
+    /// The `[transform]` table: sizes within reason, a channel count the nets know, and
+    /// no contradiction between `grayscale` and `channels`.
+    fn validate_transform(&self, transform: &DataTransform) -> Result<(), CampaignError> {
+        if let Some(side) = transform.resize
+            && !(1..=MAX_RESIZE).contains(&side)
+        {
+            return Err(self.invalid(
+                "resize",
+                &side.to_string(),
+                &format!("use a square side from 1 to {MAX_RESIZE} pixels, e.g. 32"),
+            ));
+        }
+        if transform.pad > MAX_PAD {
+            return Err(self.invalid(
+                "pad",
+                &transform.pad.to_string(),
+                &format!("use 0 to {MAX_PAD} zero pixels on each side"),
+            ));
+        }
+        match transform.channels {
+            Some(channels) if channels != 1 && channels != 3 => Err(self.invalid(
+                "channels",
+                &channels.to_string(),
+                "use 1 (grey) or 3 (RGB), or omit the key to keep the dataset's channels",
+            )),
+            Some(3) if transform.grayscale => Err(self.invalid(
+                "channels",
+                "3",
+                "`grayscale = true` makes 1 channel: drop one of the two keys (or set \
+                 channels = 1)",
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn validate_model(&self, model: &RawModel) -> Result<(), CampaignError> {

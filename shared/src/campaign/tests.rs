@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::job::NetConfig;
+use crate::transform::DataTransform;
 
 const SEED: &str = r#"
 name = "seed"
@@ -407,4 +408,74 @@ fn net_keys_out_of_range_or_on_another_kind_are_refused_with_their_line() {
         err.to_string().starts_with("b.toml:4: key `width` = -1"),
         "{err}"
     );
+}
+
+#[test]
+fn transform_table_reaches_every_job() {
+    let text = format!("{SEED}\n[transform]\ngrayscale = true\nresize = 28\npad = 2\n");
+    let spec = parse("t.toml", &text, DEFAULT_MAX_JOBS).unwrap();
+    let expected = DataTransform {
+        grayscale: true,
+        resize: Some(28),
+        pad: 2,
+        channels: None,
+        normalize: false,
+    };
+    assert!(spec.jobs.iter().all(|job| job.transform == expected));
+    let plain = parse("p.toml", SEED, DEFAULT_MAX_JOBS).unwrap();
+    assert!(plain.jobs.iter().all(|job| job.transform.is_identity()));
+    assert_ne!(spec.id, plain.id, "a transform changes the campaign id");
+}
+
+/// Campaigns without `[transform]` serialise as before the table existed, so their
+/// content id is unchanged; an identity table is the same campaign.
+#[test]
+fn no_transform_keeps_the_campaign_id() {
+    let plain = parse("p.toml", SEED, DEFAULT_MAX_JOBS).unwrap();
+    let json = serde_json::to_string(&plain).unwrap();
+    assert!(!json.contains("transform"), "{json}");
+    let empty_table = parse(
+        "e.toml",
+        &format!("{SEED}\n[transform]\n"),
+        DEFAULT_MAX_JOBS,
+    )
+    .unwrap();
+    assert_eq!(plain.id, empty_table.id);
+}
+
+#[test]
+fn bad_transform_values_name_file_line_and_key() {
+    let cases = [
+        ("resize = 0", "resize", "1 to 1024"),
+        ("resize = 4096", "resize", "1 to 1024"),
+        ("pad = 65", "pad", "0 to 64"),
+        ("channels = 2", "channels", "1 (grey) or 3"),
+        (
+            "grayscale = true\nchannels = 3",
+            "channels",
+            "grayscale = true",
+        ),
+    ];
+    for (body, key, hint) in cases {
+        let text = format!("{SEED}\n[transform]\n{body}\n");
+        let line = text.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+        let err = parse("t.toml", &text, DEFAULT_MAX_JOBS)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("t.toml:{line}: key `{key}`")),
+            "{body}: {err}"
+        );
+        assert!(err.contains(hint), "{body}: {err}");
+    }
+}
+
+#[test]
+fn unknown_transform_key_is_a_syntax_error_with_its_line() {
+    let text = format!("{SEED}\n[transform]\ngreyscale = true\n");
+    let err = parse("t.toml", &text, DEFAULT_MAX_JOBS)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("greyscale"), "{err}");
+    assert!(err.contains("line 21"), "{err}");
 }

@@ -38,11 +38,11 @@ pub struct IdxImages {
 
 /// Reads an IDX image file (magic `0x00000803`), gzipped or not.
 pub fn read_idx_images(path: &Path) -> Result<IdxImages, DataError> {
-    let bytes = read_maybe_gzipped(path)?;
+    let (bytes, gzipped) = read_maybe_gzipped(path)?;
     check_magic(path, &bytes, IMAGES_MAGIC, "image")?;
-    let header = read_header(path, &bytes, 4)?;
+    let header = read_header(path, &bytes, 4, gzipped)?;
     let (n, rows, cols) = (header[1], header[2], header[3]);
-    let body = body_of(path, &bytes, 16, [n, rows, cols])?;
+    let body = body_of(path, &bytes, 16, [n, rows, cols], gzipped)?;
     Ok(IdxImages {
         n,
         rows,
@@ -53,10 +53,10 @@ pub fn read_idx_images(path: &Path) -> Result<IdxImages, DataError> {
 
 /// Reads an IDX label file (magic `0x00000801`), gzipped or not, checking every label < 10.
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, DataError> {
-    let bytes = read_maybe_gzipped(path)?;
+    let (bytes, gzipped) = read_maybe_gzipped(path)?;
     check_magic(path, &bytes, LABELS_MAGIC, "label")?;
-    let n = read_header(path, &bytes, 2)?[1];
-    let labels = body_of(path, &bytes, 8, [n, 1, 1])?;
+    let n = read_header(path, &bytes, 2, gzipped)?[1];
+    let labels = body_of(path, &bytes, 8, [n, 1, 1], gzipped)?;
     if let Some(index) = labels.iter().position(|&label| label >= N_CLASSES) {
         return Err(DataError::LabelOutOfRange {
             path: path.to_path_buf(),
@@ -126,23 +126,25 @@ fn write_file(path: &Path, header: &[u8], body: &[u8], gzip: bool) -> Result<(),
     file.flush().map_err(io_err)
 }
 
-/// Reads a whole file, decompressing it when it starts with the gzip magic bytes.
-fn read_maybe_gzipped(path: &Path) -> Result<Vec<u8>, DataError> {
+/// Reads a whole file, decompressing it when it starts with the gzip magic bytes; says
+/// whether it did.
+fn read_maybe_gzipped(path: &Path) -> Result<(Vec<u8>, bool), DataError> {
     let raw = std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     if !raw.starts_with(&GZIP_MAGIC) {
-        return Ok(raw);
+        return Ok((raw, false));
     }
     let mut bytes = Vec::with_capacity(raw.len() * 2);
-    GzDecoder::new(raw.as_slice())
-        .read_to_end(&mut bytes)
-        .map_err(|source| DataError::BadGzip {
+    if let Err(source) = GzDecoder::new(raw.as_slice()).read_to_end(&mut bytes) {
+        return Err(DataError::BadGzip {
             path: path.to_path_buf(),
+            decompressed_bytes: bytes.len() as u64,
             source,
-        })?;
-    Ok(bytes)
+        });
+    }
+    Ok((bytes, true))
 }
 
 fn check_magic(path: &Path, bytes: &[u8], expected: u32, kind: &str) -> Result<(), DataError> {
@@ -161,13 +163,19 @@ fn check_magic(path: &Path, bytes: &[u8], expected: u32, kind: &str) -> Result<(
 }
 
 /// The first `n_words` big-endian `u32`s of the file (the magic included).
-fn read_header(path: &Path, bytes: &[u8], n_words: usize) -> Result<Vec<usize>, DataError> {
+fn read_header(
+    path: &Path,
+    bytes: &[u8],
+    n_words: usize,
+    gzipped: bool,
+) -> Result<Vec<usize>, DataError> {
     let header = bytes
         .get(..4 * n_words)
         .ok_or_else(|| DataError::Truncated {
             path: path.to_path_buf(),
             expected_bytes: 4 * n_words as u64,
             actual_bytes: bytes.len() as u64,
+            decompressed: gzipped,
         })?;
     Ok(header
         .chunks_exact(4)
@@ -181,6 +189,7 @@ fn body_of<'a>(
     bytes: &'a [u8],
     offset: usize,
     dims: [usize; 3],
+    gzipped: bool,
 ) -> Result<&'a [u8], DataError> {
     let body_len = dims.iter().map(|&d| d as u64).product::<u64>();
     let expected_bytes = offset as u64 + body_len;
@@ -189,6 +198,7 @@ fn body_of<'a>(
             path: path.to_path_buf(),
             expected_bytes,
             actual_bytes: bytes.len() as u64,
+            decompressed: gzipped,
         });
     }
     Ok(&bytes[offset..expected_bytes as usize])
@@ -265,7 +275,33 @@ mod tests {
                 ..
             }
         ));
-        assert!(err.to_string().contains("truncated"), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("truncated"), "{message}");
+        assert!(message.contains("ends at byte offset 35 but"), "{message}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+    }
+
+    #[test]
+    fn truncated_decompressed_data_gives_the_decompressed_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (n, rows, cols, pixels) = images_fixture();
+        let path = dir.path().join("images.gz");
+        write_idx_images(
+            &path,
+            n + 1,
+            rows,
+            cols,
+            &[pixels.clone(), vec![0; 8]].concat(),
+            false,
+        )
+        .unwrap();
+        let raw = std::fs::read(&path).unwrap();
+        write_file(&path, &raw[..16], &pixels, true).unwrap();
+        let message = read_idx_images(&path).unwrap_err().to_string();
+        assert!(
+            message.contains("ends at byte offset 40 (decompressed)"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -278,6 +314,7 @@ mod tests {
         std::fs::write(&path, &raw[..raw.len() / 2]).unwrap();
         let err = read_idx_images(&path).unwrap_err();
         assert!(matches!(err, DataError::BadGzip { .. }), "{err}");
+        assert!(err.to_string().contains("decompressed bytes"), "{err}");
     }
 
     #[test]

@@ -1,18 +1,33 @@
-//! Datasets: IDX files, resolution of dataset names to folders, seeded stratified subsets.
+//! Datasets: readers for IDX, CIFAR-10 and image folders, resolution of dataset names to
+//! folders, transforms, normalization statistics, seeded stratified subsets.
 //!
-//! A dataset is a folder holding the four standard MNIST-family files
-//! (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`,
-//! `t10k-labels-idx1-ubyte`), each gzipped or not, with or without a `.gz` suffix.
+//! A dataset is a folder in one of three layouts, detected by [`load_dataset`]:
+//! - IDX (the MNIST family): the four files `train-images-idx3-ubyte`,
+//!   `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each
+//!   gzipped or not, with or without a `.gz` suffix ([`idx`]);
+//! - CIFAR-10 binary batches `data_batch_1.bin` … `data_batch_5.bin` and `test_batch.bin`,
+//!   in the folder or its `cifar-10-batches-bin/` ([`cifar`]);
+//! - an image folder: `train/<class>/*.png|jpg|jpeg` and `test/<class>/…` ([`folder`]).
+//!
+//! Every reader gives [`Dataset`]s of u8 images, each channel-major (C×H×W).
 
+pub mod cifar;
+mod error;
+pub mod folder;
 pub mod idx;
+mod load;
 mod resolve;
 mod subset;
+mod transform;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+pub use error::DataError;
 pub use idx::{read_idx_images, read_idx_labels, write_idx_images, write_idx_labels};
+pub use load::{DatasetFormat, LoadedDataset, detect_format, load_dataset, load_dataset_with};
 pub use resolve::{KNOWN_DATASETS, SYSTEM_DATASETS_DIR, find_split_file, resolve_dataset};
 pub use subset::{derive_seed, stratified_subset};
+pub use transform::{Normalization, apply_transform};
 
 /// Base names of the four files of a dataset folder: train images, train labels, test
 /// images, test labels.
@@ -23,130 +38,19 @@ pub const SPLIT_FILES: [&str; 4] = [
     "t10k-labels-idx1-ubyte",
 ];
 
-/// What can go wrong finding or reading a dataset. Every message names the file or folder.
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    /// Reading or writing a file failed.
-    #[error("cannot access {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The operating system's error.
-        source: std::io::Error,
-    },
-    /// A file starts with the gzip magic bytes but does not decompress.
-    #[error("{path} is not a valid gzip file ({source}): it may be truncated, download it again")]
-    BadGzip {
-        /// The file.
-        path: PathBuf,
-        /// The decoder's error.
-        source: std::io::Error,
-    },
-    /// A file does not start with the expected IDX magic number.
-    #[error(
-        "{path} is not an IDX {kind} file (magic {}, expected {expected:#010x}): point the \
-         campaign's dataset at a folder of IDX files",
-        magic.map_or("missing".to_string(), |m| format!("{m:#010x}"))
-    )]
-    NotIdx {
-        /// The file.
-        path: PathBuf,
-        /// `image` or `label`.
-        kind: String,
-        /// The first four bytes, big-endian, if the file has four bytes.
-        magic: Option<u32>,
-        /// The magic an IDX file of that kind starts with.
-        expected: u32,
-    },
-    /// A file is shorter than its header says.
-    #[error(
-        "{path} is truncated: its header needs {expected_bytes} bytes, it has \
-         {actual_bytes}: download it again"
-    )]
-    Truncated {
-        /// The file (its decompressed size is meant when gzipped).
-        path: PathBuf,
-        /// Bytes the header announces.
-        expected_bytes: u64,
-        /// Bytes present.
-        actual_bytes: u64,
-    },
-    /// A label file holds a label outside 0..=9.
-    #[error("{path} holds label {label} at index {index}; labels must be 0 to 9")]
-    LabelOutOfRange {
-        /// The file.
-        path: PathBuf,
-        /// Position of the first bad label.
-        index: usize,
-        /// Its value.
-        label: u8,
-    },
-    /// An image file and its label file disagree on the number of samples.
-    #[error(
-        "{images_path} holds {n_images} images but {labels_path} holds {n_labels} labels: \
-         the two files must come from the same split"
-    )]
-    CountMismatch {
-        /// The image file.
-        images_path: PathBuf,
-        /// Images in it.
-        n_images: usize,
-        /// The label file.
-        labels_path: PathBuf,
-        /// Labels in it.
-        n_labels: usize,
-    },
-    /// The training and test images have different sizes.
-    #[error(
-        "{dir}: training images are {train_rows}×{train_cols} but test images are \
-         {test_rows}×{test_cols}; both splits must have the same image size"
-    )]
-    SizeMismatch {
-        /// The dataset folder.
-        dir: PathBuf,
-        /// Rows of a training image.
-        train_rows: usize,
-        /// Columns of a training image.
-        train_cols: usize,
-        /// Rows of a test image.
-        test_rows: usize,
-        /// Columns of a test image.
-        test_cols: usize,
-    },
-    /// A dataset folder lacks one of the four files.
-    #[error(
-        "{dir} has no {file} (nor {file}.gz): a dataset folder needs train-images-idx3-ubyte, \
-         train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte"
-    )]
-    MissingFile {
-        /// The dataset folder.
-        dir: PathBuf,
-        /// The base name that is missing.
-        file: String,
-    },
-    /// A dataset name was found nowhere.
-    #[error("{0}")]
-    NotFound(String),
-    /// A write was asked with inconsistent arguments.
-    #[error("cannot write {path}: {reason}")]
-    BadWrite {
-        /// The file.
-        path: PathBuf,
-        /// What was inconsistent.
-        reason: String,
-    },
-}
-
-/// One split of a dataset: `labels.len()` grey images of `rows` × `cols` bytes.
+/// One split of a dataset: `labels.len()` images of `channels` × `rows` × `cols` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dataset {
+    /// Channels per image: 1 (grey) or 3 (RGB).
+    pub channels: usize,
     /// Pixel rows per image.
     pub rows: usize,
     /// Pixel columns per image.
     pub cols: usize,
-    /// Pixels, image after image, row-major (`len() * rows * cols` bytes).
+    /// Values, image after image, each channel-major then row-major
+    /// (`len() * channels * rows * cols` bytes).
     pub images: Vec<u8>,
-    /// One class label (0–9) per image.
+    /// One class label per image (0–9 for IDX and CIFAR-10, up to 254 for image folders).
     pub labels: Vec<u8>,
 }
 
@@ -161,12 +65,17 @@ impl Dataset {
         self.labels.is_empty()
     }
 
-    /// Pixels per image (`rows * cols`).
+    /// Values per image (`channels * rows * cols`).
     pub fn n_pixels(&self) -> usize {
-        self.rows * self.cols
+        self.channels * self.rows * self.cols
     }
 
-    /// The pixels of image `idx`.
+    /// The shape of an image as `channels×rows×cols`, for messages.
+    pub fn shape(&self) -> String {
+        format!("{}×{}×{}", self.channels, self.rows, self.cols)
+    }
+
+    /// The values of image `idx`.
     pub fn image(&self, idx: usize) -> &[u8] {
         let n_pixels = self.n_pixels();
         &self.images[idx * n_pixels..(idx + 1) * n_pixels]
@@ -179,6 +88,7 @@ impl Dataset {
             images.extend_from_slice(self.image(idx));
         }
         Dataset {
+            channels: self.channels,
             rows: self.rows,
             cols: self.cols,
             images,
@@ -187,7 +97,7 @@ impl Dataset {
     }
 }
 
-/// Loads the training and test splits of a dataset folder.
+/// Loads the training and test splits of a folder of IDX files.
 pub fn load_split(dir: &Path) -> Result<(Dataset, Dataset), DataError> {
     let [train_images, train_labels, test_images, test_labels] = SPLIT_FILES.map(|file| {
         find_split_file(dir, file).ok_or_else(|| DataError::MissingFile {
@@ -200,10 +110,8 @@ pub fn load_split(dir: &Path) -> Result<(Dataset, Dataset), DataError> {
     if (train.rows, train.cols) != (test.rows, test.cols) {
         return Err(DataError::SizeMismatch {
             dir: dir.to_path_buf(),
-            train_rows: train.rows,
-            train_cols: train.cols,
-            test_rows: test.rows,
-            test_cols: test.cols,
+            train: train.shape(),
+            test: test.shape(),
         });
     }
     Ok((train, test))
@@ -222,6 +130,7 @@ pub fn load_pair(images_path: &Path, labels_path: &Path) -> Result<Dataset, Data
         });
     }
     Ok(Dataset {
+        channels: 1,
         rows: images.rows,
         cols: images.cols,
         images: images.pixels,
@@ -230,7 +139,7 @@ pub fn load_pair(images_path: &Path, labels_path: &Path) -> Result<Dataset, Data
 }
 
 /// Writes a dataset folder: the four standard files for `train` and `test`, gzipped if
-/// `gzip` (with a `.gz` suffix). The folder is created if needed.
+/// `gzip` (with a `.gz` suffix). The folder is created if needed; the splits must be grey.
 pub fn write_split(
     dir: &Path,
     train: &Dataset,
@@ -243,6 +152,15 @@ pub fn write_split(
     })?;
     let suffix = if gzip { ".gz" } else { "" };
     let path = |base: &str| dir.join(format!("{base}{suffix}"));
+    if let Some(split) = [train, test].into_iter().find(|split| split.channels != 1) {
+        return Err(DataError::BadWrite {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "IDX holds grey images, these have {} channels",
+                split.channels
+            ),
+        });
+    }
     for (split, [images_file, labels_file]) in [
         (train, [SPLIT_FILES[0], SPLIT_FILES[1]]),
         (test, [SPLIT_FILES[2], SPLIT_FILES[3]]),
@@ -257,13 +175,14 @@ pub fn write_split(
 #[cfg(test)]
 mod tests;
 
-/// SHA-256 (hex) of two decoded splits: their shapes, pixels and labels. Two
-/// copies of a dataset with the same content have the same digest, gzipped or not.
+/// SHA-256 (hex) of two decoded splits: their shapes (channels included), pixels and
+/// labels. Two copies of a dataset with the same content have the same digest, gzipped or
+/// not.
 pub fn digest(train: &Dataset, test: &Dataset) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     for split in [train, test] {
-        for n in [split.len(), split.rows, split.cols] {
+        for n in [split.len(), split.channels, split.rows, split.cols] {
             hasher.update((n as u64).to_be_bytes());
         }
         hasher.update(&split.images);

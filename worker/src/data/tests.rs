@@ -4,6 +4,7 @@ use super::*;
 
 fn tiny_split(n: usize, offset: u8) -> Dataset {
     Dataset {
+        channels: 1,
         rows: 2,
         cols: 3,
         images: (0..n * 6).map(|i| (i as u8).wrapping_add(offset)).collect(),

@@ -170,7 +170,7 @@ pub fn train_net(
     on_epoch: &mut (dyn FnMut(&EpochMetrics) + Send),
 ) -> Result<TrainReport, ModelError> {
     let shape = NetShape {
-        channels: 1,
+        channels: train.channels,
         rows: train.rows,
         cols: train.cols,
         n_classes,

@@ -195,10 +195,10 @@ pub fn evaluate(model: &dyn ModuleT, images: &Tensor, labels: &Tensor) -> Result
     Ok(n_correct as f64 / n as f64)
 }
 
-/// The images as a `(n, 1, rows, cols)` f32 tensor in [0, 1] and the labels as `(n,)` u32.
+/// The images as a `(n, channels, rows, cols)` f32 tensor in [0, 1] and the labels as `(n,)` u32.
 pub fn to_tensors(split: &Dataset) -> Result<(Tensor, Tensor), ModelError> {
     let pixels: Vec<f32> = split.images.iter().map(|&p| f32::from(p) / 255.0).collect();
-    let shape = (split.len(), 1, split.rows, split.cols);
+    let shape = (split.len(), split.channels, split.rows, split.cols);
     let images = Tensor::from_vec(pixels, shape, &Device::Cpu)?;
     let labels: Vec<u32> = split.labels.iter().map(|&l| u32::from(l)).collect();
     let labels = Tensor::from_vec(labels, split.len(), &Device::Cpu)?;

@@ -26,6 +26,7 @@ pub(crate) fn synthetic_split(n: usize, side: usize, seed: u64) -> Dataset {
         }
     }
     Dataset {
+        channels: 1,
         rows: side,
         cols: side,
         images,

@@ -23,6 +23,7 @@ fn stripes(n: usize, seed: u64) -> Dataset {
         }
     }
     Dataset {
+        channels: 1,
         rows: 8,
         cols: 8,
         images,
@@ -64,6 +65,7 @@ fn svm_job(dataset: &std::path::Path) -> JobSpec {
         threads: 1,
         model: ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
         stage: Default::default(),
+        transform: Default::default(),
     }
 }
 
@@ -98,6 +100,75 @@ fn exec_reports_bad_input_as_a_non_retryable_error() {
     };
     assert!(!retryable);
     assert!(message.contains("absent"), "{message}");
+}
+
+/// Writes `split` (grey) as `dir/<split_name>/<label>/<idx>.png` in colour: red the
+/// pixel, green its half, blue its negative.
+fn write_png_folder(dir: &std::path::Path, split_name: &str, split: &Dataset) {
+    for idx in 0..split.len() {
+        let class_dir = dir
+            .join(split_name)
+            .join(format!("class-{}", split.labels[idx]));
+        std::fs::create_dir_all(&class_dir).unwrap();
+        let grey = split.image(idx);
+        let (cols, rows) = (split.cols as u32, split.rows as u32);
+        let rgb = image::RgbImage::from_fn(cols, rows, |x, y| {
+            let v = grey[(y * cols + x) as usize];
+            image::Rgb([v, v / 2, 255 - v])
+        });
+        rgb.save(class_dir.join(format!("{idx:04}.png"))).unwrap();
+    }
+}
+
+/// A colour image folder, made grey and resized by the job's transform, trains the SVM in
+/// a `worker exec` child above chance.
+#[test]
+fn exec_trains_on_a_colour_image_folder_with_a_transform() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_png_folder(tmp.path(), "train", &stripes(300, 1));
+    write_png_folder(tmp.path(), "test", &stripes(100, 2));
+    let mut spec = svm_job(tmp.path());
+    spec.transform.grayscale = true;
+    spec.transform.resize = Some(12);
+    let (status, events) = exec(&ChildInput {
+        spec,
+        data_dirs: vec![],
+        weights: Default::default(),
+    });
+    assert!(status.success(), "{events:?}");
+    let [ChildEvent::Result { report }] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!((report.n_train, report.n_test), (200, 100));
+    assert!(report.accuracy > 0.3, "above chance: {report:?}");
+}
+
+/// A truncated CIFAR-10 batch fails the job for good, naming the file and the offset.
+#[test]
+fn exec_reports_a_truncated_cifar_batch_with_its_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let record = [[3u8].as_slice(), &[7u8; 3072]].concat();
+    std::fs::write(tmp.path().join("test_batch.bin"), &record).unwrap();
+    std::fs::write(
+        tmp.path().join("data_batch_1.bin"),
+        [&record[..], &record[..100]].concat(),
+    )
+    .unwrap();
+    let (status, events) = exec(&ChildInput {
+        spec: svm_job(tmp.path()),
+        data_dirs: vec![],
+        weights: Default::default(),
+    });
+    assert!(!status.success());
+    let [ChildEvent::Error { message, retryable }] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert!(!retryable);
+    assert!(
+        message.contains("data_batch_1.bin is truncated"),
+        "{message}"
+    );
+    assert!(message.contains("byte offset 3073"), "{message}");
 }
 
 #[test]
