@@ -1,13 +1,16 @@
 //! Domain types and pure logic shared by the coordinator and the worker.
 //!
 //! - [`job`]: what a job is and what it produces (specs, train and energy reports).
+//! - [`artifact`]: content-addressed artifacts: hashing, chunking, verified receiving.
 //! - [`campaign`]: campaign TOML files and their expansion into a matrix of jobs.
 //! - [`carbon`]: the embedded per-country carbon-intensity table.
 //! - [`telemetry`]: one tracing set-up for every binary.
 //! - [`process`]: the token file and the shutdown signal, for both binaries.
 //!
-//! Nothing here does network, database or training work.
+//! Nothing here does network, database or training work; [`artifact`] reads and
+//! writes the files it is given.
 
+pub mod artifact;
 pub mod campaign;
 pub mod carbon;
 pub mod job;
