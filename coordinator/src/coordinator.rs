@@ -8,6 +8,7 @@ use ecobench_shared::{HardwareFingerprint, JobResult, JobSpec, Progress, campaig
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, instrument, warn};
 
+use crate::artifacts::ArtifactStore;
 use crate::scheduler::{self, Completion, JobRecord, JobState};
 use crate::store::{
     CampaignRecord, ResultRecord, Store, StoreError, WorkerRecord, campaign_key, job_key,
@@ -55,6 +56,9 @@ pub enum CoordinatorError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A file of the coordinator (an artifact) cannot be read or written.
+    #[error("{0}")]
+    Io(String),
 }
 
 /// The answer to a submission.
@@ -107,6 +111,7 @@ pub struct CampaignStatus {
 #[derive(Debug)]
 pub struct Coordinator {
     store: Store,
+    artifacts: ArtifactStore,
     config: CoordinatorConfig,
     /// Serialises state changes so that read-decide-write is atomic.
     changes: Mutex<()>,
@@ -145,15 +150,21 @@ fn parse_job_id(job_id: &str) -> Result<[u8; 12], CoordinatorError> {
 }
 
 impl Coordinator {
-    /// A coordinator over an opened store.
-    pub fn new(store: Store, config: CoordinatorConfig) -> Coordinator {
+    /// A coordinator over an opened store and its artifacts.
+    pub fn new(store: Store, artifacts: ArtifactStore, config: CoordinatorConfig) -> Coordinator {
         Coordinator {
             store,
+            artifacts,
             config,
             changes: Mutex::new(()),
             work: Notify::new(),
             progress: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The stored artifacts (weights files).
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.artifacts
     }
 
     /// Registers a worker, or refreshes it after a reconnect.

@@ -21,7 +21,9 @@ fn temp_files(dir: &Path) -> Vec<String> {
 #[test]
 fn file_chunks_split_at_the_chunk_size_and_hash_like_the_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let content: Vec<u8> = (0..ARTIFACT_CHUNK_BYTES * 2 + 10).map(|i| i as u8).collect();
+    let content: Vec<u8> = (0..ARTIFACT_CHUNK_BYTES * 2 + 10)
+        .map(|i| i as u8)
+        .collect();
     let path = dir.path().join("w.safetensors");
     std::fs::write(&path, &content).unwrap();
     let sizes: Vec<usize> = FileChunks::new(File::open(&path).unwrap())
@@ -29,7 +31,10 @@ fn file_chunks_split_at_the_chunk_size_and_hash_like_the_whole() {
         .collect();
     assert_eq!(sizes, [ARTIFACT_CHUNK_BYTES, ARTIFACT_CHUNK_BYTES, 10]);
     let (sha, size) = sha256_file(&path).unwrap();
-    assert_eq!((sha, size), (header_of(&content, "").sha256, content.len() as u64));
+    assert_eq!(
+        (sha, size),
+        (header_of(&content, "").sha256, content.len() as u64)
+    );
 }
 
 #[test]
@@ -56,7 +61,10 @@ fn a_wrong_hash_short_or_long_stream_is_refused_and_leaves_no_temp_file() {
     let mut writer = ArtifactWriter::create(dir.path(), wrong.clone(), 100).unwrap();
     writer.write(&content).unwrap();
     let err = writer.commit().unwrap_err().to_string();
-    assert!(err.contains(&wrong.sha256) && err.contains("hashes to"), "{err}");
+    assert!(
+        err.contains(&wrong.sha256) && err.contains("hashes to"),
+        "{err}"
+    );
 
     let mut writer = ArtifactWriter::create(dir.path(), header_of(&content, "w"), 100).unwrap();
     writer.write(&content[..4]).unwrap();
@@ -64,7 +72,9 @@ fn a_wrong_hash_short_or_long_stream_is_refused_and_leaves_no_temp_file() {
     assert!(err.contains("ended after 4 bytes"), "{err}");
 
     let mut writer = ArtifactWriter::create(dir.path(), header_of(&content, "w"), 100).unwrap();
-    let err = writer.write(&[content.clone(), content].concat()).unwrap_err();
+    let err = writer
+        .write(&[content.clone(), content].concat())
+        .unwrap_err();
     assert!(err.to_string().contains("carried more"), "{err}");
     drop(writer);
     assert!(temp_files(dir.path()).is_empty());
@@ -75,7 +85,10 @@ fn a_wrong_hash_short_or_long_stream_is_refused_and_leaves_no_temp_file() {
 fn a_header_over_the_limit_or_with_a_bad_hash_is_refused_at_once() {
     let content = vec![7u8; 50];
     let err = Verifier::new(header_of(&content, "big"), 49).unwrap_err();
-    assert!(err.to_string().contains("over the limit of 49 bytes"), "{err}");
+    assert!(
+        err.to_string().contains("over the limit of 49 bytes"),
+        "{err}"
+    );
     let mut bad = header_of(&content, "w");
     bad.sha256 = "../etc/passwd".into();
     assert!(matches!(
