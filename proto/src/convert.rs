@@ -341,6 +341,26 @@ impl From<pb::Progress> for domain::Progress {
     }
 }
 
+impl From<domain::artifact::ArtifactHeader> for pb::ArtifactHeader {
+    fn from(header: domain::artifact::ArtifactHeader) -> Self {
+        pb::ArtifactHeader {
+            sha256: header.sha256,
+            size_bytes: header.size_bytes,
+            name: header.name,
+        }
+    }
+}
+
+impl From<pb::ArtifactHeader> for domain::artifact::ArtifactHeader {
+    fn from(header: pb::ArtifactHeader) -> Self {
+        domain::artifact::ArtifactHeader {
+            sha256: header.sha256,
+            size_bytes: header.size_bytes,
+            name: header.name,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,25 +447,5 @@ mod tests {
             domain::JobSpec::try_from(wire).unwrap_err().problem,
             "no model"
         );
-    }
-}
-
-impl From<domain::artifact::ArtifactHeader> for pb::ArtifactHeader {
-    fn from(header: domain::artifact::ArtifactHeader) -> Self {
-        pb::ArtifactHeader {
-            sha256: header.sha256,
-            size_bytes: header.size_bytes,
-            name: header.name,
-        }
-    }
-}
-
-impl From<pb::ArtifactHeader> for domain::artifact::ArtifactHeader {
-    fn from(header: pb::ArtifactHeader) -> Self {
-        domain::artifact::ArtifactHeader {
-            sha256: header.sha256,
-            size_bytes: header.size_bytes,
-            name: header.name,
-        }
     }
 }

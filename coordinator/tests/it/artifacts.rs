@@ -94,7 +94,7 @@ async fn an_artifact_put_by_the_cli_is_fetched_by_a_worker_and_survives_restarts
         .await
         .unwrap();
     assert_eq!(sha, sha256_file(&path).unwrap().0);
-    assert_eq!(stored_files(&db), [sha.clone()]);
+    assert_eq!(stored_files(&db), std::slice::from_ref(&sha));
     assert_eq!(
         std::fs::read(artifacts_dir(&db).join(&sha)).unwrap(),
         content
