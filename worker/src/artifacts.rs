@@ -82,3 +82,27 @@ async fn blocking<T: Send + 'static>(
         .await
         .expect("artifact file work does not panic")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_copy_is_used_only_when_its_hash_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::new(dir.path());
+        std::fs::create_dir_all(cache.dir()).unwrap();
+        let source = dir.path().join("w");
+        std::fs::write(&source, b"weights").unwrap();
+        let (sha256, _) = sha256_file(&source).unwrap();
+        assert_eq!(cached(cache.dir(), &sha256).unwrap(), None);
+
+        let path = cache.dir().join(&sha256);
+        std::fs::copy(&source, &path).unwrap();
+        assert_eq!(cached(cache.dir(), &sha256).unwrap(), Some(path.clone()));
+
+        std::fs::write(&path, b"corrupt").unwrap();
+        assert_eq!(cached(cache.dir(), &sha256).unwrap(), None);
+        assert!(!path.exists(), "the corrupt copy is deleted");
+    }
+}
