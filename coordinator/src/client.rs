@@ -1,9 +1,11 @@
 //! The gRPC client used by the CLI (`submit`, `status`, `report`, `run`).
 //! With `service.rs`, the only coordinator module that imports tonic.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use ecobench_proto::artifact::{self, ArtifactClient};
 use ecobench_proto::auth::{BearerToken, endpoint_uri};
 use ecobench_proto::pb::{self, campaign_service_client::CampaignServiceClient};
 use tonic::service::interceptor::InterceptedService;
@@ -11,10 +13,11 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::service::MAX_MESSAGE_BYTES;
 
-/// A connected campaign client.
+/// A connected campaign and artifact client.
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: CampaignServiceClient<InterceptedService<Channel, BearerToken>>,
+    artifacts: ArtifactClient,
 }
 
 /// A gRPC status as an error a user can act on.
@@ -31,10 +34,20 @@ impl Client {
         let channel = endpoint.connect().await.with_context(|| {
             format!("cannot reach the coordinator at {addr}: is `coordinator serve` running there?")
         })?;
-        let inner = CampaignServiceClient::with_interceptor(channel, BearerToken::new(token)?)
+        let token = BearerToken::new(token)?;
+        let artifacts = artifact::artifact_client(channel.clone(), token.clone());
+        let inner = CampaignServiceClient::with_interceptor(channel, token)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(Client { inner })
+        Ok(Client { inner, artifacts })
+    }
+
+    /// Uploads the file at `path` as an artifact named `name`; returns its SHA-256 (hex).
+    pub async fn put_artifact(&mut self, path: &Path, name: &str) -> Result<String> {
+        let answer = artifact::put_file(&mut self.artifacts, path, name)
+            .await
+            .with_context(|| format!("cannot upload {} as an artifact", path.display()))?;
+        Ok(answer.sha256)
     }
 
     /// Submits a campaign file's text; `uploads` maps the `file:` weights it names to the

@@ -130,6 +130,8 @@ pub struct RunOptions {
     pub db: Option<PathBuf>,
     /// Extra arguments for every worker (`--data-dir`, `--country`, …).
     pub worker_args: Vec<String>,
+    /// Largest artifact the coordinator accepts, in bytes.
+    pub max_artifact_bytes: u64,
 }
 
 /// Starts a coordinator on loopback and local workers, runs the campaign,
@@ -158,6 +160,7 @@ pub async fn run(options: RunOptions) -> Result<()> {
         db,
         token: None,
         coordinator: crate::CoordinatorConfig::default(),
+        max_artifact_bytes: options.max_artifact_bytes,
     };
     let server = tokio::spawn(crate::run(listener, config, async {
         let _ = stopped.await;

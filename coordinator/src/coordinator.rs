@@ -8,6 +8,7 @@ use ecobench_shared::{HardwareFingerprint, JobResult, JobSpec, Progress, Stage, 
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, instrument, warn};
 
+use crate::artifacts::ArtifactStore;
 use crate::scheduler::{self, Completion, JobRecord, JobState};
 use crate::store::{
     CampaignRecord, PretrainRecord, ResultRecord, Store, StoreError, WorkerRecord, campaign_key,
@@ -56,6 +57,9 @@ pub enum CoordinatorError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A file of the coordinator (an artifact) cannot be read or written.
+    #[error("{0}")]
+    Io(String),
 }
 
 /// The answer to a submission.
@@ -108,6 +112,7 @@ pub struct CampaignStatus {
 #[derive(Debug)]
 pub struct Coordinator {
     store: Store,
+    artifacts: ArtifactStore,
     config: CoordinatorConfig,
     /// Serialises state changes so that read-decide-write is atomic.
     changes: Mutex<()>,
@@ -146,15 +151,21 @@ fn parse_job_id(job_id: &str) -> Result<[u8; 12], CoordinatorError> {
 }
 
 impl Coordinator {
-    /// A coordinator over an opened store.
-    pub fn new(store: Store, config: CoordinatorConfig) -> Coordinator {
+    /// A coordinator over an opened store and its artifacts.
+    pub fn new(store: Store, artifacts: ArtifactStore, config: CoordinatorConfig) -> Coordinator {
         Coordinator {
             store,
+            artifacts,
             config,
             changes: Mutex::new(()),
             work: Notify::new(),
             progress: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The stored artifacts (weights files).
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.artifacts
     }
 
     /// Registers a worker, or refreshes it after a reconnect.

@@ -1,6 +1,7 @@
 //! The ecobench coordinator.
 //!
 //! - [`store`]: the sled database (the only module that touches sled).
+//! - [`artifacts`]: content-addressed files (weights) beside the database.
 //! - [`scheduler`]: the job state machine, pure functions.
 //! - [`coordinator`]: the domain: campaigns, leases, results, reports.
 //! - [`report`]: aggregation (pure) and rendering (table, CSV, JSON).
@@ -9,6 +10,7 @@
 //!
 //! Entry point: [`run`] serves a coordinator on a bound listener until shutdown.
 
+pub mod artifacts;
 pub mod client;
 pub mod commands;
 pub mod coordinator;
@@ -27,6 +29,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
+use crate::artifacts::ArtifactStore;
 pub use crate::coordinator::{Coordinator, CoordinatorConfig};
 use crate::store::Store;
 
@@ -39,6 +42,8 @@ pub struct ServeConfig {
     pub token: Option<String>,
     /// Leases, attempts, limits.
     pub coordinator: CoordinatorConfig,
+    /// Largest artifact accepted, in bytes.
+    pub max_artifact_bytes: u64,
 }
 
 /// Serves the coordinator on `listener` until `shutdown` completes.
@@ -52,7 +57,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = Store::open(&config.db)
         .with_context(|| format!("cannot open the database {}", config.db.display()))?;
-    let coordinator = Arc::new(Coordinator::new(store, config.coordinator));
+    let artifacts_dir = artifacts::artifacts_dir(&config.db);
+    let artifacts = ArtifactStore::open(artifacts_dir, store.clone(), config.max_artifact_bytes)
+        .context("cannot open the artifacts folder")?;
+    let coordinator = Arc::new(Coordinator::new(store, artifacts, config.coordinator));
     let reaper = tokio::spawn(reap_forever(coordinator.clone()));
     info!(addr = %listener.local_addr()?, db = %config.db.display(), "coordinator serving");
     let served = service::serve(listener, coordinator, config.token, shutdown).await;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use ecobench_coordinator::artifacts::DEFAULT_MAX_ARTIFACT_BYTES;
 use ecobench_coordinator::client::Client;
 use ecobench_coordinator::commands::{self, RunOptions};
 use ecobench_coordinator::{CoordinatorConfig, ServeConfig};
@@ -43,6 +44,9 @@ enum Command {
         /// Largest campaign matrix accepted.
         #[arg(long, default_value_t = ecobench_shared::campaign::DEFAULT_MAX_JOBS)]
         max_jobs: usize,
+        /// Largest artifact (weights file) accepted, in bytes.
+        #[arg(long, default_value_t = DEFAULT_MAX_ARTIFACT_BYTES)]
+        max_artifact_bytes: u64,
     },
     /// Submit a campaign file; prints the campaign id as the last line.
     Submit {
@@ -90,6 +94,9 @@ enum Command {
         /// Country (ISO-3166 alpha-3) for the carbon intensity.
         #[arg(long)]
         country: Option<String>,
+        /// Largest artifact (weights file) accepted, in bytes.
+        #[arg(long, default_value_t = DEFAULT_MAX_ARTIFACT_BYTES)]
+        max_artifact_bytes: u64,
     },
 }
 
@@ -127,6 +134,7 @@ async fn main() -> Result<()> {
             lease_s,
             max_attempts,
             max_jobs,
+            max_artifact_bytes,
         } => {
             let token = token_file.as_deref().map(read_token_file).transpose()?;
             if token.is_none() && !listen.ip().is_loopback() && !insecure {
@@ -150,6 +158,7 @@ async fn main() -> Result<()> {
                     db,
                     token,
                     coordinator,
+                    max_artifact_bytes,
                 },
                 ecobench_shared::process::shutdown_signal(),
             )
@@ -179,6 +188,7 @@ async fn main() -> Result<()> {
             db,
             data_dir,
             country,
+            max_artifact_bytes,
         } => {
             let mut worker_args = Vec::new();
             if let Some(dir) = data_dir {
@@ -193,6 +203,7 @@ async fn main() -> Result<()> {
                 out,
                 db,
                 worker_args,
+                max_artifact_bytes,
             })
             .await
         }

@@ -15,6 +15,8 @@ use crate::coordinator::{CampaignStatus, Coordinator, CoordinatorError};
 /// Largest message accepted or sent (results and reports are small; campaign files too).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+mod artifact;
+
 impl From<CoordinatorError> for Status {
     fn from(err: CoordinatorError) -> Status {
         match err {
@@ -24,6 +26,10 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::Store(err) => {
                 error!(error = %err, "store failure");
                 Status::internal("the coordinator's database failed; see its log")
+            }
+            CoordinatorError::Io(err) => {
+                error!(error = %err, "file failure");
+                Status::internal("the coordinator cannot read or write its files; see its log")
             }
         }
     }
@@ -254,7 +260,7 @@ impl CampaignService for Service {
     }
 }
 
-/// Serves the worker and campaign services, plus `grpc.health.v1`, on an
+/// Serves the worker, campaign and artifact services, plus `grpc.health.v1`, on an
 /// already bound listener until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -262,6 +268,8 @@ pub async fn serve(
     token: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    use ecobench_proto::artifact::MAX_ARTIFACT_MESSAGE_BYTES;
+    use ecobench_proto::pb::artifact_service_server::ArtifactServiceServer;
     use ecobench_proto::pb::campaign_service_server::CampaignServiceServer;
     use ecobench_proto::pb::worker_service_server::WorkerServiceServer;
     use tonic::service::interceptor::InterceptedService;
@@ -270,7 +278,11 @@ pub async fn serve(
     let auth = Auth::new(token);
     let service = Service::new(coordinator);
     let (health, health_service) = tonic_health::server::health_reporter();
-    for name in ["ecobench.v1.WorkerService", "ecobench.v1.CampaignService"] {
+    for name in [
+        "ecobench.v1.WorkerService",
+        "ecobench.v1.CampaignService",
+        "ecobench.v1.ArtifactService",
+    ] {
         health
             .set_service_status(name, ServingStatus::Serving)
             .await;
@@ -278,13 +290,17 @@ pub async fn serve(
     let workers = WorkerServiceServer::new(service.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let campaigns = CampaignServiceServer::new(service)
+    let campaigns = CampaignServiceServer::new(service.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let artifacts = ArtifactServiceServer::new(service)
+        .max_decoding_message_size(MAX_ARTIFACT_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_ARTIFACT_MESSAGE_BYTES);
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(InterceptedService::new(workers, auth.clone()))
-        .add_service(InterceptedService::new(campaigns, auth))
+        .add_service(InterceptedService::new(campaigns, auth.clone()))
+        .add_service(InterceptedService::new(artifacts, auth))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,

@@ -3,9 +3,10 @@
 //!
 //! Trees: `campaigns` (campaign key → [`CampaignRecord`]), `jobs` (campaign key
 //! ++ job index, big-endian → [`JobRecord`]), `results` (same key →
-//! [`ResultRecord`]), `workers` (worker id → [`WorkerRecord`]), `pretrains` (pretrain
-//! key → [`PretrainRecord`]), `meta`
-//! (`schema_version`). Values are JSON with a record version.
+//! [`ResultRecord`]), `workers` (worker id → [`WorkerRecord`]), `artifacts`
+//! (sha256 hex → [`ArtifactRecord`]), `pretrains` (pretrain key →
+//! [`PretrainRecord`]), `meta` (`schema_version`). Values are JSON with a record
+//! version.
 
 use std::path::Path;
 
@@ -95,6 +96,19 @@ pub struct PretrainRecord {
     pub co2_kg: f64,
 }
 
+/// A stored artifact; its content is the file `<db>.artifacts/<sha256>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// SHA-256 of the content, 64 lowercase hex digits.
+    pub sha256: String,
+    /// Size of the content in bytes.
+    pub size: u64,
+    /// The human name it was put under (a file name, `pretrain <job id>`).
+    pub name: String,
+    /// Unix milliseconds of the first put.
+    pub created_unix_ms: u64,
+}
+
 /// Every record is wrapped with a version so that the layout can evolve.
 #[derive(Serialize, Deserialize)]
 struct Versioned<T> {
@@ -111,6 +125,7 @@ pub struct Store {
     results: sled::Tree,
     workers: sled::Tree,
     pretrains: sled::Tree,
+    artifacts: sled::Tree,
 }
 
 /// The key of a campaign: its 16-hex-digit id as a big-endian u64.
@@ -188,6 +203,7 @@ impl Store {
             results: db.open_tree("results")?,
             workers: db.open_tree("workers")?,
             pretrains: db.open_tree("pretrains")?,
+            artifacts: db.open_tree("artifacts")?,
             db,
         })
     }
@@ -388,6 +404,25 @@ impl Store {
                 decode("workers", &key, &value)
             })
             .collect()
+    }
+
+    /// Records an artifact unless one with its hash is recorded; true if it was new.
+    pub fn insert_artifact(&self, record: &ArtifactRecord) -> Result<bool, StoreError> {
+        let swapped = self.artifacts.compare_and_swap(
+            record.sha256.as_bytes(),
+            None as Option<&[u8]>,
+            Some(encode(record)),
+        )?;
+        Ok(swapped.is_ok())
+    }
+
+    /// One artifact by its hash.
+    pub fn artifact(&self, sha256: &str) -> Result<Option<ArtifactRecord>, StoreError> {
+        let key = sha256.as_bytes();
+        self.artifacts
+            .get(key)?
+            .map(|value| decode("artifacts", key, &value))
+            .transpose()
     }
 }
 

@@ -373,6 +373,26 @@ impl From<pb::Progress> for domain::Progress {
     }
 }
 
+impl From<domain::artifact::ArtifactHeader> for pb::ArtifactHeader {
+    fn from(header: domain::artifact::ArtifactHeader) -> Self {
+        pb::ArtifactHeader {
+            sha256: header.sha256,
+            size_bytes: header.size_bytes,
+            name: header.name,
+        }
+    }
+}
+
+impl From<pb::ArtifactHeader> for domain::artifact::ArtifactHeader {
+    fn from(header: pb::ArtifactHeader) -> Self {
+        domain::artifact::ArtifactHeader {
+            sha256: header.sha256,
+            size_bytes: header.size_bytes,
+            name: header.name,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

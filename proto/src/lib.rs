@@ -3,6 +3,7 @@
 //!
 //! The generated code lives in `OUT_DIR` (see `build.rs`) and is never edited.
 
+pub mod artifact;
 pub mod auth;
 mod convert;
 

@@ -2,14 +2,17 @@
 //!
 //! - [`job`]: what a job is and what it produces (specs, train and energy reports).
 //! - [`pretrain`]: transfer learning: job stages and `pretrained` values.
+//! - [`artifact`]: content-addressed artifacts: hashing, chunking, verified receiving.
 //! - [`campaign`]: campaign TOML files and their expansion into a matrix of jobs.
 //! - [`carbon`]: the embedded per-country carbon-intensity table.
 //! - [`transform`]: what a job does to its images after loading.
 //! - [`telemetry`]: one tracing set-up for every binary.
 //! - [`process`]: the token file and the shutdown signal, for both binaries.
 //!
-//! Nothing here does network, database or training work.
+//! Nothing here does network, database or training work; [`artifact`] reads and
+//! writes the files it is given.
 
+pub mod artifact;
 pub mod campaign;
 pub mod carbon;
 pub mod job;

@@ -1,7 +1,9 @@
 //! The worker's gRPC client: the only worker module that imports tonic.
 
+use std::path::Path;
 use std::time::Duration;
 
+use ecobench_proto::artifact::{self, ArtifactClient, TransferError};
 use ecobench_proto::auth::{BearerToken, endpoint_uri};
 use ecobench_proto::pb::{self, worker_service_client::WorkerServiceClient};
 use ecobench_shared::{HardwareFingerprint, JobResult, JobSpec, Progress};
@@ -28,6 +30,9 @@ pub enum ClientError {
     /// The token cannot be sent.
     #[error(transparent)]
     Token(#[from] ecobench_proto::auth::BadToken),
+    /// An artifact file cannot be read or written, or does not match its header.
+    #[error(transparent)]
+    Artifact(#[from] ecobench_shared::artifact::ArtifactError),
 }
 
 impl ClientError {
@@ -65,6 +70,19 @@ impl From<tonic::Status> for ClientError {
     }
 }
 
+impl From<TransferError> for ClientError {
+    fn from(err: TransferError) -> Self {
+        match err {
+            TransferError::Artifact(err) => ClientError::Artifact(err),
+            TransferError::Status(status) => status.into(),
+            TransferError::Malformed(message) => ClientError::Refused {
+                code: tonic::Code::Internal,
+                message,
+            },
+        }
+    }
+}
+
 /// A leased job as the agent sees it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LeasedJob {
@@ -80,6 +98,7 @@ pub struct LeasedJob {
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: WorkerServiceClient<InterceptedService<Channel, BearerToken>>,
+    artifacts: ArtifactClient,
     worker_id: String,
 }
 
@@ -104,11 +123,32 @@ impl Client {
             .connect()
             .await
             .map_err(|err| ClientError::Unreachable(format!("{addr}: {err}")))?;
-        let inner = WorkerServiceClient::with_interceptor(channel, BearerToken::new(token)?);
+        let token = BearerToken::new(token)?;
+        let artifacts = artifact::artifact_client(channel.clone(), token.clone());
+        let inner = WorkerServiceClient::with_interceptor(channel, token);
         Ok(Client {
             inner,
+            artifacts,
             worker_id: worker_id.to_string(),
         })
+    }
+
+    /// Uploads the file at `path` as an artifact named `name`; returns its SHA-256 (hex).
+    pub async fn put_artifact(&mut self, path: &Path, name: &str) -> Result<String, ClientError> {
+        Ok(artifact::put_file(&mut self.artifacts, path, name)
+            .await?
+            .sha256)
+    }
+
+    /// Receives the artifact `sha256` into `<dir>/<sha256>`, checked against
+    /// the size and hash the coordinator declares; returns the file's path.
+    pub async fn fetch_artifact(
+        &mut self,
+        sha256: &str,
+        dir: &Path,
+    ) -> Result<std::path::PathBuf, ClientError> {
+        let download = artifact::fetch(&mut self.artifacts, sha256).await?;
+        Ok(download.save_into(dir).await?)
     }
 
     /// Registers this worker; returns the heartbeat interval.

@@ -1,6 +1,7 @@
 //! The ecobench worker.
 //!
 //! - [`agent`]: the loop: join, lease, run, report, reconnect with backoff.
+//! - [`artifacts`]: the cache of weights files fetched from the coordinator, checked by hash.
 //! - [`bench`]: one model measured outside the cluster (`worker bench-svm`).
 //! - [`client`]: the gRPC client (the only module that imports tonic).
 //! - [`exec`]: one job in a metered child process (`worker exec`).
@@ -18,6 +19,7 @@
 //! Entry point: [`agent::run`].
 
 pub mod agent;
+pub mod artifacts;
 pub mod bench;
 pub mod client;
 pub mod data;

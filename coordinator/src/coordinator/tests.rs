@@ -9,7 +9,9 @@ use super::*;
 const CAMPAIGN: &str = "name = \"d\"\nseeds = [1]\n[[model]]\nkind = \"svm-linear\"\n";
 
 fn coordinator(config: CoordinatorConfig) -> Coordinator {
-    Coordinator::new(Store::temporary().unwrap(), config)
+    let store = Store::temporary().unwrap();
+    let artifacts = ArtifactStore::temporary(store.clone(), 1 << 20);
+    Coordinator::new(store, artifacts, config)
 }
 
 fn result(accuracy: f64) -> JobResult {

@@ -40,11 +40,13 @@ async fn a_wrong_token_is_unauthenticated() {
         .await
         .unwrap();
     let mut health = HealthClient::new(channel);
-    let request = HealthCheckRequest {
-        service: "ecobench.v1.CampaignService".into(),
-    };
-    let answer = health.check(request).await.unwrap().into_inner();
-    assert_eq!(answer.status(), ServingStatus::Serving);
+    for service in ["ecobench.v1.CampaignService", "ecobench.v1.ArtifactService"] {
+        let request = HealthCheckRequest {
+            service: service.into(),
+        };
+        let answer = health.check(request).await.unwrap().into_inner();
+        assert_eq!(answer.status(), ServingStatus::Serving, "{service}");
+    }
 
     let bad_token = tmp.path().join("bad");
     std::fs::write(&bad_token, "wrong").unwrap();

@@ -2,6 +2,7 @@
 //! processes, a real sled database in a temporary folder, tiny datasets in the
 //! real IDX format.
 
+mod artifacts;
 mod cluster;
 mod errors;
 mod support;
