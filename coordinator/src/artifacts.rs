@@ -7,6 +7,7 @@
 //! synced, and then recorded and flushed. A crash mid-put leaves only a
 //! `*.tmp` file, swept when the store is next opened.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ecobench_shared::artifact::{
@@ -195,6 +196,39 @@ impl Upload {
             already_present: !created,
         })
     }
+}
+
+/// The tensors of a safetensors file, name → shape, from its header alone (8 bytes of
+/// little-endian header length, then that much JSON; `__metadata__` skipped).
+pub fn safetensors_shapes(path: &Path) -> Result<BTreeMap<String, Vec<usize>>, String> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path).map_err(|err| format!("cannot open it: {err}"))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|_| "it is shorter than a safetensors header (8 bytes)".to_string())?;
+    let len = u64::from_le_bytes(len);
+    if len > 100 * 1024 * 1024 {
+        return Err(format!(
+            "its header claims {len} bytes: not a safetensors file"
+        ));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header)
+        .map_err(|_| format!("its header is cut short (it claims {len} bytes)"))?;
+    let entries: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|err| format!("its header is not the JSON of a safetensors file: {err}"))?;
+    let mut shapes = BTreeMap::new();
+    for (name, entry) in entries {
+        if name == "__metadata__" {
+            continue;
+        }
+        let shape = entry
+            .get("shape")
+            .and_then(|s| serde_json::from_value::<Vec<usize>>(s.clone()).ok())
+            .ok_or_else(|| format!("tensor `{name}` has no shape in the header"))?;
+        shapes.insert(name, shape);
+    }
+    Ok(shapes)
 }
 
 #[cfg(test)]

@@ -16,10 +16,38 @@ pub fn read_campaign(file: &Path) -> Result<String> {
         .with_context(|| format!("cannot read the campaign file {}", file.display()))
 }
 
-/// Submits a campaign file's text; prints and returns the campaign id.
+/// The `file:` weights a campaign names: each path as written, and where it is on disk
+/// (relative paths are relative to the campaign file's folder).
+fn weight_files(file: &Path, toml: &str) -> Result<Vec<(String, PathBuf)>> {
+    let base = file.parent().unwrap_or(Path::new("."));
+    ecobench_shared::campaign::weight_files(toml)
+        .into_iter()
+        .map(|written| {
+            let on_disk = base.join(&written);
+            if !on_disk.is_file() {
+                bail!(
+                    "{}: pretrained = \"file:{written}\": there is no file {}: give a path \
+                     relative to the campaign file, or an absolute one",
+                    file.display(),
+                    on_disk.display()
+                );
+            }
+            Ok((written, on_disk))
+        })
+        .collect()
+}
+
+/// Submits a campaign file's text, after uploading the weights files it names; prints and
+/// returns the campaign id.
 pub async fn submit(client: &mut Client, file: &Path, toml: String) -> Result<String> {
+    let mut uploads = std::collections::HashMap::new();
+    for (written, on_disk) in weight_files(file, &toml)? {
+        let sha = client.put_artifact(&on_disk, &written).await?;
+        println!("uploaded {} (sha256 {sha})", on_disk.display());
+        uploads.insert(written, sha);
+    }
     let answer = client
-        .submit(&file.display().to_string(), toml, Default::default())
+        .submit(&file.display().to_string(), toml, uploads)
         .await?;
     let how = if answer.created {
         "stored"
@@ -140,10 +168,16 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let toml = read_campaign(&options.file)?;
     // Refuse a bad file before anything starts.
     let file_name = options.file.display().to_string();
-    ecobench_shared::campaign::parse(
+    let mut uploads = std::collections::BTreeMap::new();
+    for (written, on_disk) in weight_files(&options.file, &toml)? {
+        let (sha, _) = ecobench_shared::artifact::sha256_file(&on_disk)?;
+        uploads.insert(written, sha);
+    }
+    ecobench_shared::campaign::parse_with_uploads(
         &file_name,
         &toml,
         crate::CoordinatorConfig::default().max_jobs,
+        &uploads,
     )?;
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("cannot create the output folder {}", options.out.display()))?;

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ecobench_shared::{HardwareFingerprint, JobResult, JobSpec, Progress, Stage, campaign};
+use ecobench_shared::{
+    HardwareFingerprint, JobResult, JobSpec, PretrainSource, Progress, Stage, campaign,
+};
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, instrument, warn};
 
@@ -215,6 +217,7 @@ impl Coordinator {
     ) -> Result<Submitted, CoordinatorError> {
         let spec = campaign::parse_with_uploads(file_name, toml, self.config.max_jobs, uploads)
             .map_err(|err| CoordinatorError::InvalidArgument(err.to_string()))?;
+        self.check_uploaded_weights(file_name, &spec)?;
         let jobs: Vec<JobRecord> = spec.jobs.iter().cloned().map(JobRecord::new).collect();
         let record = CampaignRecord {
             spec: spec.clone(),
@@ -452,7 +455,8 @@ impl Coordinator {
         }
     }
 
-    /// The weights a pretrain job's result names; refused when it names none.
+    /// The weights a pretrain job's result names; refused when it names none or the
+    /// coordinator does not hold them.
     fn published_weights(
         &self,
         job_id: &str,
@@ -464,7 +468,58 @@ impl Coordinator {
                  uploads them with PutArtifact and sends their SHA-256 in the result"
             )));
         };
+        if self.artifacts.get(&sha)?.is_none() {
+            return Err(CoordinatorError::FailedPrecondition(format!(
+                "the weights {sha} of pretrain job {job_id} are not stored: upload them \
+                 (PutArtifact) before completing the job"
+            )));
+        }
         Ok(sha)
+    }
+
+    /// Every `file:` weights a campaign names is stored, and for a VGG holds the tensors
+    /// of the configuration (torchvision's names and shapes).
+    fn check_uploaded_weights(
+        &self,
+        file_name: &str,
+        spec: &campaign::CampaignSpec,
+    ) -> Result<(), CoordinatorError> {
+        let mut checked: Vec<(String, String)> = Vec::new();
+        for job in &spec.jobs {
+            let Stage::FineTune {
+                source: PretrainSource::File { path, sha256 },
+                ..
+            } = &job.stage
+            else {
+                continue;
+            };
+            let label = job.model.label();
+            if checked.iter().any(|(sha, l)| sha == sha256 && *l == label) {
+                continue;
+            }
+            let stored = self.artifacts.get(sha256)?.is_some();
+            let Some(file) = self.artifacts.path(sha256).filter(|_| stored) else {
+                return Err(CoordinatorError::InvalidArgument(format!(
+                    "{file_name}: pretrained = \"file:{path}\": the weights (sha256 {sha256}) \
+                     were not uploaded: `coordinator submit` uploads them before the campaign"
+                )));
+            };
+            if let ecobench_shared::ModelConfig::Vgg(vgg) = &job.model {
+                let channels = job.transform.output_channels(1) as usize;
+                let expected = ecobench_shared::pretrain::vgg_expected_tensors(vgg, channels);
+                crate::artifacts::safetensors_shapes(&file)
+                    .and_then(|found| {
+                        ecobench_shared::pretrain::check_tensor_shapes(&found, &expected)
+                    })
+                    .map_err(|reason| {
+                        CoordinatorError::InvalidArgument(format!(
+                            "{file_name}: pretrained = \"file:{path}\" for vgg {label}: {reason}"
+                        ))
+                    })?;
+            }
+            checked.push((sha256.clone(), label));
+        }
+        Ok(())
     }
 
     /// Records a failed attempt. Returns true when the job will be tried again.

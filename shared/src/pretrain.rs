@@ -218,9 +218,136 @@ impl Stage {
     }
 }
 
+/// VGG-11's widths; 0 marks a 2×2 max pool.
+pub const VGG11_LAYOUT: [usize; 13] = [64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0];
+
+/// The channels of a VGG-11 width scaled by `width` (at least 1).
+pub fn vgg_scaled(channels: usize, width: f64) -> usize {
+    ((channels as f64 * width).round() as usize).max(1)
+}
+
+/// torchvision's index in `features` of each convolution of [`VGG11_LAYOUT`], with batch
+/// norm (`vgg11_bn`: conv, norm, ReLU) or without (`vgg11`: conv, ReLU); pools take one.
+pub fn vgg_torchvision_indices(batch_norm: bool) -> Vec<usize> {
+    let mut indices = Vec::new();
+    let mut at = 0;
+    for &width in &VGG11_LAYOUT {
+        if width == 0 {
+            at += 1;
+        } else {
+            indices.push(at);
+            at += if batch_norm { 3 } else { 2 };
+        }
+    }
+    indices
+}
+
+/// The tensors pretrained weights must hold for a VGG of `config` on `channels`-channel
+/// images (name and shape, torchvision's names; the classifier, which fine-tuning
+/// replaces, is not among them). A `vgg11_bn` file also holds convolution biases, which
+/// the loader folds into the norms.
+pub fn vgg_expected_tensors(
+    config: &crate::VggConfig,
+    channels: usize,
+) -> Vec<(String, Vec<usize>)> {
+    let mut tensors = Vec::new();
+    let mut c_in = channels;
+    let widths = VGG11_LAYOUT.iter().filter(|&&w| w > 0);
+    for (&width, n) in widths.zip(vgg_torchvision_indices(config.batch_norm)) {
+        let c_out = vgg_scaled(width, config.width);
+        tensors.push((format!("features.{n}.weight"), vec![c_out, c_in, 3, 3]));
+        if config.batch_norm {
+            for part in ["weight", "bias", "running_mean", "running_var"] {
+                tensors.push((format!("features.{}.{part}", n + 1), vec![c_out]));
+            }
+        } else {
+            tensors.push((format!("features.{n}.bias"), vec![c_out]));
+        }
+        c_in = c_out;
+    }
+    tensors
+}
+
+/// Checks the tensors of a weights file (name → shape) against `expected`; a first
+/// convolution over 3 channels is accepted for 1 (the loader sums it). The error names
+/// the tensor, the expected and the found shape.
+pub fn check_tensor_shapes(
+    found: &std::collections::BTreeMap<String, Vec<usize>>,
+    expected: &[(String, Vec<usize>)],
+) -> Result<(), String> {
+    for (name, shape) in expected {
+        let Some(have) = found.get(name) else {
+            return Err(format!(
+                "tensor `{name}` (shape {shape:?}) is missing: the file does not hold this \
+                 model's weights (check the campaign's width and batch_norm)"
+            ));
+        };
+        let rgb_for_grey = have.len() == 4
+            && shape.len() == 4
+            && have[1] == 3
+            && shape[1] == 1
+            && (have[0], have[2], have[3]) == (shape[0], shape[2], shape[3]);
+        if have != shape && !rgb_for_grey {
+            return Err(format!(
+                "tensor `{name}` has shape {have:?}, the model expects {shape:?}: the file \
+                 holds another configuration (check the campaign's width and batch_norm)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vgg_tensors_are_named_as_torchvision_names_them() {
+        assert_eq!(
+            vgg_torchvision_indices(true),
+            vec![0, 4, 8, 11, 15, 18, 22, 25]
+        );
+        assert_eq!(
+            vgg_torchvision_indices(false),
+            vec![0, 3, 6, 8, 11, 13, 16, 18]
+        );
+        let full = crate::VggConfig {
+            net: crate::NetConfig {
+                n_epochs: 1,
+                batch_size: 1,
+                learning_rate: 1e-3,
+            },
+            width: 1.0,
+            batch_norm: true,
+        };
+        let expected = vgg_expected_tensors(&full, 1);
+        assert_eq!(
+            expected[0],
+            ("features.0.weight".to_string(), vec![64, 1, 3, 3])
+        );
+        assert_eq!(expected[1], ("features.1.weight".to_string(), vec![64]));
+        assert_eq!(expected.len(), 8 * 5);
+        let mut found: std::collections::BTreeMap<String, Vec<usize>> =
+            expected.iter().cloned().collect();
+        found.insert("features.0.weight".into(), vec![64, 3, 3, 3]);
+        found.insert("classifier.0.weight".into(), vec![4096, 25088]);
+        assert_eq!(check_tensor_shapes(&found, &expected), Ok(()));
+        found.insert("features.4.weight".into(), vec![32, 64, 3, 3]);
+        let err = check_tensor_shapes(&found, &expected).unwrap_err();
+        assert!(
+            err.contains(
+                "`features.4.weight` has shape [32, 64, 3, 3], the model expects [128, 64, 3, 3]"
+            ),
+            "{err}"
+        );
+        found.remove("features.26.running_var");
+        found.insert("features.4.weight".into(), vec![128, 64, 3, 3]);
+        let err = check_tensor_shapes(&found, &expected).unwrap_err();
+        assert!(
+            err.contains("tensor `features.26.running_var` (shape [512]) is missing"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn selections_parse_as_ranges_and_lists() {

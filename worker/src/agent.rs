@@ -6,16 +6,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use ecobench_shared::HardwareFingerprint;
+use ecobench_shared::{HardwareFingerprint, Stage};
 use rand::Rng;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::artifacts::ArtifactCache;
 use crate::client::{Client, ClientError, LeasedJob};
 use crate::energy::{Meter, MeterConfig};
 use crate::exec::{self, ExecConfig, Outcome};
 use crate::fingerprint;
 use crate::outbox::Outbox;
+use crate::train::JobWeights;
 
 /// How long one `LeaseJob` call may wait on the coordinator for work.
 const LEASE_WAIT: Duration = Duration::from_secs(10);
@@ -33,8 +35,9 @@ pub struct WorkerConfig {
     pub exec: ExecConfig,
     /// How energy is measured.
     pub meter: MeterConfig,
-    /// Where finished outcomes wait until the coordinator has taken them.
-    pub outbox_dir: PathBuf,
+    /// The worker's state folder: finished outcomes wait in `outbox/` until the
+    /// coordinator has taken them, fetched weights are cached in `artifacts/`.
+    pub state_dir: PathBuf,
 }
 
 /// Exponential backoff from 0.5 s to 30 s with ±50 % jitter.
@@ -69,12 +72,14 @@ pub async fn run(config: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> a
     let meter = Meter::new(config.meter.clone())?;
     let fingerprint = fingerprint::collect(&meter);
     info!(worker = %config.worker_id, cpu = %fingerprint.cpu_model, energy = %fingerprint.energy_source, country = %fingerprint.country, "worker starting");
-    let outbox = Outbox::open(&config.outbox_dir).with_context(|| {
+    let outbox_dir = config.state_dir.join("outbox");
+    let outbox = Outbox::open(&outbox_dir).with_context(|| {
         format!(
             "cannot use the outbox folder {}: pass a writable --state-dir",
-            config.outbox_dir.display()
+            outbox_dir.display()
         )
     })?;
+    let cache = ArtifactCache::new(&config.state_dir);
     let mut backoff = Backoff::new();
     loop {
         if *shutdown.borrow() {
@@ -85,6 +90,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> a
             &meter,
             &fingerprint,
             &outbox,
+            &cache,
             &mut backoff,
             &mut shutdown,
         )
@@ -114,6 +120,7 @@ async fn session(
     meter: &Meter,
     fingerprint: &HardwareFingerprint,
     outbox: &Outbox,
+    cache: &ArtifactCache,
     backoff: &mut Backoff,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ClientError> {
@@ -128,7 +135,7 @@ async fn session(
     backoff.reset();
     for stored in outbox.stored() {
         info!(job = %stored.job.spec.job_id(), "delivering a stored outcome");
-        deliver(&mut client, &stored.job, stored.outcome).await?;
+        deliver(&mut client, &stored.job, stored.outcome, outbox).await?;
         outbox.remove(&stored.path);
     }
     loop {
@@ -141,16 +148,26 @@ async fn session(
         };
         let Some(job) = lease else { continue };
         info!(job = %job.spec.job_id(), model = job.spec.model.kind(), attempt = job.attempt, "job leased");
-        let outcome = exec::run_job(
-            &job,
-            &config.exec,
-            &crate::train::JobWeights::default(),
-            meter,
-            &mut client,
-            heartbeat_every,
-            shutdown,
-        )
-        .await;
+        let outcome = match job_weights(&job, &mut client, cache, outbox).await {
+            Ok(weights) => {
+                let outcome = exec::run_job(
+                    &job,
+                    &config.exec,
+                    &weights,
+                    meter,
+                    &mut client,
+                    heartbeat_every,
+                    shutdown,
+                )
+                .await;
+                published(&job, outcome, &weights).await
+            }
+            Err(err) if err.is_unreachable() => return Err(err),
+            Err(err) => Outcome::Failed {
+                reason: format!("cannot fetch the pretrained weights: {err}"),
+                retryable: true,
+            },
+        };
         if matches!(outcome, Outcome::Cancelled) {
             continue;
         }
@@ -158,10 +175,59 @@ async fn session(
         if let Err(err) = &stored {
             warn!(error = %err, dir = %outbox.dir().display(), "cannot store the outcome on disk: it is lost if it cannot be delivered now");
         }
-        deliver(&mut client, &job, outcome).await?;
+        deliver(&mut client, &job, outcome, outbox).await?;
         if let Ok(path) = stored {
             outbox.remove(&path);
         }
+    }
+}
+
+/// The weights files of a job: a fine-tune's pretrained weights, fetched (or taken from
+/// the cache) and verified; where a pretrain job saves its own, beside the outbox so that
+/// they survive until delivered.
+async fn job_weights(
+    job: &LeasedJob,
+    client: &mut Client,
+    cache: &ArtifactCache,
+    outbox: &Outbox,
+) -> Result<JobWeights, ClientError> {
+    let mut weights = JobWeights::default();
+    match &job.spec.stage {
+        Stage::Scratch => {}
+        Stage::Pretrain { .. } => weights.save = Some(outbox.weights_path(&job.spec)),
+        Stage::FineTune {
+            artifact_sha256, ..
+        } => {
+            let sha = artifact_sha256.as_deref().unwrap_or_default();
+            weights.init = Some(cache.fetch(client, sha).await?);
+        }
+    }
+    Ok(weights)
+}
+
+/// A pretrain job's outcome names the SHA-256 of the weights it saved (uploaded when
+/// the outcome is delivered).
+async fn published(job: &LeasedJob, outcome: Outcome, weights: &JobWeights) -> Outcome {
+    let (Outcome::Succeeded(mut result), Some(path)) = (outcome.clone(), weights.save.clone())
+    else {
+        return outcome;
+    };
+    match tokio::task::spawn_blocking(move || ecobench_shared::artifact::sha256_file(&path)).await {
+        Ok(Ok((sha, _))) => {
+            result.artifact_sha256 = Some(sha);
+            Outcome::Succeeded(result)
+        }
+        Ok(Err(err)) => Outcome::Failed {
+            reason: format!(
+                "pretrain job {} trained but its weights cannot be read: {err}",
+                job.spec.job_id()
+            ),
+            retryable: true,
+        },
+        Err(err) => Outcome::Failed {
+            reason: format!("hashing the weights failed: {err}"),
+            retryable: true,
+        },
     }
 }
 
@@ -171,11 +237,27 @@ async fn deliver(
     client: &mut Client,
     job: &LeasedJob,
     outcome: Outcome,
+    outbox: &Outbox,
 ) -> Result<(), ClientError> {
     let sent = match outcome {
         Outcome::Succeeded(result) => {
             let (accuracy, energy_kwh) = (result.train.accuracy, result.energy.energy_kwh);
+            let weights = outbox.weights_path(&job.spec);
+            if result.artifact_sha256.is_some() {
+                // The weights go first: the coordinator refuses a pretrain result whose
+                // weights it does not hold.
+                let name = format!("pretrain {}", job.spec.job_id());
+                if let Err(err) = client.put_artifact(&weights, &name).await {
+                    if err.is_unreachable() {
+                        return Err(err);
+                    }
+                    warn!(job = %job.spec.job_id(), error = %err, "the coordinator did not take the weights");
+                }
+            }
             let sent = client.complete(job, *result).await;
+            if sent.is_ok() {
+                let _ = std::fs::remove_file(&weights);
+            }
             if sent.is_ok() {
                 info!(job = %job.spec.job_id(), accuracy, energy_kwh, "job succeeded");
             }

@@ -234,10 +234,7 @@ fn main() -> Result<()> {
             pue: cli.pue,
             cpu_tdp_w: cli.tdp_w,
         },
-        outbox_dir: cli
-            .state_dir
-            .unwrap_or_else(default_state_dir)
-            .join("outbox"),
+        state_dir: cli.state_dir.unwrap_or_else(default_state_dir),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {

@@ -38,6 +38,11 @@ pub struct Stored {
 }
 
 impl Outbox {
+    /// Where a pretrain job's weights wait beside its outcome until delivered.
+    pub fn weights_path(&self, spec: &ecobench_shared::JobSpec) -> PathBuf {
+        self.dir.join(format!("{}.safetensors", spec.job_id()))
+    }
+
     /// Opens (creating if needed) the outbox in `dir`.
     pub fn open(dir: &Path) -> std::io::Result<Outbox> {
         std::fs::create_dir_all(dir)?;

@@ -14,8 +14,9 @@ use super::{Net, NetShape};
 use crate::nn::layers::{Affine, ConvLayer, Dense};
 use crate::nn::{BlockSpec, Pool};
 
-/// VGG-11's widths; 0 marks a 2×2 max pool.
-pub const LAYOUT: [usize; 13] = [64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0];
+pub use ecobench_shared::pretrain::VGG11_LAYOUT as LAYOUT;
+pub use ecobench_shared::pretrain::vgg_scaled as scaled;
+pub use ecobench_shared::pretrain::vgg_torchvision_indices as torchvision_indices;
 /// The side images are padded to.
 pub const INPUT_SIDE: usize = 32;
 
@@ -38,27 +39,6 @@ pub struct Vgg {
 
 /// The classifier head's variables: `classifier.weight`, `classifier.bias`.
 pub const HEAD: &str = "classifier";
-
-/// The channels of a VGG-11 width scaled by `width`.
-pub fn scaled(channels: usize, width: f64) -> usize {
-    ((channels as f64 * width).round() as usize).max(1)
-}
-
-/// torchvision's index in `features` of each convolution of [`LAYOUT`], with batch norm
-/// (`vgg11_bn`: conv, norm, ReLU) or without (`vgg11`: conv, ReLU); pools take one index.
-pub fn torchvision_indices(batch_norm: bool) -> Vec<usize> {
-    let mut indices = Vec::new();
-    let mut at = 0;
-    for &width in &LAYOUT {
-        if width == 0 {
-            at += 1;
-        } else {
-            indices.push(at);
-            at += if batch_norm { 3 } else { 2 };
-        }
-    }
-    indices
-}
 
 impl Vgg {
     /// Builds the network for `shape`'s images and classes.
