@@ -6,3 +6,4 @@ mod artifacts;
 mod cluster;
 mod errors;
 mod support;
+mod transfer;
