@@ -179,13 +179,7 @@ pub fn build(
         .iter()
         .map(|job| {
             let mut row = job_row(job, results.get(&job.spec.job_idx), workers);
-            row.debt = debt::job_debt(
-                job,
-                jobs,
-                ledger,
-                &local_uses,
-                (row.energy_kwh, row.co2_kg),
-            );
+            row.debt = debt::job_debt(job, jobs, ledger, &local_uses, (row.energy_kwh, row.co2_kg));
             row
         })
         .collect();

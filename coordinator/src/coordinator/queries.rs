@@ -127,3 +127,6 @@ pub(super) fn check_result(job_id: &str, result: &JobResult) -> Result<(), Coord
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

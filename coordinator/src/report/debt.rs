@@ -149,7 +149,10 @@ pub(super) fn job_debt(
 /// else its first member), with the totals as the group's mean own cost plus the share.
 pub(super) fn group_debt(representative: &Debt, mean_own: (Option<f64>, Option<f64>)) -> Debt {
     Debt {
-        total_with_share_kwh: mean_own.0.zip(representative.debt_share_kwh).map(|(a, b)| a + b),
+        total_with_share_kwh: mean_own
+            .0
+            .zip(representative.debt_share_kwh)
+            .map(|(a, b)| a + b),
         total_with_share_co2_kg: mean_own
             .1
             .zip(representative.debt_share_co2_kg)

@@ -220,7 +220,12 @@ mod debt {
             job(0, 1, pretrain_stage(), done()),
             job(1, 1, ft(), done()),
             job(2, 2, ft(), done()),
-            job(3, 3, fine_tune(task(), None, DeclaredCost::default()), JobState::Pending),
+            job(
+                3,
+                3,
+                fine_tune(task(), None, DeclaredCost::default()),
+                JobState::Pending,
+            ),
             job(4, 1, Stage::Scratch, done()),
         ]
     }
@@ -266,8 +271,14 @@ mod debt {
         assert_eq!(
             groups,
             vec![
-                ("pretrain", format!("{base} pretrain=fashion-mnist:classes0-4").as_str()),
-                ("fine-tune", format!("{base} pretrained=fashion-mnist:classes0-4").as_str()),
+                (
+                    "pretrain",
+                    format!("{base} pretrain=fashion-mnist:classes0-4").as_str()
+                ),
+                (
+                    "fine-tune",
+                    format!("{base} pretrained=fashion-mnist:classes0-4").as_str()
+                ),
                 ("scratch", base.as_str()),
             ]
         );
@@ -297,11 +308,20 @@ mod debt {
         }
         let d = &report.jobs[1].debt;
         assert!(close(d.total_with_share_kwh, OWN_KWH + PRETRAIN_KWH / 2.0));
-        assert!(close(d.total_with_share_co2_kg, OWN_CO2_KG + PRETRAIN_CO2_KG / 2.0));
-        assert_eq!(report.jobs[3].debt.total_with_share_kwh, None, "pending: no own cost");
+        assert!(close(
+            d.total_with_share_co2_kg,
+            OWN_CO2_KG + PRETRAIN_CO2_KG / 2.0
+        ));
+        assert_eq!(
+            report.jobs[3].debt.total_with_share_kwh, None,
+            "pending: no own cost"
+        );
         let group = &report.summary[1].debt;
         assert_eq!(group.pretrain_uses, Some(2));
-        assert!(close(group.total_with_share_kwh, OWN_KWH + PRETRAIN_KWH / 2.0));
+        assert!(close(
+            group.total_with_share_kwh,
+            OWN_KWH + PRETRAIN_KWH / 2.0
+        ));
 
         let table = report.table();
         assert!(
@@ -328,7 +348,11 @@ mod debt {
         assert_eq!(d.pretrain_uses, Some(4));
         assert!(close(d.debt_share_kwh, PRETRAIN_KWH / 4.0));
         assert!(close(d.total_with_share_kwh, OWN_KWH + PRETRAIN_KWH / 4.0));
-        assert!(report.table().contains("shared by 4 uses"), "{}", report.table());
+        assert!(
+            report.table().contains("shared by 4 uses"),
+            "{}",
+            report.table()
+        );
 
         // A ledger that missed this campaign still counts at least its own uses.
         let stale = PretrainLedger {
@@ -366,14 +390,24 @@ mod debt {
         assert!(close(d.total_with_share_kwh, OWN_KWH + 1.5));
         assert_eq!(d.total_with_share_co2_kg, None);
         assert!(
-            report.jobs[0].config.ends_with(" pretrained=file:vgg.safetensors"),
+            report.jobs[0]
+                .config
+                .ends_with(" pretrained=file:vgg.safetensors"),
             "{}",
             report.jobs[0].config
         );
         let table = report.table();
-        assert!(table.contains("3.000e0 kWh, ? kg CO2e declared, shared by 2 uses"), "{table}");
+        assert!(
+            table.contains("3.000e0 kWh, ? kg CO2e declared, shared by 2 uses"),
+            "{table}"
+        );
 
-        let silent = vec![job(0, 1, fine_tune(file(), Some("f1"), Default::default()), done())];
+        let silent = vec![job(
+            0,
+            1,
+            fine_tune(file(), Some("f1"), Default::default()),
+            done(),
+        )];
         let d = &report_of(&silent).jobs[0].debt;
         assert_eq!(d.pretrain_basis, "unknown");
         assert_eq!((d.pretrain_kwh, d.debt_share_kwh), (None, None));
@@ -392,7 +426,12 @@ mod debt {
         };
         let jobs = vec![
             job(0, 1, pretrain_stage(), leased),
-            job(1, 1, fine_tune(task(), None, Default::default()), JobState::Pending),
+            job(
+                1,
+                1,
+                fine_tune(task(), None, Default::default()),
+                JobState::Pending,
+            ),
         ];
         let report = report_of(&jobs);
         let d = &report.jobs[1].debt;
@@ -400,7 +439,11 @@ mod debt {
         assert_eq!((d.pretrain_kwh, d.pretrain_co2_kg), (None, None));
         assert_eq!((d.pretrain_uses, d.debt_share_kwh), (None, None));
         assert_eq!(report.summary[1].debt.pretrain_basis, "unknown");
-        assert!(report.table().contains("  pretraining: cost unknown"), "{}", report.table());
+        assert!(
+            report.table().contains("  pretraining: cost unknown"),
+            "{}",
+            report.table()
+        );
     }
 
     #[test]
@@ -419,23 +462,32 @@ mod debt {
         let report = report(&jobs, &ledger);
         let row = &report.jobs[0];
         assert_eq!((row.status.as_str(), row.worker.as_str()), ("reused", ""));
-        assert_eq!(row.note, "reused the weights trained by job 00000000000000bb-0");
+        assert_eq!(
+            row.note,
+            "reused the weights trained by job 00000000000000bb-0"
+        );
         assert_eq!(row.energy_kwh, None);
         assert_eq!(report.summary[0].n_reused, 1);
         let d = &report.jobs[1].debt;
         assert_eq!(d.pretrain_basis, "measured by 00000000000000bb-0");
         assert!(close(d.debt_share_kwh, PRETRAIN_KWH / 4.0));
         assert!(
-            report
-                .table()
-                .contains("reused 00000000000000aa-0: reused the weights trained by job 00000000000000bb-0"),
+            report.table().contains(
+                "reused 00000000000000aa-0: reused the weights trained by job 00000000000000bb-0"
+            ),
             "{}",
             report.table()
         );
         let csv = report.jobs_csv();
         let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
         assert_eq!(&header[21..24], ["error", "stage", "note"]);
-        assert!(csv.lines().nth(1).unwrap().contains(",pretrain,reused the weights"), "{csv}");
+        assert!(
+            csv.lines()
+                .nth(1)
+                .unwrap()
+                .contains(",pretrain,reused the weights"),
+            "{csv}"
+        );
         for text in [csv, report.summary_csv()] {
             let widths: Vec<usize> = text.lines().map(n_fields).collect();
             assert!(widths.iter().all(|&n| n == widths[0]), "{widths:?}\n{text}");
