@@ -1,14 +1,18 @@
 //! Reports: aggregation of a campaign's results (pure) and rendering as a
-//! terminal table, `jobs.csv`, `summary.csv` and `report.json`.
+//! terminal table, `jobs.csv`, `summary.csv` and `report.json`. Groups never mix
+//! stages: a configuration's label carries its stage (` pretrain=…`, ` pretrained=…`),
+//! and fine-tunes carry the carbon debt of their weights ([`Debt`]).
 
 use std::collections::HashMap;
 
-use ecobench_shared::{CampaignSpec, HardwareFingerprint};
+use ecobench_shared::{CampaignSpec, HardwareFingerprint, Stage};
 use serde::Serialize;
 
 use crate::coordinator::CampaignStatus;
 use crate::scheduler::{JobRecord, JobState};
 use crate::store::ResultRecord;
+
+pub use debt::{Debt, PretrainLedger};
 
 /// One job's line in the report.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -17,11 +21,14 @@ pub struct JobRow {
     pub job_id: String,
     /// Model kind.
     pub model: String,
-    /// Hyper-parameter label.
+    /// Hyper-parameter label, then the stage's (` pretrain=…`, ` pretrained=… frozen`).
     pub config: String,
+    /// `scratch`, `pretrain` or `fine-tune`.
+    pub stage: String,
     /// The job's seed.
     pub seed: u64,
-    /// `pending`, `running`, `succeeded` or `failed`.
+    /// `pending`, `running`, `succeeded`, `failed`, or `reused` (a pretrain job whose
+    /// weights had already been trained, see `note`).
     pub status: String,
     /// Leases granted so far.
     pub attempts: u32,
@@ -53,6 +60,11 @@ pub struct JobRow {
     pub dataset_sha256: String,
     /// Why attempts failed, oldest first.
     pub error: String,
+    /// For a reused pretrain job, the job whose weights served instead.
+    pub note: String,
+    /// The carbon debt of a fine-tune's weights (empty for other stages).
+    #[serde(flatten)]
+    pub debt: Debt,
 }
 
 /// Mean, sample standard deviation and count of one figure.
@@ -92,12 +104,16 @@ impl Stat {
 pub struct SummaryRow {
     /// Model kind.
     pub model: String,
-    /// Hyper-parameter label.
+    /// Hyper-parameter label, then the stage's.
     pub config: String,
+    /// `scratch`, `pretrain` or `fine-tune`.
+    pub stage: String,
     /// Seeds that succeeded.
     pub n_succeeded: usize,
     /// Seeds that failed for good.
     pub n_failed: usize,
+    /// Pretrain jobs that reused weights trained before instead of running.
+    pub n_reused: usize,
     /// Test accuracy over the succeeded seeds.
     pub accuracy: Stat,
     /// Fitting seconds.
@@ -108,6 +124,10 @@ pub struct SummaryRow {
     pub co2_kg: Stat,
     /// Energy methods seen, joined by `+`.
     pub methods: String,
+    /// For fine-tunes, the debt of their weights; the totals add the share to the
+    /// mean own cost per run.
+    #[serde(flatten)]
+    pub debt: Debt,
 }
 
 /// A campaign's report.
@@ -145,16 +165,23 @@ pub fn status(spec: &CampaignSpec, jobs: &[JobRecord]) -> CampaignStatus {
     status
 }
 
-/// Builds the report from stored jobs, results and worker fingerprints.
+/// Builds the report from stored jobs, results and worker fingerprints; `ledger`
+/// holds the pretrainings and the uses of their weights over every campaign.
 pub fn build(
     spec: &CampaignSpec,
     jobs: &[JobRecord],
     results: &HashMap<u32, ResultRecord>,
     workers: &HashMap<String, HardwareFingerprint>,
+    ledger: &PretrainLedger,
 ) -> Report {
+    let local_uses = debt::local_uses(jobs);
     let rows: Vec<JobRow> = jobs
         .iter()
-        .map(|job| job_row(job, results.get(&job.spec.job_idx), workers))
+        .map(|job| {
+            let mut row = job_row(job, results.get(&job.spec.job_idx), workers);
+            row.debt = debt::job_debt(job, jobs, ledger, &local_uses, (row.energy_kwh, row.co2_kg));
+            row
+        })
         .collect();
     Report {
         status: status(spec, jobs),
@@ -170,19 +197,24 @@ fn job_row(
     result: Option<&ResultRecord>,
     workers: &HashMap<String, HardwareFingerprint>,
 ) -> JobRow {
-    let (status, worker) = match &job.state {
-        JobState::Pending => ("pending", String::new()),
-        JobState::Leased { worker_id, .. } => ("running", worker_id.clone()),
-        JobState::Succeeded { worker_id, .. } => ("succeeded", worker_id.clone()),
-        JobState::Failed => ("failed", String::new()),
-        JobState::Reused { job_id } => ("reused", job_id.clone()),
+    let (status, worker, note) = match &job.state {
+        JobState::Pending => ("pending", String::new(), String::new()),
+        JobState::Leased { worker_id, .. } => ("running", worker_id.clone(), String::new()),
+        JobState::Succeeded { worker_id, .. } => ("succeeded", worker_id.clone(), String::new()),
+        JobState::Failed => ("failed", String::new(), String::new()),
+        JobState::Reused { job_id } => (
+            "reused",
+            String::new(),
+            format!("reused the weights trained by job {job_id}"),
+        ),
     };
     let train = result.map(|r| &r.result.train);
     let energy = result.map(|r| &r.result.energy);
     JobRow {
         job_id: job.spec.job_id(),
         model: job.spec.model.kind().to_string(),
-        config: job.spec.model.label(),
+        config: format!("{}{}", job.spec.model.label(), job.spec.stage.label()),
+        stage: stage_name(&job.spec.stage).to_string(),
         seed: job.spec.seed,
         status: status.to_string(),
         attempts: job.attempts,
@@ -202,10 +234,21 @@ fn job_row(
         solver: train.map_or(String::new(), |t| t.solver.clone()),
         dataset_sha256: train.map_or(String::new(), |t| t.dataset_sha256.clone()),
         error: job.failures.join(" | "),
+        note,
+        debt: Debt::default(),
     }
 }
 
-/// Groups job rows by (model, config), in order of first appearance.
+fn stage_name(stage: &Stage) -> &'static str {
+    match stage {
+        Stage::Scratch => "scratch",
+        Stage::Pretrain { .. } => "pretrain",
+        Stage::FineTune { .. } => "fine-tune",
+    }
+}
+
+/// Groups job rows by (model, config), in order of first appearance (the config label
+/// carries the stage, so a group is of one stage).
 pub fn summarise(rows: &[JobRow]) -> Vec<SummaryRow> {
     let mut groups: Vec<((String, String), Vec<&JobRow>)> = Vec::new();
     for row in rows {
@@ -229,21 +272,28 @@ pub fn summarise(rows: &[JobRow]) -> Vec<SummaryRow> {
             let mut methods: Vec<&str> = ok.iter().map(|r| r.method.as_str()).collect();
             methods.sort_unstable();
             methods.dedup();
+            let (energy_kwh, co2_kg) = (figure(|r| r.energy_kwh), figure(|r| r.co2_kg));
+            let mean = |stat: Stat| (stat.n > 0).then_some(stat.mean);
+            let representative = ok.first().unwrap_or(&members[0]);
             SummaryRow {
                 model,
                 config,
+                stage: members[0].stage.clone(),
                 n_succeeded: ok.len(),
                 n_failed: members.iter().filter(|r| r.status == "failed").count(),
+                n_reused: members.iter().filter(|r| r.status == "reused").count(),
                 accuracy: figure(|r| r.accuracy),
                 train_s: figure(|r| r.train_s),
-                energy_kwh: figure(|r| r.energy_kwh),
-                co2_kg: figure(|r| r.co2_kg),
+                energy_kwh,
+                co2_kg,
                 methods: methods.join("+"),
+                debt: debt::group_debt(&representative.debt, (mean(energy_kwh), mean(co2_kg))),
             }
         })
         .collect()
 }
 
+mod debt;
 mod render;
 
 impl Report {
@@ -261,93 +311,4 @@ impl Report {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(model: &str, status: &str, accuracy: f64) -> JobRow {
-        JobRow {
-            job_id: "x-0".into(),
-            model: model.into(),
-            config: "c=1".into(),
-            seed: 1,
-            status: status.into(),
-            attempts: 1,
-            accuracy: (status == "succeeded").then_some(accuracy),
-            train_s: Some(2.0),
-            energy_kwh: Some(1e-4),
-            co2_kg: Some(5e-5),
-            method: "model".into(),
-            worker: "w".into(),
-            cpu_model: "cpu".into(),
-            carbon_intensity_g_per_kwh: Some(475.0),
-            carbon_region: "world".into(),
-            n_train: Some(10),
-            n_test: Some(10),
-            solver: "s".into(),
-            dataset_sha256: "d1".into(),
-            error: String::new(),
-        }
-    }
-
-    #[test]
-    fn identical_results_have_zero_spread() {
-        let rows = vec![row("cnn", "succeeded", 0.8); 4];
-        let summary = summarise(&rows);
-        assert_eq!(summary.len(), 1);
-        assert_eq!(
-            summary[0].accuracy,
-            Stat {
-                mean: 0.8,
-                std: 0.0,
-                n: 4
-            }
-        );
-    }
-
-    #[test]
-    fn failed_runs_are_counted_not_averaged() {
-        let rows = vec![
-            row("cnn", "succeeded", 0.6),
-            row("cnn", "succeeded", 0.8),
-            row("cnn", "failed", 0.0),
-        ];
-        let summary = summarise(&rows);
-        assert_eq!(summary[0].n_succeeded, 2);
-        assert_eq!(summary[0].n_failed, 1);
-        assert!((summary[0].accuracy.mean - 0.7).abs() < 1e-12);
-        assert!((summary[0].accuracy.std - 0.02f64.sqrt()).abs() < 1e-12);
-    }
-
-    #[test]
-    fn different_copies_of_the_dataset_are_flagged() {
-        let mut other = row("cnn", "succeeded", 0.7);
-        other.dataset_sha256 = "d2".into();
-        let jobs = vec![
-            row("cnn", "succeeded", 0.8),
-            other,
-            row("cnn", "failed", 0.0),
-        ];
-        let report = Report {
-            status: CampaignStatus::default(),
-            campaign_id: "c".into(),
-            name: "n".into(),
-            summary: summarise(&jobs),
-            jobs,
-        };
-        assert_eq!(report.dataset_digests(), vec!["d1", "d2"]);
-        assert!(
-            report
-                .table()
-                .contains("warning: the jobs trained on 2 different copies"),
-            "{}",
-            report.table()
-        );
-    }
-
-    #[test]
-    fn csv_quotes_fields_with_commas_and_quotes() {
-        let mut out = String::new();
-        render::push_csv_line(&mut out, &["a".into(), "b,c".into(), "say \"hi\"".into()]);
-        assert_eq!(out, "a,\"b,c\",\"say \"\"hi\"\"\"\n");
-    }
-}
+mod tests;

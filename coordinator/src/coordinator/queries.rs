@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use ecobench_shared::{HardwareFingerprint, JobResult};
 
 use super::{CampaignStatus, Coordinator, CoordinatorError};
-use crate::report::{self, Report};
+use crate::report::{self, PretrainLedger, Report};
 use crate::store::{CampaignRecord, ResultRecord, WorkerRecord};
 
 impl Coordinator {
@@ -73,7 +73,32 @@ impl Coordinator {
             .into_iter()
             .map(|w| (w.worker_id, w.fingerprint))
             .collect();
-        Ok(report::build(&record.spec, &jobs, &results, &workers))
+        let ledger = self.pretrain_ledger()?;
+        Ok(report::build(
+            &record.spec,
+            &jobs,
+            &results,
+            &workers,
+            &ledger,
+        ))
+    }
+
+    /// The completed pretrainings and the uses of their weights over every campaign
+    /// (see [`PretrainLedger::count_uses`] for what counts).
+    fn pretrain_ledger(&self) -> Result<PretrainLedger, CoordinatorError> {
+        let mut ledger = PretrainLedger {
+            pretrains: self
+                .store
+                .pretrains()?
+                .into_iter()
+                .map(|record| (record.key.clone(), record))
+                .collect(),
+            ..PretrainLedger::default()
+        };
+        for campaign in self.store.campaigns()? {
+            ledger.count_uses(&self.store.jobs_of(&campaign.spec.id)?);
+        }
+        Ok(ledger)
     }
 }
 
@@ -102,3 +127,6 @@ pub(super) fn check_result(job_id: &str, result: &JobResult) -> Result<(), Coord
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

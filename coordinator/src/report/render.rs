@@ -2,7 +2,11 @@
 
 use std::fmt::Write as _;
 
-use super::Report;
+use super::{Debt, Report, SummaryRow};
+
+/// The debt columns that `jobs.csv` and `summary.csv` end with.
+const DEBT_COLUMNS: &str = "weights_sha256,pretrain_kwh,pretrain_co2_kg,pretrain_basis,pretrain_uses,\
+                            debt_share_kwh,debt_share_co2_kg,total_with_share_kwh,total_with_share_co2_kg";
 
 impl Report {
     /// The summary as an aligned terminal table.
@@ -24,7 +28,9 @@ impl Report {
             "method",
         ];
         let mut lines = vec![header.map(String::from).to_vec()];
+        let mut notes = vec![None];
         for row in &self.summary {
+            notes.push(debt_line(row));
             lines.push(vec![
                 row.model.clone(),
                 row.config.clone(),
@@ -46,13 +52,16 @@ impl Report {
                     .unwrap_or(0)
             })
             .collect();
-        for line in lines {
+        for (line, note) in lines.into_iter().zip(notes) {
             let cells: Vec<String> = line
                 .iter()
                 .zip(&widths)
                 .map(|(cell, w)| format!("{cell:<w$}"))
                 .collect();
             let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+            if let Some(note) = note {
+                let _ = writeln!(out, "{note}");
+            }
         }
         let digests = self.dataset_digests();
         if digests.len() > 1 {
@@ -68,17 +77,21 @@ impl Report {
         for row in self.jobs.iter().filter(|r| r.status == "failed") {
             let _ = writeln!(out, "failed {}: {}", row.job_id, row.error);
         }
+        for row in self.jobs.iter().filter(|r| r.status == "reused") {
+            let _ = writeln!(out, "reused {}: {}", row.job_id, row.note);
+        }
         out
     }
 
     /// One CSV row per job, with provenance.
     pub fn jobs_csv(&self) -> String {
-        let mut out = String::from(
+        let mut out = format!(
             "job_id,model,config,seed,status,attempts,accuracy,train_s,energy_kwh,co2_kg,method,worker,cpu_model,\
-             carbon_intensity_g_per_kwh,carbon_region,n_train,n_test,solver,dataset_sha256,campaign_id,campaign,error\n",
+             carbon_intensity_g_per_kwh,carbon_region,n_train,n_test,solver,dataset_sha256,campaign_id,campaign,error,\
+             stage,note,{DEBT_COLUMNS}\n",
         );
         for r in &self.jobs {
-            let fields = [
+            let mut fields = vec![
                 r.job_id.clone(),
                 r.model.clone(),
                 r.config.clone(),
@@ -101,7 +114,10 @@ impl Report {
                 self.campaign_id.clone(),
                 self.name.clone(),
                 r.error.clone(),
+                r.stage.clone(),
+                r.note.clone(),
             ];
+            fields.extend(debt_fields(&r.debt));
             push_csv_line(&mut out, &fields);
         }
         out
@@ -109,9 +125,9 @@ impl Report {
 
     /// One CSV row per (model, configuration).
     pub fn summary_csv(&self) -> String {
-        let mut out = String::from(
+        let mut out = format!(
             "model,config,n_succeeded,n_failed,accuracy_mean,accuracy_std,train_s_mean,train_s_std,\
-             energy_kwh_mean,energy_kwh_std,co2_kg_mean,co2_kg_std,method\n",
+             energy_kwh_mean,energy_kwh_std,co2_kg_mean,co2_kg_std,method,stage,n_reused,{DEBT_COLUMNS}\n",
         );
         for r in &self.summary {
             let mut fields = vec![
@@ -125,6 +141,9 @@ impl Report {
                 fields.push(stat.std.to_string());
             }
             fields.push(r.methods.clone());
+            fields.push(r.stage.clone());
+            fields.push(r.n_reused.to_string());
+            fields.extend(debt_fields(&r.debt));
             push_csv_line(&mut out, &fields);
         }
         out
@@ -143,6 +162,66 @@ impl Report {
             ("report.json".into(), self.json().into_bytes()),
         ]
     }
+}
+
+/// The table's line under a fine-tune group: what its weights cost and its share.
+fn debt_line(row: &SummaryRow) -> Option<String> {
+    let d = &row.debt;
+    if d.pretrain_basis.is_empty() {
+        return None;
+    }
+    if d.pretrain_kwh.is_none() && d.pretrain_co2_kg.is_none() {
+        return Some(format!(
+            "  pretraining: cost unknown (its pretrain job has not finished, or the weights \
+             came with no declared cost){}",
+            d.pretrain_uses
+                .map_or(String::new(), |n| format!(", {n} uses so far"))
+        ));
+    }
+    let mut line = format!(
+        "  pretraining: {} {}",
+        amount(d.pretrain_kwh, d.pretrain_co2_kg),
+        d.pretrain_basis
+    );
+    match d.pretrain_uses {
+        Some(n) if n > 0 => {
+            let _ = write!(
+                line,
+                ", shared by {n} use{} → {} per job",
+                if n == 1 { "" } else { "s" },
+                amount(d.debt_share_kwh, d.debt_share_co2_kg)
+            );
+            if d.total_with_share_kwh.is_some() || d.total_with_share_co2_kg.is_some() {
+                let _ = write!(
+                    line,
+                    "; with the share {} per run",
+                    amount(d.total_with_share_kwh, d.total_with_share_co2_kg)
+                );
+            }
+        }
+        _ => line.push_str(", no use has succeeded yet"),
+    }
+    Some(line)
+}
+
+/// `3.100e-5 kWh, 1.473e-5 kg CO2e`, with `?` for an unknown figure.
+fn amount(kwh: Option<f64>, co2_kg: Option<f64>) -> String {
+    let figure = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.3e}"));
+    format!("{} kWh, {} kg CO2e", figure(kwh), figure(co2_kg))
+}
+
+fn debt_fields(d: &Debt) -> [String; 9] {
+    [
+        d.weights_sha256.clone(),
+        opt(d.pretrain_kwh),
+        opt(d.pretrain_co2_kg),
+        d.pretrain_basis.clone(),
+        d.pretrain_uses.map_or(String::new(), |n| n.to_string()),
+        opt(d.debt_share_kwh),
+        opt(d.debt_share_co2_kg),
+        opt(d.total_with_share_kwh),
+        opt(d.total_with_share_co2_kg),
+    ]
 }
 
 fn opt(value: Option<f64>) -> String {
