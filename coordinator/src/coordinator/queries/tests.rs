@@ -54,12 +54,37 @@ fn result(energy_kwh: f64, weights: Option<&str>) -> JobResult {
     }
 }
 
-/// Leases and completes every job it can; pretrain jobs publish the weights `w1`.
+/// The weights every pretrain job here publishes, and their SHA-256.
+const WEIGHTS: &[u8] = b"pretrained weights";
+
+fn weights_sha() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weights");
+    std::fs::write(&path, WEIGHTS).unwrap();
+    ecobench_shared::artifact::sha256_file(&path).unwrap().0
+}
+
+/// Stores [`WEIGHTS`] as an artifact, as a worker's upload does.
+async fn upload(c: &Coordinator) {
+    let mut upload = c
+        .artifacts()
+        .begin_put(ecobench_shared::artifact::ArtifactHeader {
+            sha256: weights_sha(),
+            size_bytes: WEIGHTS.len() as u64,
+            name: "pretrain".into(),
+        })
+        .unwrap();
+    upload.write(WEIGHTS.to_vec()).await.unwrap();
+    upload.finish().await.unwrap();
+}
+
+/// Leases and completes every job it can; pretrain jobs publish [`WEIGHTS`].
 async fn run_all(c: &Coordinator) {
     while let Some(lease) = c.lease_job("w", 0).await.unwrap() {
         let pretrain = matches!(lease.job.stage, Stage::Pretrain { .. });
         let result = if pretrain {
-            result(PRETRAIN_KWH, Some("w1"))
+            upload(c).await;
+            result(PRETRAIN_KWH, Some(&weights_sha()))
         } else {
             result(1e-4, None)
         };
