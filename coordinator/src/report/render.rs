@@ -68,6 +68,14 @@ impl Report {
         for row in self.jobs.iter().filter(|r| r.status == "failed") {
             let _ = writeln!(out, "failed {}: {}", row.job_id, row.error);
         }
+        // A pending job every worker declined waits for a worker with the right data.
+        for row in self
+            .jobs
+            .iter()
+            .filter(|r| r.status == "pending" && !r.error.is_empty())
+        {
+            let _ = writeln!(out, "pending {}: {}", row.job_id, row.error);
+        }
         out
     }
 

@@ -4,5 +4,6 @@
 
 mod artifacts;
 mod cluster;
+mod decline;
 mod errors;
 mod support;
