@@ -327,6 +327,9 @@ impl Coordinator {
                 },
                 _ => {}
             }
+            if ready.declined_by(worker_id) {
+                continue;
+            }
             let lease_id = self.store.next_id()?;
             let next = scheduler::lease(&ready, worker_id, lease_id, now + self.config.lease_ms)
                 .expect("a pending job can be leased");
@@ -334,7 +337,7 @@ impl Coordinator {
                 self.store.flush().await?;
                 info!(job = %next.spec.job_id(), lease_id, attempt = next.attempts, "job leased");
                 return Ok(Some(Lease {
-                    job: next.spec,
+                    job: self.with_pin(next.spec)?,
                     lease_id,
                     attempt: next.attempts,
                     lease_ms: self.config.lease_ms,
@@ -416,6 +419,7 @@ impl Coordinator {
                 "lease {lease_id} no longer holds job {job_id} (it expired or was re-leased): result refused"
             ))),
             Completion::Accept(next) => {
+                let pin = self.check_pin(&key, &job, lease_id, &result).await?;
                 let pretrain = match &job.spec.stage {
                     Stage::Pretrain { key, .. } => Some(PretrainRecord {
                         key: key.clone(),
@@ -432,10 +436,14 @@ impl Coordinator {
                     completed_unix_ms: now_unix_ms(),
                     result,
                 };
-                if !self
-                    .store
-                    .complete_job(&key, &job, &next, &record, pretrain.as_ref())?
-                {
+                if !self.store.complete_job(
+                    &key,
+                    &job,
+                    &next,
+                    &record,
+                    pretrain.as_ref(),
+                    pin.as_ref(),
+                )? {
                     return Err(CoordinatorError::FailedPrecondition(format!(
                         "job {job_id} changed concurrently"
                     )));
@@ -579,6 +587,7 @@ impl Coordinator {
     }
 }
 
+mod pins;
 mod queries;
 
 #[cfg(test)]

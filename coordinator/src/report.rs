@@ -58,7 +58,7 @@ pub struct JobRow {
     pub solver: String,
     /// Digest of the data trained on.
     pub dataset_sha256: String,
-    /// Why attempts failed, oldest first.
+    /// Why attempts failed, oldest first, then the workers that declined it and why.
     pub error: String,
     /// For a reused pretrain job, the job whose weights served instead.
     pub note: String,
@@ -233,7 +233,13 @@ fn job_row(
         n_test: train.map(|t| t.n_test),
         solver: train.map_or(String::new(), |t| t.solver.clone()),
         dataset_sha256: train.map_or(String::new(), |t| t.dataset_sha256.clone()),
-        error: job.failures.join(" | "),
+        error: job
+            .failures
+            .iter()
+            .cloned()
+            .chain(job.decline_notes())
+            .collect::<Vec<_>>()
+            .join(" | "),
         note,
         debt: Debt::default(),
     }

@@ -2,7 +2,9 @@
 //! caller passes the time and stores what comes back.
 //!
 //! `pending → leased(worker, lease, deadline) → succeeded | failed`; an expired
-//! lease goes back to pending with attempt + 1 until `max_attempts`.
+//! lease goes back to pending with attempt + 1 until `max_attempts`. A worker that
+//! declines a job (its copy of the dataset is not the campaign's) gives it back without
+//! spending an attempt, and is not offered it again.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +51,20 @@ pub struct JobRecord {
     pub attempts: u32,
     /// Why earlier attempts failed, oldest first.
     pub failures: Vec<String>,
+    /// Workers that declined the job, oldest first; none of them is offered it again.
+    /// Left out of the stored form when empty, so that older records read and compare
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declines: Vec<Decline>,
+}
+
+/// A worker's refusal of a job it cannot run as the campaign requires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decline {
+    /// The worker that declined.
+    pub worker_id: String,
+    /// Why, as the worker said it.
+    pub reason: String,
 }
 
 impl JobRecord {
@@ -59,7 +75,21 @@ impl JobRecord {
             state: JobState::Pending,
             attempts: 0,
             failures: Vec::new(),
+            declines: Vec::new(),
         }
+    }
+
+    /// True if `worker_id` declined the job before.
+    pub fn declined_by(&self, worker_id: &str) -> bool {
+        self.declines.iter().any(|d| d.worker_id == worker_id)
+    }
+
+    /// The declines as the report shows them: `declined by worker w2: …`.
+    pub fn decline_notes(&self) -> Vec<String> {
+        self.declines
+            .iter()
+            .map(|d| format!("declined by worker {}: {}", d.worker_id, d.reason))
+            .collect()
     }
 
     /// True once the job has succeeded, failed for good, or been served by another.
@@ -79,14 +109,15 @@ impl JobRecord {
     }
 }
 
-/// Grants a lease on a pending job; `None` if the job is not pending.
+/// Grants a lease on a pending job; `None` if the job is not pending or the worker
+/// declined it before.
 pub fn lease(
     job: &JobRecord,
     worker_id: &str,
     lease_id: u64,
     deadline_unix_ms: u64,
 ) -> Option<JobRecord> {
-    if job.state != JobState::Pending {
+    if job.state != JobState::Pending || job.declined_by(worker_id) {
         return None;
     }
     let mut next = job.clone();
@@ -218,6 +249,30 @@ pub fn fail(
     Some(give_back(job, reason.to_string(), retryable, max_attempts))
 }
 
+/// Gives a declined job back: pending again, the attempt not counted, the lease holder
+/// remembered so that it is not offered the job again. `None` if the lease is stale.
+pub fn decline(job: &JobRecord, lease_id: u64, reason: &str) -> Option<JobRecord> {
+    let JobState::Leased {
+        worker_id,
+        lease_id: held,
+        ..
+    } = &job.state
+    else {
+        return None;
+    };
+    if *held != lease_id {
+        return None;
+    }
+    let mut next = job.clone();
+    next.declines.push(Decline {
+        worker_id: worker_id.clone(),
+        reason: reason.to_string(),
+    });
+    next.attempts = job.attempts.saturating_sub(1);
+    next.state = JobState::Pending;
+    Some(next)
+}
+
 /// Voids a lease whose deadline passed; `None` if the job holds no expired lease.
 pub fn expire(job: &JobRecord, now_unix_ms: u64, max_attempts: u32) -> Option<JobRecord> {
     match &job.state {
@@ -296,7 +351,53 @@ mod tests {
             model: ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
             stage: Default::default(),
             transform: Default::default(),
+            expected_dataset_sha256: None,
         })
+    }
+
+    #[test]
+    fn a_decline_costs_no_attempt_and_skips_that_worker() {
+        let leased = lease(&job(), "w2", 1, 100).unwrap();
+        assert_eq!(leased.attempts, 1);
+        assert!(decline(&leased, 2, "other copy").is_none(), "stale lease");
+        let declined = decline(&leased, 1, "other copy").unwrap();
+        assert_eq!(declined.state, JobState::Pending);
+        assert_eq!(declined.attempts, 0, "the attempt is not counted");
+        assert!(declined.failures.is_empty());
+        assert_eq!(
+            declined.decline_notes(),
+            vec!["declined by worker w2: other copy".to_string()]
+        );
+        assert!(declined.declined_by("w2") && !declined.declined_by("w1"));
+        assert!(lease(&declined, "w2", 2, 100).is_none(), "not to w2 again");
+        let again = lease(&declined, "w1", 3, 100).unwrap();
+        assert_eq!(again.attempts, 1);
+        let Completion::Accept(done) = complete(&again, 3) else {
+            panic!("not accepted")
+        };
+        assert_eq!((done.attempts, done.declines.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_job_every_worker_declined_waits_and_records_without_declines_read_as_before() {
+        let mut record = job();
+        for (lease_id, worker) in [(1, "w1"), (2, "w2")] {
+            record = lease(&record, worker, lease_id, 100).unwrap();
+            record = decline(&record, lease_id, "other copy").unwrap();
+        }
+        assert_eq!(
+            (record.state.clone(), record.attempts),
+            (JobState::Pending, 0)
+        );
+        assert!(lease(&record, "w1", 3, 100).is_none());
+        assert!(
+            lease(&record, "w3", 3, 100).is_some(),
+            "a new worker may take it"
+        );
+        let plain = serde_json::to_string(&job()).unwrap();
+        assert!(!plain.contains("declines"), "{plain}");
+        let read: JobRecord = serde_json::from_str(&plain).unwrap();
+        assert_eq!(read, job());
     }
 
     #[test]

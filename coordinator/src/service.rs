@@ -176,10 +176,16 @@ impl WorkerService for Service {
         request: Request<pb::FailJobRequest>,
     ) -> Result<Response<pb::FailJobResponse>, Status> {
         let req = request.into_inner();
-        let will_retry = self
-            .coordinator
-            .fail(&req.job_id, req.lease_id, &req.reason, req.retryable)
-            .await?;
+        let coordinator = &self.coordinator;
+        let will_retry = if req.declined {
+            coordinator
+                .decline(&req.job_id, req.lease_id, &req.reason)
+                .await?
+        } else {
+            coordinator
+                .fail(&req.job_id, req.lease_id, &req.reason, req.retryable)
+                .await?
+        };
         Ok(Response::new(pb::FailJobResponse { will_retry }))
     }
 }

@@ -5,7 +5,8 @@
 //! ++ job index, big-endian → [`JobRecord`]), `results` (same key →
 //! [`ResultRecord`]), `workers` (worker id → [`WorkerRecord`]), `artifacts`
 //! (sha256 hex → [`ArtifactRecord`]), `pretrains` (pretrain key →
-//! [`PretrainRecord`]), `meta` (`schema_version`). Values are JSON with a record
+//! [`PretrainRecord`]), `pins` (campaign key ++ dataset name → [`PinRecord`]), `meta`
+//! (`schema_version`). Values are JSON with a record
 //! version.
 
 use std::path::Path;
@@ -96,6 +97,27 @@ pub struct PretrainRecord {
     pub co2_kg: f64,
 }
 
+/// The dataset fingerprint a campaign is pinned to for one dataset: that of its first
+/// result on it. Later results on that dataset must have the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinRecord {
+    /// The campaign.
+    pub campaign_id: String,
+    /// The dataset as its jobs name it.
+    pub dataset: String,
+    /// SHA-256 of the decoded dataset (`TrainReport::dataset_sha256`).
+    pub dataset_sha256: String,
+    /// The job whose result pinned it (`<campaign>-<index>`).
+    pub job_id: String,
+}
+
+/// The key of a pin: campaign key ++ the dataset name's bytes.
+fn pin_key(campaign: [u8; 8], dataset: &str) -> Vec<u8> {
+    let mut key = campaign.to_vec();
+    key.extend_from_slice(dataset.as_bytes());
+    key
+}
+
 /// A stored artifact; its content is the file `<db>.artifacts/<sha256>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArtifactRecord {
@@ -126,6 +148,7 @@ pub struct Store {
     workers: sled::Tree,
     pretrains: sled::Tree,
     artifacts: sled::Tree,
+    pins: sled::Tree,
 }
 
 /// The key of a campaign: its 16-hex-digit id as a big-endian u64.
@@ -204,6 +227,7 @@ impl Store {
             workers: db.open_tree("workers")?,
             pretrains: db.open_tree("pretrains")?,
             artifacts: db.open_tree("artifacts")?,
+            pins: db.open_tree("pins")?,
             db,
         })
     }
@@ -309,7 +333,8 @@ impl Store {
     }
 
     /// Marks a job succeeded and stores its result (and, for a pretrain job, the record
-    /// of its weights), in one transaction.
+    /// of its weights; for the campaign's first result on a dataset, its pin), in one
+    /// transaction.
     /// False, writing nothing, if the job changed since `expected` was read.
     pub fn complete_job(
         &self,
@@ -318,30 +343,55 @@ impl Store {
         next: &JobRecord,
         result: &ResultRecord,
         pretrain: Option<&PretrainRecord>,
+        pin: Option<&PinRecord>,
     ) -> Result<bool, StoreError> {
         let expected = encode(expected);
-        let outcome = (&self.jobs, &self.results, &self.workers, &self.pretrains).transaction(
-            |(jobs, results, workers, pretrains)| {
-                if jobs.get(key)?.as_deref() != Some(expected.as_slice()) {
-                    return Ok(false);
-                }
-                jobs.insert(key, encode(next))?;
-                results.insert(key, encode(result))?;
-                if let Some(record) = pretrain {
-                    pretrains.insert(record.key.as_bytes(), encode(record))?;
-                }
-                if let Some(bytes) = workers.get(result.worker_id.as_bytes())?
-                    && let Ok(mut worker) =
-                        decode::<WorkerRecord>("workers", result.worker_id.as_bytes(), &bytes)
-                {
-                    worker.jobs_done += 1;
-                    worker.last_seen_unix_ms = result.completed_unix_ms;
-                    workers.insert(result.worker_id.as_bytes(), encode(&worker))?;
-                }
-                Ok::<_, ConflictableTransactionError<bool>>(true)
-            },
+        let pin = pin.map(|record| {
+            let campaign = campaign_key(&record.campaign_id).expect("stored jobs have valid ids");
+            (pin_key(campaign, &record.dataset), encode(record))
+        });
+        let trees = (
+            &self.jobs,
+            &self.results,
+            &self.workers,
+            &self.pretrains,
+            &self.pins,
         );
+        let outcome = trees.transaction(|(jobs, results, workers, pretrains, pins)| {
+            if jobs.get(key)?.as_deref() != Some(expected.as_slice()) {
+                return Ok(false);
+            }
+            jobs.insert(key, encode(next))?;
+            results.insert(key, encode(result))?;
+            if let Some(record) = pretrain {
+                pretrains.insert(record.key.as_bytes(), encode(record))?;
+            }
+            if let Some((pin_key, pin)) = &pin {
+                pins.insert(pin_key.as_slice(), pin.as_slice())?;
+            }
+            if let Some(bytes) = workers.get(result.worker_id.as_bytes())?
+                && let Ok(mut worker) =
+                    decode::<WorkerRecord>("workers", result.worker_id.as_bytes(), &bytes)
+            {
+                worker.jobs_done += 1;
+                worker.last_seen_unix_ms = result.completed_unix_ms;
+                workers.insert(result.worker_id.as_bytes(), encode(&worker))?;
+            }
+            Ok::<_, ConflictableTransactionError<bool>>(true)
+        });
         outcome.or_else(flatten)
+    }
+
+    /// The fingerprint `campaign_id` is pinned to for `dataset`, if a result pinned it.
+    pub fn pin(&self, campaign_id: &str, dataset: &str) -> Result<Option<PinRecord>, StoreError> {
+        let Some(campaign) = campaign_key(campaign_id) else {
+            return Ok(None);
+        };
+        let key = pin_key(campaign, dataset);
+        self.pins
+            .get(&key)?
+            .map(|value| decode("pins", &key, &value))
+            .transpose()
     }
 
     /// The weights of a pretraining, by key.

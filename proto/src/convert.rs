@@ -51,6 +51,7 @@ impl From<domain::JobSpec> for pb::JobSpec {
             model: Some(model),
             stage: stage::to_wire(job.stage),
             transform: (!job.transform.is_identity()).then(|| job.transform.into()),
+            expected_dataset_sha256: job.expected_dataset_sha256,
         }
     }
 }
@@ -172,6 +173,7 @@ impl TryFrom<pb::JobSpec> for domain::JobSpec {
             model,
             stage: stage::from_wire(job.stage)?,
             transform: job.transform.map(Into::into).unwrap_or_default(),
+            expected_dataset_sha256: job.expected_dataset_sha256,
         })
     }
 }
@@ -414,10 +416,17 @@ mod tests {
             }),
             stage: domain::Stage::Scratch,
             transform: domain::DataTransform::default(),
+            expected_dataset_sha256: None,
         };
         let wire: pb::JobSpec = job.clone().into();
         assert!(wire.transform.is_none(), "the identity is sent as absent");
         assert_eq!(domain::JobSpec::try_from(wire).unwrap(), job);
+        let pinned = domain::JobSpec {
+            expected_dataset_sha256: Some("ef".repeat(32)),
+            ..job.clone()
+        };
+        let wire: pb::JobSpec = pinned.clone().into();
+        assert_eq!(domain::JobSpec::try_from(wire).unwrap(), pinned);
         let stages = [
             domain::Stage::Pretrain {
                 dataset: "fashion-mnist".into(),
@@ -508,6 +517,7 @@ mod tests {
             )),
             stage: domain::Stage::Scratch,
             transform,
+            expected_dataset_sha256: None,
         };
         let wire: pb::JobSpec = job.clone().into();
         assert!(wire.transform.is_some());

@@ -324,6 +324,7 @@ pub fn parse_with_uploads(
             model: config.model.clone(),
             stage: Stage::Scratch,
             transform: raw.transform.clone(),
+            expected_dataset_sha256: None,
         };
         let stages = match &config.transfer {
             None => vec![Stage::Scratch],

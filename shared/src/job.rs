@@ -292,6 +292,12 @@ pub struct JobSpec {
     /// serialized form, so campaigns without `[transform]` keep their content id.
     #[serde(default, skip_serializing_if = "DataTransform::is_identity")]
     pub transform: DataTransform,
+    /// The fingerprint (`TrainReport::dataset_sha256`) the campaign is pinned to for this
+    /// job's dataset: set by the coordinator on the lease once a job of the campaign on
+    /// that dataset succeeded, `None` in campaign files and stored campaigns (so their
+    /// content id does not change). A worker whose copy has another fingerprint declines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_dataset_sha256: Option<String>,
 }
 
 impl JobSpec {

@@ -267,6 +267,10 @@ async fn deliver(
             warn!(job = %job.spec.job_id(), %reason, retryable, "job failed");
             client.fail(job, &reason, retryable).await
         }
+        Outcome::Declined { reason } => {
+            warn!(job = %job.spec.job_id(), %reason, "job declined");
+            client.decline(job, &reason).await
+        }
         Outcome::Cancelled => Ok(()),
     };
     match sent {

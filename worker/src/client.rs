@@ -232,6 +232,22 @@ impl Client {
             lease_id: job.lease_id,
             reason: reason.to_string(),
             retryable,
+            declined: false,
+        };
+        self.inner.fail_job(request).await?;
+        Ok(())
+    }
+
+    /// Declines a job this worker cannot run as its campaign requires (another copy of
+    /// the dataset): it goes to another worker without spending an attempt.
+    pub async fn decline(&mut self, job: &LeasedJob, reason: &str) -> Result<(), ClientError> {
+        let request = pb::FailJobRequest {
+            worker_id: self.worker_id.clone(),
+            job_id: job.spec.job_id(),
+            lease_id: job.lease_id,
+            reason: reason.to_string(),
+            retryable: true,
+            declined: true,
         };
         self.inner.fail_job(request).await?;
         Ok(())

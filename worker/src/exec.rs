@@ -52,6 +52,10 @@ pub enum ChildEvent {
         message: String,
         /// Whether another attempt may succeed.
         retryable: bool,
+        /// Whether the job is declined rather than failed (this worker's dataset copy
+        /// is not the campaign's); absent in the events of older children.
+        #[serde(default)]
+        declined: bool,
     },
 }
 
@@ -78,6 +82,12 @@ pub enum Outcome {
         /// Whether another attempt may succeed.
         retryable: bool,
     },
+    /// This worker cannot run it as the campaign requires (its copy of the dataset has
+    /// another fingerprint): the job goes to another worker without spending an attempt.
+    Declined {
+        /// Why, naming both fingerprints and where this worker's copy came from.
+        reason: String,
+    },
     /// The coordinator asked to stop it (the lease is gone): report nothing.
     Cancelled,
 }
@@ -91,6 +101,7 @@ pub fn child_main() -> i32 {
             emit(&ChildEvent::Error {
                 message: format!("bad job on stdin: {err}"),
                 retryable: false,
+                declined: false,
             });
             return 2;
         }
@@ -109,6 +120,7 @@ pub fn child_main() -> i32 {
             emit(&ChildEvent::Error {
                 message: err.to_string(),
                 retryable: err.is_retryable(),
+                declined: err.is_decline(),
             });
             2
         }
@@ -219,6 +231,11 @@ pub async fn run_job(
             retryable: true,
         };
     }
+    if let (true, Some((reason, _))) = (events.declined, &events.error) {
+        return Outcome::Declined {
+            reason: reason.clone(),
+        };
+    }
     match (events.report, events.error, status) {
         (Some(report), _, Ok(status)) if status.success() => {
             Outcome::Succeeded(Box::new(JobResult {
@@ -249,6 +266,7 @@ struct Events {
     progress: Progress,
     report: Option<TrainReport>,
     error: Option<(String, bool)>,
+    declined: bool,
 }
 
 impl Events {
@@ -270,7 +288,14 @@ impl Events {
                 };
             }
             Ok(ChildEvent::Result { report }) => self.report = Some(report),
-            Ok(ChildEvent::Error { message, retryable }) => self.error = Some((message, retryable)),
+            Ok(ChildEvent::Error {
+                message,
+                retryable,
+                declined,
+            }) => {
+                self.error = Some((message, retryable));
+                self.declined = declined;
+            }
             Err(_) => warn!(line, "unexpected output from the training process"),
         }
     }

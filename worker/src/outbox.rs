@@ -126,6 +126,7 @@ mod tests {
                 model: ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
                 stage: Default::default(),
                 transform: Default::default(),
+                expected_dataset_sha256: None,
             },
             lease_id,
             attempt: 1,

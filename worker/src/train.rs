@@ -1,6 +1,6 @@
 //! One entry point that trains and evaluates any model on a job's data: [`train_job`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ecobench_shared::{EpochMetrics, JobSpec, ModelConfig, Stage, TrainReport};
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,26 @@ pub enum TrainError {
     /// The dataset, as transformed, does not fit the model (bad input: do not retry).
     #[error("{0}")]
     Unsupported(String),
+    /// This worker's copy of the dataset is not the one the campaign is pinned to: the
+    /// worker declines the job, which goes to another worker.
+    #[error(
+        "this worker's copy of dataset '{dataset}' (read from {}) has fingerprint {found}, \
+         but the campaign is pinned to fingerprint {expected}, the copy its first results \
+         were trained on: the job is declined; use the same copy of the dataset as the other \
+         workers (e.g. Debian's dataset-fashion-mnist, in /usr/share/datasets/fashion-mnist) \
+         or point --data-dir at it",
+        copy_dir.display()
+    )]
+    DatasetMismatch {
+        /// The dataset as the job names it.
+        dataset: String,
+        /// The fingerprint the campaign is pinned to.
+        expected: String,
+        /// The fingerprint of this worker's copy.
+        found: String,
+        /// The folder this worker's copy was read from.
+        copy_dir: PathBuf,
+    },
 }
 
 impl TrainError {
@@ -44,8 +64,14 @@ impl TrainError {
             TrainError::Data(_) | TrainError::Unsupported(_) => false,
             TrainError::Model(err) => err.is_retryable(),
             TrainError::Threads(_) => true,
-            TrainError::Weights(_) => false,
+            TrainError::Weights(_) | TrainError::DatasetMismatch { .. } => false,
         }
+    }
+
+    /// Whether the worker declines the job rather than failing it: another worker, with
+    /// the campaign's copy of the dataset, can run it.
+    pub fn is_decline(&self) -> bool {
+        matches!(self, TrainError::DatasetMismatch { .. })
     }
 }
 
@@ -62,6 +88,9 @@ impl TrainError {
 /// seed, through separate derived streams, fixes both subsets, the shuffling and the
 /// initial weights.
 ///
+/// When the job carries the campaign's fingerprint (`expected_dataset_sha256`) and this
+/// copy has another, nothing is trained: [`TrainError::DatasetMismatch`].
+///
 /// A pretrain job ([`Stage::Pretrain`]) trains on its source classes only, renumbered
 /// 0.. in order, and saves its weights to `weights.save`; a fine-tune starts from
 /// `weights.init` (its head drawn from the seed) and, frozen, trains the head alone.
@@ -74,6 +103,7 @@ pub fn train_job(
     let dir = data::resolve_dataset(&spec.dataset, data_dirs)?;
     let loaded = data::load_dataset_with(&dir, &spec.transform)?;
     let dataset_sha256 = data::digest(&loaded.train, &loaded.test);
+    check_fingerprint(spec, &dataset_sha256, &loaded.source)?;
     let (mut train_full, mut test_full) = (loaded.train, loaded.test);
     let mut n_classes = loaded.classes.len();
     let mut net_weights = models::Weights::default();
@@ -133,6 +163,19 @@ pub fn train_job(
     let mut report = with_threads(spec.threads, train_model)?;
     report.dataset_sha256 = dataset_sha256;
     Ok(report)
+}
+
+/// Refuses a copy of the dataset whose fingerprint is not the one the job expects.
+fn check_fingerprint(spec: &JobSpec, found: &str, copy_dir: &Path) -> Result<(), TrainError> {
+    match &spec.expected_dataset_sha256 {
+        Some(expected) if expected != found => Err(TrainError::DatasetMismatch {
+            dataset: spec.dataset.clone(),
+            expected: expected.clone(),
+            found: found.to_string(),
+            copy_dir: copy_dir.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Runs `f` on a pool of exactly `threads` compute threads (the calling thread waits), or
@@ -235,6 +278,7 @@ mod tests {
             model,
             stage: Default::default(),
             transform: DataTransform::default(),
+            expected_dataset_sha256: None,
         }
     }
 
@@ -327,6 +371,34 @@ mod tests {
         .unwrap();
         assert_eq!((report.n_train, report.n_test), (400, 80));
         assert!(report.accuracy > 0.5, "accuracy {}", report.accuracy);
+    }
+
+    #[test]
+    fn a_copy_with_another_fingerprint_is_declined_before_training() {
+        let dir = tiny_dataset_dir();
+        let dirs = [dir.path().to_path_buf()];
+        let mut job = spec(
+            "tiny",
+            ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
+        );
+        let report = train_job(&job, &dirs, &JobWeights::default(), &mut |_| {}).unwrap();
+        job.expected_dataset_sha256 = Some(report.dataset_sha256.clone());
+        train_job(&job, &dirs, &JobWeights::default(), &mut |_| {}).unwrap();
+        job.expected_dataset_sha256 = Some("ab".repeat(32));
+        let err = train_job(&job, &dirs, &JobWeights::default(), &mut |_| {
+            panic!("nothing is trained")
+        })
+        .unwrap_err();
+        assert!(err.is_decline() && !err.is_retryable());
+        let message = err.to_string();
+        for part in [
+            &report.dataset_sha256,
+            &"ab".repeat(32),
+            &dir.path().join("tiny").display().to_string(),
+            &"--data-dir".to_string(),
+        ] {
+            assert!(message.contains(part.as_str()), "{part} not in {message}");
+        }
     }
 
     #[test]

@@ -152,3 +152,68 @@ async fn an_unknown_worker_or_campaign_is_named() {
     let err = c.report("nope").unwrap_err().to_string();
     assert!(err.contains("\"nope\"") && err.contains("d ("), "{err}");
 }
+
+#[tokio::test]
+async fn the_first_result_pins_the_dataset_copy_and_another_copy_is_declined() {
+    let c = coordinator(CoordinatorConfig::default());
+    joined(&c, "w1").await;
+    joined(&c, "w2").await;
+    let three = "name = \"p\"\nseeds = [1, 2, 3]\n[[model]]\nkind = \"svm-linear\"\n";
+    let id = c.submit("p.toml", three).await.unwrap().campaign_id;
+    let first = c.lease_job("w1", 0).await.unwrap().unwrap();
+    let early = c.lease_job("w2", 0).await.unwrap().unwrap();
+    assert_eq!(
+        first.job.expected_dataset_sha256, None,
+        "nothing pinned yet"
+    );
+    c.complete("w1", &first.job.job_id(), first.lease_id, result(0.8))
+        .await
+        .unwrap();
+
+    // Leased before the pin, trained on another copy: refused, and the job given back.
+    let mut other = result(0.8);
+    other.train.dataset_sha256 = "cd".into();
+    let refused = c
+        .complete("w2", &early.job.job_id(), early.lease_id, other)
+        .await
+        .unwrap_err();
+    let message = refused.to_string();
+    assert!(matches!(refused, CoordinatorError::FailedPrecondition(_)));
+    assert!(
+        message.contains("fingerprint cd") && message.contains("fingerprint ab"),
+        "{message}"
+    );
+
+    // Later leases carry the pin; w2 declines, and is not offered that job again.
+    let next = c.lease_job("w2", 0).await.unwrap().unwrap();
+    assert_eq!(next.job.expected_dataset_sha256.as_deref(), Some("ab"));
+    assert!(
+        c.decline(&next.job.job_id(), next.lease_id, "other copy")
+            .await
+            .unwrap()
+    );
+    assert!(
+        c.lease_job("w2", 0).await.unwrap().is_none(),
+        "w2 declined both"
+    );
+    for _ in 0..2 {
+        let lease = c.lease_job("w1", 0).await.unwrap().unwrap();
+        assert_eq!(lease.attempt, 1, "declines cost no attempt");
+        c.complete("w1", &lease.job.job_id(), lease.lease_id, result(0.8))
+            .await
+            .unwrap();
+    }
+    let report = c.report(&id).unwrap();
+    assert!(
+        report
+            .jobs
+            .iter()
+            .all(|j| j.status == "succeeded" && j.attempts == 1)
+    );
+    assert!(
+        report
+            .jobs
+            .iter()
+            .any(|j| j.error.contains("declined by worker w2: other copy"))
+    );
+}

@@ -80,6 +80,14 @@ impl Report {
         for row in self.jobs.iter().filter(|r| r.status == "reused") {
             let _ = writeln!(out, "reused {}: {}", row.job_id, row.note);
         }
+        // A pending job every worker declined waits for a worker with the right data.
+        for row in self
+            .jobs
+            .iter()
+            .filter(|r| r.status == "pending" && !r.error.is_empty())
+        {
+            let _ = writeln!(out, "pending {}: {}", row.job_id, row.error);
+        }
         out
     }
 

@@ -148,6 +148,7 @@ mod debt {
             threads: 1,
             model: ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
             stage,
+            expected_dataset_sha256: None,
             transform: Default::default(),
         });
         record.state = state;

@@ -4,6 +4,7 @@
 
 mod artifacts;
 mod cluster;
+mod decline;
 mod errors;
 mod support;
 mod transfer;

@@ -114,6 +114,18 @@ impl WorkerProcess {
         None
     }
 
+    /// Freezes it (SIGSTOP): it holds what it holds and asks for nothing.
+    pub fn pause(&self) {
+        // SAFETY: kill(2) on our own child, which has not been reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGSTOP) };
+    }
+
+    /// Lets it run again (SIGCONT).
+    pub fn resume(&self) {
+        // SAFETY: as in `pause`.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
+    }
+
     /// What it logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -171,10 +183,20 @@ fn synthetic(n: usize, seed: u64) -> Dataset {
 
 /// Writes a tiny dataset folder (gzipped IDX) and returns it.
 pub fn tiny_dataset(dir: &Path) -> PathBuf {
+    tiny_dataset_copy(dir, 0).0
+}
+
+/// Writes copy `variant` of the tiny dataset as `<dir>/tiny-idx` (copies of different
+/// variants differ in their noise); returns the folder and its fingerprint.
+pub fn tiny_dataset_copy(dir: &Path, variant: u64) -> (PathBuf, String) {
     let path = dir.join("tiny-idx");
     std::fs::create_dir_all(&path).unwrap();
-    write_split(&path, &synthetic(400, 1), &synthetic(100, 2), true).unwrap();
-    path
+    let (train, test) = (
+        synthetic(400, 1 + 2 * variant),
+        synthetic(100, 2 + 2 * variant),
+    );
+    write_split(&path, &train, &test, true).unwrap();
+    (path, ecobench_worker::data::digest(&train, &test))
 }
 
 /// A campaign over `dataset` with the given model tables.
@@ -239,6 +261,13 @@ pub async fn wait_done(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The report's rows (`report.json`'s `jobs`).
+pub async fn job_rows(client: &mut RawClient, campaign: &str) -> Vec<serde_json::Value> {
+    let json = report_file(&report(client, campaign).await, "report.json");
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    report["jobs"].as_array().unwrap().clone()
 }
 
 /// Fetches a campaign's report (id or name).

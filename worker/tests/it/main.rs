@@ -66,6 +66,7 @@ fn svm_job(dataset: &std::path::Path) -> JobSpec {
         model: ModelConfig::SvmLinear(SvmConfig::new(1.0, SvmSolver::Dcd)),
         stage: Default::default(),
         transform: Default::default(),
+        expected_dataset_sha256: None,
     }
 }
 
@@ -95,7 +96,12 @@ fn exec_reports_bad_input_as_a_non_retryable_error() {
         weights: Default::default(),
     });
     assert!(!status.success());
-    let [ChildEvent::Error { message, retryable }] = events.as_slice() else {
+    let [
+        ChildEvent::Error {
+            message, retryable, ..
+        },
+    ] = events.as_slice()
+    else {
         panic!("{events:?}")
     };
     assert!(!retryable);
@@ -160,7 +166,12 @@ fn exec_reports_a_truncated_cifar_batch_with_its_offset() {
         weights: Default::default(),
     });
     assert!(!status.success());
-    let [ChildEvent::Error { message, retryable }] = events.as_slice() else {
+    let [
+        ChildEvent::Error {
+            message, retryable, ..
+        },
+    ] = events.as_slice()
+    else {
         panic!("{events:?}")
     };
     assert!(!retryable);
