@@ -370,6 +370,13 @@ impl Coordinator {
         Ok(scheduler::readiness(Some(&dependency), artifact.as_deref()))
     }
 
+    /// The stored record of `job_id` (at `key`); not found is an error naming it.
+    fn stored_job(&self, key: &[u8], job_id: &str) -> Result<JobRecord, CoordinatorError> {
+        self.store
+            .job(key)?
+            .ok_or_else(|| CoordinatorError::NotFound(format!("no job {job_id}")))
+    }
+
     /// Extends a lease; returns true when the worker should cancel the job.
     pub async fn heartbeat(
         &self,
@@ -379,10 +386,7 @@ impl Coordinator {
     ) -> Result<bool, CoordinatorError> {
         let key = parse_job_id(job_id)?;
         let _guard = self.changes.lock().await;
-        let job = self
-            .store
-            .job(&key)?
-            .ok_or_else(|| CoordinatorError::NotFound(format!("no job {job_id}")))?;
+        let job = self.stored_job(&key, job_id)?;
         let Some(next) = scheduler::extend(&job, lease_id, now_unix_ms() + self.config.lease_ms)
         else {
             warn!(job = %job_id, lease_id, "heartbeat for a lease that no longer holds the job");
@@ -409,10 +413,7 @@ impl Coordinator {
         queries::check_result(job_id, &result)?;
         let key = parse_job_id(job_id)?;
         let _guard = self.changes.lock().await;
-        let job = self
-            .store
-            .job(&key)?
-            .ok_or_else(|| CoordinatorError::NotFound(format!("no job {job_id}")))?;
+        let job = self.stored_job(&key, job_id)?;
         match scheduler::complete(&job, lease_id) {
             Completion::Duplicate => Ok(true),
             Completion::Stale => Err(CoordinatorError::FailedPrecondition(format!(
@@ -541,10 +542,7 @@ impl Coordinator {
     ) -> Result<bool, CoordinatorError> {
         let key = parse_job_id(job_id)?;
         let _guard = self.changes.lock().await;
-        let job = self
-            .store
-            .job(&key)?
-            .ok_or_else(|| CoordinatorError::NotFound(format!("no job {job_id}")))?;
+        let job = self.stored_job(&key, job_id)?;
         let reason = format!("attempt {}: {reason}", job.attempts);
         let Some(next) =
             scheduler::fail(&job, lease_id, &reason, retryable, self.config.max_attempts)

@@ -22,10 +22,7 @@ impl Coordinator {
     ) -> Result<bool, CoordinatorError> {
         let key = parse_job_id(job_id)?;
         let _guard = self.changes.lock().await;
-        let job = self
-            .store
-            .job(&key)?
-            .ok_or_else(|| CoordinatorError::NotFound(format!("no job {job_id}")))?;
+        let job = self.stored_job(&key, job_id)?;
         let Some(next) = scheduler::decline(&job, lease_id, reason) else {
             return Err(CoordinatorError::FailedPrecondition(format!(
                 "lease {lease_id} no longer holds job {job_id}"
