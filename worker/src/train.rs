@@ -133,6 +133,12 @@ pub fn train_job(
     );
     let train = data::apply_transform(&spec.transform, train)?;
     let test = data::apply_transform(&spec.transform, test)?;
+    // `normalize`: both splits standardised with the job's training images' statistics.
+    let normalization = spec
+        .transform
+        .normalize
+        .then(|| data::Normalization::of(&train));
+    net_weights.normalize = normalization.as_ref();
     tracing::debug!(
         dataset = %loaded.source.display(),
         format = loaded.format.as_str(),

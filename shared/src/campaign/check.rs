@@ -82,7 +82,16 @@ impl Checker<'_> {
         for model in &raw.model {
             self.validate_model(model)?;
         }
-        self.validate_transform(&raw.transform)
+        self.validate_transform(&raw.transform)?;
+        if raw.transform.normalize && raw.model.iter().any(|m| m.kind == "svm-linear") {
+            return Err(self.invalid(
+                "normalize",
+                "true",
+                "only the nets standardise their inputs; svm-linear reads pixels scaled to \
+                 [0, 1]: set normalize = false, or put svm-linear in a campaign of its own",
+            ));
+        }
+        Ok(())
     }
 
     /// The `[transform]` table: sizes within reason, a channel count the nets know, and

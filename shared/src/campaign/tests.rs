@@ -479,3 +479,25 @@ fn unknown_transform_key_is_a_syntax_error_with_its_line() {
     assert!(err.contains("greyscale"), "{err}");
     assert!(err.contains("line 21"), "{err}");
 }
+
+#[test]
+fn normalize_with_an_svm_is_refused_with_its_line() {
+    let text = format!("{SEED}\n[transform]\nnormalize = true\n");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("normalize"))
+        .unwrap()
+        + 1;
+    let err = parse("t.toml", &text, DEFAULT_MAX_JOBS)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!("t.toml:{line}: key `normalize`")),
+        "{err}"
+    );
+    assert!(err.contains("svm-linear"), "{err}");
+    let nets_only = text.replace("[[model]]\nkind = \"svm-linear\"\nc = [0.1, 1.0]\n", "");
+    assert!(!nets_only.contains("svm-linear"));
+    let spec = parse("t.toml", &nets_only, DEFAULT_MAX_JOBS);
+    assert!(spec.is_ok(), "{:?}", spec.err());
+}

@@ -59,7 +59,7 @@ fn measure(options: &BenchOptions, kind: &str) -> Result<Figures> {
         models::NetShape::grey(train.rows, train.cols),
         options.seed,
     )?;
-    let (images, labels) = net::to_tensors(&train)?;
+    let (images, labels) = net::to_tensors(&train, None)?;
     let mut trainer = net::Trainer::new(built.module.as_ref(), built.trainable(false), &built.net)?;
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
@@ -88,7 +88,7 @@ fn measure(options: &BenchOptions, kind: &str) -> Result<Figures> {
     let times = trainer.times;
     let accuracy = if options.test_images > 0 {
         let test = first(&test, options.test_images);
-        let (x, y) = net::to_tensors(&test)?;
+        let (x, y) = net::to_tensors(&test, None)?;
         Some(net::evaluate(built.module.as_ref(), &x, &y)?)
     } else {
         None

@@ -24,7 +24,7 @@ pub use pool::max_pool2x2;
 pub use svm::train_svm;
 pub use vgg::Vgg;
 
-use crate::data::{Dataset, derive_seed};
+use crate::data::{Dataset, Normalization, derive_seed};
 
 /// Random stream (see `derive_seed`) of a net's initial weights.
 const WEIGHTS_STREAM: u64 = 11;
@@ -145,7 +145,7 @@ pub fn build_net(config: &ModelConfig, shape: NetShape, seed: u64) -> Result<Bui
     })
 }
 
-/// Where a net's first weights come from and where its last go.
+/// Where a net's first weights come from, where its last go, and how its inputs are scaled.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Weights<'a> {
     /// Pretrained weights to start from (every variable but the head's).
@@ -154,6 +154,9 @@ pub struct Weights<'a> {
     pub freeze: bool,
     /// Where to save the trained weights (safetensors).
     pub save: Option<&'a Path>,
+    /// Standardises every pixel with these statistics (`[transform] normalize`) instead
+    /// of only scaling it to [0, 1].
+    pub normalize: Option<&'a Normalization>,
 }
 
 /// Trains the net of `config` on `train` with AdamW and evaluates it on `test` after
@@ -189,6 +192,7 @@ pub fn train_net(
         train,
         test,
         &built.net,
+        weights.normalize,
         shuffle_seed,
         on_epoch,
     )?;

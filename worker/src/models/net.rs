@@ -11,7 +11,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::{ModelError, check_not_empty, n_classes};
-use crate::data::Dataset;
+use crate::data::{Dataset, Normalization};
 use crate::nn::FusedAdamW;
 use crate::nn::ops::cross_entropy;
 
@@ -125,12 +125,13 @@ pub fn fit(
     train: &Dataset,
     test: &Dataset,
     config: &NetConfig,
+    normalize: Option<&Normalization>,
     shuffle_seed: u64,
     on_epoch: &mut (dyn FnMut(&EpochMetrics) + Send),
 ) -> Result<TrainReport, ModelError> {
     check_inputs(train, test, config)?;
-    let (train_x, train_y) = to_tensors(train)?;
-    let (test_x, test_y) = to_tensors(test)?;
+    let (train_x, train_y) = to_tensors(train, normalize)?;
+    let (test_x, test_y) = to_tensors(test, normalize)?;
     let mut trainer = Trainer::new(model, vars, config)?;
     let mut rng = ChaCha8Rng::seed_from_u64(shuffle_seed);
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
@@ -195,9 +196,25 @@ pub fn evaluate(model: &dyn ModuleT, images: &Tensor, labels: &Tensor) -> Result
     Ok(n_correct as f64 / n as f64)
 }
 
-/// The images as a `(n, channels, rows, cols)` f32 tensor in [0, 1] and the labels as `(n,)` u32.
-pub fn to_tensors(split: &Dataset) -> Result<(Tensor, Tensor), ModelError> {
-    let pixels: Vec<f32> = split.images.iter().map(|&p| f32::from(p) / 255.0).collect();
+/// The images as a `(n, channels, rows, cols)` f32 tensor and the labels as `(n,)` u32.
+/// Pixels are scaled to [0, 1], or standardised per channel with `normalize` (the
+/// training split's statistics, applied to both splits).
+pub fn to_tensors(
+    split: &Dataset,
+    normalize: Option<&Normalization>,
+) -> Result<(Tensor, Tensor), ModelError> {
+    let pixels: Vec<f32> = match normalize {
+        None => split.images.iter().map(|&p| f32::from(p) / 255.0).collect(),
+        Some(stats) => {
+            let plane = (split.rows * split.cols).max(1);
+            split
+                .images
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| stats.apply((i / plane) % split.channels.max(1), p))
+                .collect()
+        }
+    };
     let shape = (split.len(), split.channels, split.rows, split.cols);
     let images = Tensor::from_vec(pixels, shape, &Device::Cpu)?;
     let labels: Vec<u32> = split.labels.iter().map(|&l| u32::from(l)).collect();

@@ -184,3 +184,56 @@ fn zero_batch_size_is_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("batch_size"), "{err}");
 }
+
+/// `[transform] normalize`: the inputs are standardised with the training split's
+/// statistics (mean 0, deviation 1 on that split) and the net still learns.
+#[test]
+fn normalized_inputs_are_standardised_and_still_learn() {
+    let train = synthetic_split(300, 8, 1);
+    let test = synthetic_split(100, 8, 2);
+    let stats = crate::data::Normalization::of(&train);
+    let (x, _) = crate::models::net::to_tensors(&train, Some(&stats)).unwrap();
+    let values = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let var = values
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    assert!(mean.abs() < 1e-4, "mean {mean}");
+    assert!((var.sqrt() - 1.0).abs() < 1e-3, "std {}", var.sqrt());
+    let (plain, _) = crate::models::net::to_tensors(&train, None).unwrap();
+    let plain = plain.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(plain.iter().all(|v| (0.0..=1.0).contains(v)));
+
+    let weights = Weights {
+        normalize: Some(&stats),
+        ..Weights::default()
+    };
+    let report = train_net(
+        &ModelConfig::Cnn(config(2)),
+        &train,
+        &test,
+        10,
+        7,
+        weights,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(report.accuracy > 0.3, "accuracy {}", report.accuracy);
+    let unnormalised = train_net(
+        &ModelConfig::Cnn(config(2)),
+        &train,
+        &test,
+        10,
+        7,
+        Weights::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_ne!(
+        report.epochs[0].loss, unnormalised.epochs[0].loss,
+        "normalize changes what the net sees"
+    );
+}

@@ -191,6 +191,7 @@ fn a_frozen_fine_tune_trains_the_head_alone_and_learns() {
         init: Some(&path),
         freeze: true,
         save: Some(&dir.path().join("after.safetensors")),
+        normalize: None,
     };
     let tuned = train_net(&config, &train, &test, 10, 4, frozen, &mut |_| {}).unwrap();
     assert!(
