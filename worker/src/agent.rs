@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use ecobench_shared::artifact::ArtifactError;
 use ecobench_shared::{HardwareFingerprint, Stage};
 use rand::Rng;
 use tokio::sync::watch;
@@ -165,7 +166,7 @@ async fn session(
             Err(err) if err.is_unreachable() => return Err(err),
             Err(err) => Outcome::Failed {
                 reason: format!("cannot fetch the pretrained weights: {err}"),
-                retryable: true,
+                retryable: !err.is_permanent(),
             },
         };
         if matches!(outcome, Outcome::Cancelled) {
@@ -198,7 +199,12 @@ async fn job_weights(
         Stage::FineTune {
             artifact_sha256, ..
         } => {
-            let sha = artifact_sha256.as_deref().unwrap_or_default();
+            let sha = artifact_sha256.as_deref().ok_or_else(|| {
+                ClientError::Artifact(ArtifactError::BadSha {
+                    name: "pretrained weights (the lease names no artifact)".into(),
+                    sha256: String::new(),
+                })
+            })?;
             weights.init = Some(cache.fetch(client, sha).await?);
         }
     }

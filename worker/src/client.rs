@@ -41,6 +41,21 @@ impl ClientError {
         matches!(self, ClientError::Unreachable(_))
     }
 
+    /// True when running the job again cannot get the artifact it asked for: the hash
+    /// is malformed, or the coordinator has no such artifact or calls the request
+    /// invalid. A broken or short transfer is not permanent: another attempt may work.
+    pub fn is_permanent(&self) -> bool {
+        use ecobench_shared::artifact::ArtifactError;
+        matches!(
+            self,
+            ClientError::Artifact(ArtifactError::BadSha { .. })
+                | ClientError::Refused {
+                    code: tonic::Code::NotFound | tonic::Code::InvalidArgument,
+                    ..
+                }
+        )
+    }
+
     /// True when the coordinator refused the token.
     pub fn is_unauthenticated(&self) -> bool {
         matches!(
@@ -251,5 +266,39 @@ impl Client {
         };
         self.inner.fail_job(request).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ecobench_shared::artifact::ArtifactError;
+
+    use super::ClientError;
+
+    /// A fine-tune whose artifact can never be fetched fails for good; a transfer that
+    /// broke or a coordinator that is away leaves the job to another attempt.
+    #[test]
+    fn only_requests_that_cannot_succeed_are_permanent() {
+        let refused = |code| ClientError::Refused {
+            code,
+            message: "x".into(),
+        };
+        let bad_sha = ClientError::Artifact(ArtifactError::BadSha {
+            name: "pretrained weights".into(),
+            sha256: String::new(),
+        });
+        assert!(bad_sha.is_permanent());
+        assert!(refused(tonic::Code::NotFound).is_permanent());
+        assert!(refused(tonic::Code::InvalidArgument).is_permanent());
+        assert!(!refused(tonic::Code::Internal).is_permanent());
+        assert!(!refused(tonic::Code::Unavailable).is_permanent());
+        assert!(!ClientError::Unreachable("reset".into()).is_permanent());
+        let short = ClientError::Artifact(ArtifactError::TooLarge {
+            name: "w".into(),
+            sha256: "0".repeat(64),
+            size_bytes: 10,
+            limit_bytes: 5,
+        });
+        assert!(!short.is_permanent());
     }
 }
