@@ -513,18 +513,21 @@ impl Coordinator {
                      were not uploaded: `coordinator submit` uploads them before the campaign"
                 )));
             };
+            let refused = |reason: String| {
+                CoordinatorError::InvalidArgument(format!(
+                    "{file_name}: pretrained = \"file:{path}\" for {} {label}: {reason}",
+                    job.model.kind()
+                ))
+            };
+            // Every file must be safetensors; VGG files (torchvision's names) are checked
+            // tensor by tensor. A cnn's or densenet's dense layer depends on the image
+            // size, which only the worker knows: it checks their files when it loads them.
+            let found = crate::artifacts::safetensors_shapes(&file).map_err(refused)?;
             if let ecobench_shared::ModelConfig::Vgg(vgg) = &job.model {
                 let channels = job.transform.output_channels(1) as usize;
                 let expected = ecobench_shared::pretrain::vgg_expected_tensors(vgg, channels);
-                crate::artifacts::safetensors_shapes(&file)
-                    .and_then(|found| {
-                        ecobench_shared::pretrain::check_tensor_shapes(&found, &expected)
-                    })
-                    .map_err(|reason| {
-                        CoordinatorError::InvalidArgument(format!(
-                            "{file_name}: pretrained = \"file:{path}\" for vgg {label}: {reason}"
-                        ))
-                    })?;
+                ecobench_shared::pretrain::check_tensor_shapes(&found, &expected)
+                    .map_err(refused)?;
             }
             checked.push((sha256.clone(), label));
         }

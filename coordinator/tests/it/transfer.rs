@@ -173,4 +173,32 @@ async fn uploaded_weights_of_another_shape_are_refused_at_submit_naming_the_tens
         stdout.contains("uploaded") && stdout.contains("1 jobs"),
         "{stdout}"
     );
+
+    // Any kind: a file that is not safetensors at all is refused before a job exists.
+    std::fs::write(
+        tmp.path().join("notes.safetensors"),
+        b"\x05\0\0\0\0\0\0\0hello",
+    )
+    .unwrap();
+    let text = campaign(
+        "garbage",
+        &dataset,
+        "[1]",
+        "[[model]]\nkind = \"cnn\"\npretrained = \"file:notes.safetensors\"\n",
+    );
+    let file = tmp.path().join("garbage.toml");
+    std::fs::write(&file, text).unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .args(["submit"])
+        .arg(&file)
+        .args(["--addr", &coordinator.addr])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("file:notes.safetensors\" for cnn")
+            && stderr.contains("not the JSON of a safetensors file"),
+        "{stderr}"
+    );
 }
