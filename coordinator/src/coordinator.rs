@@ -431,11 +431,14 @@ impl Coordinator {
                     }),
                     _ => None,
                 };
+                let producer = lease_holder(&job).unwrap_or(worker_id).to_string();
+                let fingerprint = self.store.worker(&producer)?.map(|w| w.fingerprint);
                 let record = ResultRecord {
-                    worker_id: lease_holder(&job).unwrap_or(worker_id).to_string(),
+                    worker_id: producer,
                     lease_id,
                     completed_unix_ms: now_unix_ms(),
                     result,
+                    fingerprint,
                 };
                 if !self.store.complete_job(
                     &key,

@@ -13,6 +13,7 @@ use crate::scheduler::{JobRecord, JobState};
 use crate::store::ResultRecord;
 
 pub use debt::{Debt, PretrainLedger};
+pub use render::Format;
 
 /// One job's line in the report.
 #[derive(Debug, Clone, Serialize, PartialEq)]

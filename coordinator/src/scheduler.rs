@@ -56,6 +56,19 @@ pub struct JobRecord {
     /// unchanged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub declines: Vec<Decline>,
+    /// What attempts that did not produce the result cost (failed with a measurement, or
+    /// declined after loading data), oldest first: the campaign's waste.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spent: Vec<SpentAttempt>,
+}
+
+/// The measured cost of an attempt that produced no result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpentAttempt {
+    /// The worker that ran it.
+    pub worker_id: String,
+    /// Its energy report (what the meter measured until the attempt ended).
+    pub energy: ecobench_shared::EnergyReport,
 }
 
 /// A worker's refusal of a job it cannot run as the campaign requires.
@@ -76,6 +89,7 @@ impl JobRecord {
             attempts: 0,
             failures: Vec::new(),
             declines: Vec::new(),
+            spent: Vec::new(),
         }
     }
 

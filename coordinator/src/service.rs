@@ -257,7 +257,7 @@ impl CampaignService for Service {
         Ok(Response::new(pb::GetReportResponse {
             table: report.table(),
             files: report
-                .files()
+                .files(&[crate::report::Format::Csv, crate::report::Format::Json])
                 .into_iter()
                 .map(|(name, content)| pb::ReportFile { name, content })
                 .collect(),

@@ -66,6 +66,10 @@ pub struct ResultRecord {
     pub completed_unix_ms: u64,
     /// Training and energy figures.
     pub result: JobResult,
+    /// The producing worker's hardware as it was when the result arrived (absent from
+    /// results stored before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<ecobench_shared::HardwareFingerprint>,
 }
 
 /// A stored worker.

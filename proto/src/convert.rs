@@ -186,6 +186,7 @@ impl From<domain::EpochMetrics> for pb::EpochMetrics {
             test_accuracy: m.test_accuracy,
             samples_per_s: m.samples_per_s,
             elapsed_s: m.elapsed_s,
+            energy_kwh: m.energy_kwh,
         }
     }
 }
@@ -198,6 +199,7 @@ impl From<pb::EpochMetrics> for domain::EpochMetrics {
             test_accuracy: m.test_accuracy,
             samples_per_s: m.samples_per_s,
             elapsed_s: m.elapsed_s,
+            energy_kwh: m.energy_kwh,
         }
     }
 }
@@ -329,6 +331,7 @@ impl From<domain::HardwareFingerprint> for pb::HardwareFingerprint {
             tdp_w: f.tdp_w,
             country: f.country,
             version: f.version,
+            calibration_gflops: f.calibration_gflops,
         }
     }
 }
@@ -347,6 +350,7 @@ impl From<pb::HardwareFingerprint> for domain::HardwareFingerprint {
             tdp_w: f.tdp_w,
             country: f.country,
             version: f.version,
+            calibration_gflops: f.calibration_gflops,
         }
     }
 }

@@ -320,6 +320,10 @@ pub struct EpochMetrics {
     pub samples_per_s: f64,
     /// Seconds since training started.
     pub elapsed_s: f64,
+    /// Energy the job's process used since training started (kWh, the worker's meter read
+    /// when the epoch ended); absent from workers that did not measure it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_kwh: Option<f64>,
 }
 
 /// What training a model produced, the same for every model kind.
@@ -431,6 +435,10 @@ pub struct HardwareFingerprint {
     pub country: String,
     /// Version of the worker.
     pub version: String,
+    /// The calibration score: GFLOP/s of a fixed f32 matrix-product micro-benchmark run at
+    /// worker start (absent from workers that did not run it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_gflops: Option<f64>,
 }
 
 /// A finished job as the worker reports it.

@@ -22,6 +22,7 @@ pub fn collect(meter: &Meter) -> HardwareFingerprint {
         tdp_w: meter.tdp_w(),
         country: meter.country_label(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        calibration_gflops: None,
     }
 }
 

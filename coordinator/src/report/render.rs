@@ -162,13 +162,84 @@ impl Report {
         serde_json::to_string_pretty(self).expect("reports serialise")
     }
 
-    /// The files a client writes: name and content.
-    pub fn files(&self) -> Vec<(String, Vec<u8>)> {
-        vec![
-            ("jobs.csv".into(), self.jobs_csv().into_bytes()),
-            ("summary.csv".into(), self.summary_csv().into_bytes()),
-            ("report.json".into(), self.json().into_bytes()),
-        ]
+    /// The files of `formats` a client writes: name and content, each format once, in
+    /// the order of [`Format::ALL`].
+    pub fn files(&self, formats: &[Format]) -> Vec<(String, Vec<u8>)> {
+        let mut files = Vec::new();
+        for format in Format::ALL.into_iter().filter(|f| formats.contains(f)) {
+            match format {
+                Format::Table => files.push(("report.txt".into(), self.table().into_bytes())),
+                Format::Csv => {
+                    files.push(("jobs.csv".into(), self.jobs_csv().into_bytes()));
+                    files.push(("summary.csv".into(), self.summary_csv().into_bytes()));
+                }
+                Format::Json => files.push(("report.json".into(), self.json().into_bytes())),
+                // Rendered by the issue-7 work (Markdown, the HTML page and its charts).
+                Format::Md | Format::Html => {}
+            }
+        }
+        files
+    }
+}
+
+/// A rendering of the report that `GetReport` can return and `report --format` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The terminal table, as `report.txt`.
+    Table,
+    /// `jobs.csv`, `summary.csv` (and the CodeCarbon-compatible `emissions.csv`).
+    Csv,
+    /// `report.json`.
+    Json,
+    /// `report.md`.
+    Md,
+    /// `report.html` with its charts inline (and the charts as PNG and SVG files).
+    Html,
+}
+
+impl Format {
+    /// Every format, in the order files are returned.
+    pub const ALL: [Format; 5] = [
+        Format::Table,
+        Format::Csv,
+        Format::Json,
+        Format::Md,
+        Format::Html,
+    ];
+
+    /// The format's name on the command line and on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Md => "md",
+            Format::Html => "html",
+        }
+    }
+
+    /// Parses names such as `table`, `csv`, `json`, `md`, `html` or `all`; an empty list
+    /// means every format. An unknown name is an error that lists the valid ones.
+    pub fn parse_list<S: AsRef<str>>(names: &[S]) -> Result<Vec<Format>, String> {
+        let mut formats = Vec::new();
+        for name in names {
+            let name = name.as_ref().trim();
+            if name == "all" {
+                return Ok(Format::ALL.to_vec());
+            }
+            let Some(format) = Format::ALL.into_iter().find(|f| f.name() == name) else {
+                return Err(format!(
+                    "unknown report format {name:?}: use table, csv, json, md, html or all"
+                ));
+            };
+            if !formats.contains(&format) {
+                formats.push(format);
+            }
+        }
+        if formats.is_empty() {
+            return Ok(Format::ALL.to_vec());
+        }
+        Ok(formats)
     }
 }
 

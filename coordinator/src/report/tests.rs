@@ -167,6 +167,7 @@ mod debt {
             worker_id: "w".into(),
             lease_id: 1,
             completed_unix_ms: 0,
+            fingerprint: None,
             result: JobResult {
                 train: TrainReport {
                     accuracy: 0.9,

@@ -153,6 +153,7 @@ pub fn fit(
             test_accuracy: accuracy,
             samples_per_s: train.len() as f64 / epoch_s,
             elapsed_s: started.elapsed().as_secs_f64(),
+            energy_kwh: None,
         };
         tracing::debug!(
             epoch,
