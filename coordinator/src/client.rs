@@ -106,10 +106,16 @@ impl Client {
             .workers)
     }
 
-    /// The rendered report of a campaign (id or name).
-    pub async fn report(&mut self, campaign: &str) -> Result<pb::GetReportResponse> {
+    /// The rendered report of a campaign (id or name), with the files of `formats`
+    /// (names as [`crate::report::Format::parse_list`] reads them; none = csv and json).
+    pub async fn report(
+        &mut self,
+        campaign: &str,
+        formats: &[String],
+    ) -> Result<pb::GetReportResponse> {
         let request = pb::GetReportRequest {
             campaign: campaign.to_string(),
+            formats: formats.to_vec(),
         };
         Ok(self
             .inner

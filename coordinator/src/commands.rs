@@ -116,12 +116,73 @@ pub async fn report(
     out: &Path,
     wait: bool,
 ) -> Result<Vec<PathBuf>> {
+    report_with(client, campaign, out, wait, &[], None).await
+}
+
+/// Fetches the report with the files of `formats` (names or comma lists; none = csv and
+/// json), prints its table and writes its files into `out`; with `compare`, also
+/// fetches that campaign's report and prints and writes (`compare.txt`,
+/// `compare.json`) how it differs from `campaign`'s.
+pub async fn report_with(
+    client: &mut Client,
+    campaign: &str,
+    out: &Path,
+    wait: bool,
+    formats: &[String],
+    compare: Option<&str>,
+) -> Result<Vec<PathBuf>> {
+    let formats: Vec<String> = formats
+        .iter()
+        .flat_map(|f| f.split(','))
+        .map(|f| f.trim().to_string())
+        .filter(|f| !f.is_empty())
+        .collect();
+    // Said before anything waits.
+    crate::report::Format::parse_list(&formats).map_err(anyhow::Error::msg)?;
     if wait {
         wait_until_done(client, campaign).await?;
+        if let Some(other) = compare {
+            wait_until_done(client, other).await?;
+        }
     }
-    let report = client.report(campaign).await?;
+    let report = client.report(campaign, &formats).await?;
     print!("{}", report.table);
-    write_files(&report.files, out)
+    let mut written = write_files(&report.files, out)?;
+    if let Some(other) = compare {
+        let json = ["json".to_string()];
+        let a = parse_report(&client.report(campaign, &json).await?, campaign)?;
+        let b = parse_report(&client.report(other, &json).await?, other)?;
+        let comparison = crate::report::compare(&a, &b);
+        let table = comparison.table();
+        print!("{table}");
+        let files = [
+            pb::ReportFile {
+                name: "compare.txt".into(),
+                content: table.into_bytes(),
+            },
+            pb::ReportFile {
+                name: "compare.json".into(),
+                content: serde_json::to_vec_pretty(&comparison)?,
+            },
+        ];
+        written.extend(write_files(&files, out)?);
+    }
+    Ok(written)
+}
+
+/// The structured report in a `GetReport` answer's `report.json`.
+fn parse_report(response: &pb::GetReportResponse, campaign: &str) -> Result<crate::report::Report> {
+    let file = response
+        .files
+        .iter()
+        .find(|f| f.name == "report.json")
+        .with_context(|| format!("the coordinator sent no report.json for campaign {campaign}"))?;
+    crate::report::Report::from_json(&String::from_utf8_lossy(&file.content)).with_context(|| {
+        format!(
+            "the report.json of campaign {campaign} does not read as a report: use a coordinator \
+             of the same version as this client"
+        )
+    })
 }
 
 fn write_files(files: &[pb::ReportFile], out: &Path) -> Result<Vec<PathBuf>> {

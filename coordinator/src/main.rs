@@ -62,7 +62,8 @@ enum Command {
         #[command(flatten)]
         conn: Connection,
     },
-    /// Fetch a campaign's report: print the table, write jobs.csv, summary.csv, report.json.
+    /// Fetch a campaign's report: print the table, write its files (by default jobs.csv,
+    /// summary.csv, emissions.csv, report.json).
     Report {
         /// Campaign id or name.
         campaign: String,
@@ -74,6 +75,14 @@ enum Command {
         /// Wait until every job has ended.
         #[arg(long)]
         wait: bool,
+        /// Files to write: table, csv, json, md, html or all (repeatable, or a comma list);
+        /// default csv and json.
+        #[arg(long = "format", value_name = "FORMAT")]
+        formats: Vec<String>,
+        /// Another campaign (id or name) to compare with: per model and configuration, the
+        /// change in accuracy, time and energy, and whether it is beyond the intervals.
+        #[arg(long, value_name = "CAMPAIGN")]
+        compare: Option<String>,
     },
     /// All in one: a loopback coordinator, local workers, the campaign, the report.
     Run {
@@ -178,9 +187,18 @@ async fn main() -> Result<()> {
             conn,
             out,
             wait,
-        } => commands::report(&mut conn.connect().await?, &campaign, &out, wait)
-            .await
-            .map(drop),
+            formats,
+            compare,
+        } => commands::report_with(
+            &mut conn.connect().await?,
+            &campaign,
+            &out,
+            wait,
+            &formats,
+            compare.as_deref(),
+        )
+        .await
+        .map(drop),
         Command::Run {
             file,
             workers,

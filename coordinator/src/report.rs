@@ -1,29 +1,43 @@
-//! Reports: aggregation of a campaign's results (pure) and rendering as a
-//! terminal table, `jobs.csv`, `summary.csv` and `report.json`. Groups never mix
-//! stages: a configuration's label carries its stage (` pretrain=…`, ` pretrained=…`),
-//! and fine-tunes carry the carbon debt of their weights ([`Debt`]).
+//! Reports: a campaign's stored jobs and results become domain [`Run`]s (a thin
+//! adapter, [`build`]), a pure aggregation turns those into the one report model
+//! ([`Report`]), and every format renders from it: the terminal table, `jobs.csv`,
+//! `summary.csv`, the CodeCarbon-compatible `emissions.csv`, `report.json` and
+//! `report.md`. Groups are (model, full configuration, machine class): a
+//! configuration's label carries its stage (` pretrain=…`, ` pretrained=…`) and the
+//! job keys that differ within the campaign, and fine-tunes carry the carbon debt of
+//! their weights ([`Debt`]).
 
 use std::collections::HashMap;
 
-use ecobench_shared::{CampaignSpec, HardwareFingerprint, Stage};
-use serde::Serialize;
+use ecobench_shared::{CampaignSpec, EpochMetrics, HardwareFingerprint};
+use serde::{Deserialize, Serialize};
 
 use crate::coordinator::CampaignStatus;
 use crate::scheduler::{JobRecord, JobState};
 use crate::store::ResultRecord;
 
+#[cfg(test)]
+use aggregate::summarise;
+pub use aggregate::{ParetoPoint, aggregate, config_hash, machine_class, pareto_front};
+pub use compare::{Comparison, Delta, RowChange, compare};
 pub use debt::{Debt, PretrainLedger};
+pub use input::{CampaignInfo, Run, RunState};
 pub use render::Format;
 
 /// One job's line in the report.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
 pub struct JobRow {
     /// `<campaign>-<index>`.
     pub job_id: String,
     /// Model kind.
     pub model: String,
-    /// Hyper-parameter label, then the stage's (` pretrain=…`, ` pretrained=… frozen`).
+    /// Hyper-parameter label, then the stage's (` pretrain=…`, ` pretrained=… frozen`),
+    /// then the job keys that differ within the campaign (` train=…`, ` threads=…`).
     pub config: String,
+    /// Short hash of the full configuration (everything in the job but seed, index and
+    /// campaign): equal configurations have equal hashes in any campaign.
+    pub config_hash: String,
     /// `scratch`, `pretrain` or `fine-tune`.
     pub stage: String,
     /// The job's seed.
@@ -37,20 +51,56 @@ pub struct JobRow {
     pub accuracy: Option<f64>,
     /// Fitting seconds.
     pub train_s: Option<f64>,
+    /// Training samples per second of `train_s`.
+    pub samples_per_s: Option<f64>,
+    /// Wall-clock seconds of the training process.
+    pub duration_s: Option<f64>,
+    /// CPU time of the process.
+    pub cpu_time_s: Option<f64>,
+    /// CPU energy of the process.
+    pub cpu_energy_kwh: Option<f64>,
+    /// Memory energy of the process.
+    pub ram_energy_kwh: Option<f64>,
     /// Energy of the training process.
     pub energy_kwh: Option<f64>,
     /// Its CO₂e.
     pub co2_kg: Option<f64>,
+    /// Mean power of the process.
+    pub avg_power_w: Option<f64>,
+    /// Peak resident memory of the process.
+    pub peak_rss_bytes: Option<u64>,
     /// `rapl` or `model`.
     pub method: String,
     /// The worker that holds or produced it.
     pub worker: String,
+    /// Machine class: CPU model and logical cores (empty when unknown).
+    pub machine: String,
     /// That worker's CPU.
     pub cpu_model: String,
+    /// Its logical CPUs.
+    pub logical_cores: Option<u32>,
+    /// Its physical cores.
+    pub physical_cores: Option<u32>,
+    /// Its memory.
+    pub ram_bytes: Option<u64>,
+    /// Its host name.
+    pub hostname: String,
+    /// Its operating system.
+    pub os: String,
+    /// Its kernel.
+    pub kernel: String,
+    /// What its meter measures.
+    pub energy_source: String,
+    /// The worker's version.
+    pub worker_version: String,
+    /// The worker's calibration score, GFLOP/s.
+    pub calibration_gflops: Option<f64>,
     /// Intensity used for the CO₂.
     pub carbon_intensity_g_per_kwh: Option<f64>,
     /// Where the intensity comes from.
     pub carbon_region: String,
+    /// Power usage effectiveness applied.
+    pub pue: Option<f64>,
     /// Training samples used.
     pub n_train: Option<u32>,
     /// Test samples used.
@@ -59,56 +109,100 @@ pub struct JobRow {
     pub solver: String,
     /// Digest of the data trained on.
     pub dataset_sha256: String,
+    /// Unix milliseconds of the result.
+    pub completed_unix_ms: Option<u64>,
+    /// Energy of this job's attempts that produced no result (waste).
+    pub spent_kwh: f64,
+    /// Their CO₂e.
+    pub spent_co2_kg: f64,
+    /// Such attempts with a measurement.
+    pub spent_attempts: usize,
     /// Why attempts failed, oldest first, then the workers that declined it and why.
     pub error: String,
     /// For a reused pretrain job, the job whose weights served instead.
     pub note: String,
+    /// Per-epoch metrics of the result (empty for models without epochs).
+    pub epochs: Vec<EpochMetrics>,
     /// The carbon debt of a fine-tune's weights (empty for other stages).
     #[serde(flatten)]
     pub debt: Debt,
 }
 
-/// Mean, sample standard deviation and count of one figure.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Default)]
+/// Statistics of one figure over a group's succeeded runs; every field is `None`
+/// when there is no value ("–" in tables, never 0).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
 pub struct Stat {
-    /// Arithmetic mean.
-    pub mean: f64,
-    /// Sample standard deviation (n − 1).
-    pub std: f64,
     /// Values counted.
     pub n: usize,
+    /// Arithmetic mean.
+    pub mean: Option<f64>,
+    /// Sample standard deviation (n − 1), from two values on.
+    pub std: Option<f64>,
+    /// Lower end of the 95 % Student-t interval of the mean, from two values on.
+    pub ci_low: Option<f64>,
+    /// Upper end of that interval.
+    pub ci_high: Option<f64>,
+    /// Smallest value.
+    pub min: Option<f64>,
+    /// Largest value.
+    pub max: Option<f64>,
+    /// Mean without the smallest and the largest value, from five values on.
+    pub trimmed_mean: Option<f64>,
 }
 
-impl Stat {
-    /// The statistics of `values` (std is 0 for fewer than two values).
-    pub fn of(values: &[f64]) -> Stat {
-        let n = values.len();
-        if n == 0 {
-            return Stat::default();
-        }
-        let mean = values.iter().sum::<f64>() / n as f64;
-        let var = if n > 1 {
-            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
-        } else {
-            0.0
-        };
-        Stat {
-            mean,
-            std: var.sqrt(),
-            n,
-        }
-    }
+/// Time and energy a group's runs took to first reach the campaign's
+/// `target_accuracy`, from the per-epoch curves (the whole run for models without
+/// epochs).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
+pub struct ToTarget {
+    /// The target accuracy.
+    pub target: f64,
+    /// Succeeded runs that reached it.
+    pub n_reached: usize,
+    /// Succeeded runs that did not ("not reached").
+    pub n_not_reached: usize,
+    /// Seconds of training until the target was reached.
+    pub time_s: Stat,
+    /// Energy until then.
+    pub energy_kwh: Stat,
+    /// True when an epoch lacked its energy reading and its energy was estimated as
+    /// the run's energy × elapsed / duration.
+    pub energy_estimated: bool,
 }
 
-/// One (model, configuration) line of the summary, over seeds.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A group's time and energy as they would be on the reference machine class, scaled
+/// by the ratio of calibration scores (an estimate, marked as normalized).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
+pub struct Normalized {
+    /// The reference machine class.
+    pub reference: String,
+    /// This class's score over the reference's.
+    pub factor: f64,
+    /// Fitting seconds, normalized.
+    pub train_s: Stat,
+    /// Energy per run, normalized.
+    pub energy_kwh: Stat,
+}
+
+/// One (model, configuration, machine class) line of the summary, over seeds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
 pub struct SummaryRow {
     /// Model kind.
     pub model: String,
-    /// Hyper-parameter label, then the stage's.
+    /// Hyper-parameter label, then the stage's, then the keys that differ.
     pub config: String,
+    /// Short hash of the full configuration.
+    pub config_hash: String,
     /// `scratch`, `pretrain` or `fine-tune`.
     pub stage: String,
+    /// Machine class (CPU model and logical cores); empty when no run says.
+    pub machine: String,
+    /// Mean calibration score of the class's workers, GFLOP/s.
+    pub calibration_gflops: Option<f64>,
     /// Seeds that succeeded.
     pub n_succeeded: usize,
     /// Seeds that failed for good.
@@ -119,10 +213,29 @@ pub struct SummaryRow {
     pub accuracy: Stat,
     /// Fitting seconds.
     pub train_s: Stat,
+    /// CPU energy per run.
+    pub cpu_energy_kwh: Stat,
+    /// Memory energy per run.
+    pub ram_energy_kwh: Stat,
     /// Energy per run.
     pub energy_kwh: Stat,
     /// CO₂e per run.
     pub co2_kg: Stat,
+    /// Mean power of the process.
+    pub avg_power_w: Stat,
+    /// Training throughput.
+    pub samples_per_s: Stat,
+    /// Mean accuracy per mean Wh.
+    pub accuracy_per_wh: Option<f64>,
+    /// Time and energy to reach the campaign's target accuracy, when it has one.
+    pub to_target: Option<ToTarget>,
+    /// Times and energies on the reference class, when the configuration ran on
+    /// several classes and both scores are known.
+    pub normalized: Option<Normalized>,
+    /// Why a configuration that ran on several classes is not normalized.
+    pub normalization_note: String,
+    /// Not dominated beyond the intervals on accuracy and CO₂e by any other row.
+    pub on_pareto_front: bool,
     /// Energy methods seen, joined by `+`.
     pub methods: String,
     /// For fine-tunes, the debt of their weights; the totals add the share to the
@@ -131,8 +244,36 @@ pub struct SummaryRow {
     pub debt: Debt,
 }
 
-/// A campaign's report.
-#[derive(Debug, Clone, Serialize)]
+impl SummaryRow {
+    /// How the row is named in notes: `model config [machine]`.
+    pub fn name(&self) -> String {
+        if self.machine.is_empty() {
+            format!("{} {}", self.model, self.config)
+        } else {
+            format!("{} {} [{}]", self.model, self.config, self.machine)
+        }
+    }
+}
+
+/// What the whole campaign used, with the waste apart.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
+pub struct Totals {
+    /// Energy of the succeeded runs.
+    pub energy_kwh: f64,
+    /// Their CO₂e.
+    pub co2_kg: f64,
+    /// Energy of attempts that produced no result (failed, or retried elsewhere).
+    pub waste_kwh: f64,
+    /// Their CO₂e.
+    pub waste_co2_kg: f64,
+    /// Such attempts with a measurement.
+    pub wasted_attempts: usize,
+}
+
+/// A campaign's report: the one model every format renders from.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct Report {
     /// Job counts (not serialised: the JSON has the rows).
     #[serde(skip)]
@@ -141,8 +282,18 @@ pub struct Report {
     pub campaign_id: String,
     /// The campaign's name.
     pub name: String,
-    /// One row per (model, configuration).
+    /// The campaign's target accuracy, if any.
+    pub target_accuracy: Option<f64>,
+    /// The machine class normalized figures refer to (that with most results), when
+    /// some configuration ran on several classes.
+    pub reference_machine: Option<String>,
+    /// One row per (model, configuration, machine class).
     pub summary: Vec<SummaryRow>,
+    /// Pairs of rows (by [`SummaryRow::name`]) whose accuracy and CO₂e intervals both
+    /// overlap: not distinguishable by this campaign.
+    pub indistinguishable: Vec<[String; 2]>,
+    /// The campaign's totals, waste apart.
+    pub totals: Totals,
     /// One row per job.
     pub jobs: Vec<JobRow>,
 }
@@ -175,132 +326,17 @@ pub fn build(
     workers: &HashMap<String, HardwareFingerprint>,
     ledger: &PretrainLedger,
 ) -> Report {
-    let local_uses = debt::local_uses(jobs);
-    let rows: Vec<JobRow> = jobs
-        .iter()
-        .map(|job| {
-            let mut row = job_row(job, results.get(&job.spec.job_idx), workers);
-            row.debt = debt::job_debt(job, jobs, ledger, &local_uses, (row.energy_kwh, row.co2_kg));
-            row
-        })
-        .collect();
-    Report {
-        status: status(spec, jobs),
-        campaign_id: spec.id.clone(),
-        name: spec.name.clone(),
-        summary: summarise(&rows),
-        jobs: rows,
-    }
+    let runs = input::runs(jobs, results, workers, ledger);
+    let mut report = aggregate(&CampaignInfo::of(spec), &runs);
+    report.status = status(spec, jobs);
+    report
 }
 
-fn job_row(
-    job: &JobRecord,
-    result: Option<&ResultRecord>,
-    workers: &HashMap<String, HardwareFingerprint>,
-) -> JobRow {
-    let (status, worker, note) = match &job.state {
-        JobState::Pending => ("pending", String::new(), String::new()),
-        JobState::Leased { worker_id, .. } => ("running", worker_id.clone(), String::new()),
-        JobState::Succeeded { worker_id, .. } => ("succeeded", worker_id.clone(), String::new()),
-        JobState::Failed => ("failed", String::new(), String::new()),
-        JobState::Reused { job_id } => (
-            "reused",
-            String::new(),
-            format!("reused the weights trained by job {job_id}"),
-        ),
-    };
-    let train = result.map(|r| &r.result.train);
-    let energy = result.map(|r| &r.result.energy);
-    JobRow {
-        job_id: job.spec.job_id(),
-        model: job.spec.model.kind().to_string(),
-        config: format!("{}{}", job.spec.model.label(), job.spec.stage.label()),
-        stage: stage_name(&job.spec.stage).to_string(),
-        seed: job.spec.seed,
-        status: status.to_string(),
-        attempts: job.attempts,
-        accuracy: train.map(|t| t.accuracy),
-        train_s: train.map(|t| t.train_s),
-        energy_kwh: energy.map(|e| e.energy_kwh),
-        co2_kg: energy.map(|e| e.co2_kg),
-        method: energy.map_or(String::new(), |e| e.method.as_str().to_string()),
-        cpu_model: workers
-            .get(&worker)
-            .map_or(String::new(), |f| f.cpu_model.clone()),
-        worker,
-        carbon_intensity_g_per_kwh: energy.map(|e| e.carbon_intensity_g_per_kwh),
-        carbon_region: energy.map_or(String::new(), |e| e.carbon_region.clone()),
-        n_train: train.map(|t| t.n_train),
-        n_test: train.map(|t| t.n_test),
-        solver: train.map_or(String::new(), |t| t.solver.clone()),
-        dataset_sha256: train.map_or(String::new(), |t| t.dataset_sha256.clone()),
-        error: job
-            .failures
-            .iter()
-            .cloned()
-            .chain(job.decline_notes())
-            .collect::<Vec<_>>()
-            .join(" | "),
-        note,
-        debt: Debt::default(),
-    }
-}
-
-fn stage_name(stage: &Stage) -> &'static str {
-    match stage {
-        Stage::Scratch => "scratch",
-        Stage::Pretrain { .. } => "pretrain",
-        Stage::FineTune { .. } => "fine-tune",
-    }
-}
-
-/// Groups job rows by (model, config), in order of first appearance (the config label
-/// carries the stage, so a group is of one stage).
-pub fn summarise(rows: &[JobRow]) -> Vec<SummaryRow> {
-    let mut groups: Vec<((String, String), Vec<&JobRow>)> = Vec::new();
-    for row in rows {
-        let key = (row.model.clone(), row.config.clone());
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, members)) => members.push(row),
-            None => groups.push((key, vec![row])),
-        }
-    }
-    groups
-        .into_iter()
-        .map(|((model, config), members)| {
-            let ok: Vec<&JobRow> = members
-                .iter()
-                .copied()
-                .filter(|r| r.status == "succeeded")
-                .collect();
-            let figure = |f: fn(&JobRow) -> Option<f64>| {
-                Stat::of(&ok.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
-            };
-            let mut methods: Vec<&str> = ok.iter().map(|r| r.method.as_str()).collect();
-            methods.sort_unstable();
-            methods.dedup();
-            let (energy_kwh, co2_kg) = (figure(|r| r.energy_kwh), figure(|r| r.co2_kg));
-            let mean = |stat: Stat| (stat.n > 0).then_some(stat.mean);
-            let representative = ok.first().unwrap_or(&members[0]);
-            SummaryRow {
-                model,
-                config,
-                stage: members[0].stage.clone(),
-                n_succeeded: ok.len(),
-                n_failed: members.iter().filter(|r| r.status == "failed").count(),
-                n_reused: members.iter().filter(|r| r.status == "reused").count(),
-                accuracy: figure(|r| r.accuracy),
-                train_s: figure(|r| r.train_s),
-                energy_kwh,
-                co2_kg,
-                methods: methods.join("+"),
-                debt: debt::group_debt(&representative.debt, (mean(energy_kwh), mean(co2_kg))),
-            }
-        })
-        .collect()
-}
-
+mod aggregate;
+mod compare;
 mod debt;
+mod emissions;
+mod input;
 mod render;
 
 impl Report {
@@ -315,7 +351,14 @@ impl Report {
         }
         digests
     }
+
+    /// Reads a report back from its `report.json`.
+    pub fn from_json(json: &str) -> Result<Report, serde_json::Error> {
+        serde_json::from_str(json)
+    }
 }
 
+#[cfg(test)]
+mod aggregate_tests;
 #[cfg(test)]
 mod tests;

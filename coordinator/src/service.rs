@@ -253,11 +253,17 @@ impl CampaignService for Service {
         &self,
         request: Request<pb::GetReportRequest>,
     ) -> Result<Response<pb::GetReportResponse>, Status> {
-        let report = self.coordinator.report(&request.into_inner().campaign)?;
+        let request = request.into_inner();
+        let formats = if request.formats.is_empty() {
+            vec![crate::report::Format::Csv, crate::report::Format::Json]
+        } else {
+            crate::report::Format::parse_list(&request.formats).map_err(Status::invalid_argument)?
+        };
+        let report = self.coordinator.report(&request.campaign)?;
         Ok(Response::new(pb::GetReportResponse {
             table: report.table(),
             files: report
-                .files(&[crate::report::Format::Csv, crate::report::Format::Json])
+                .files(&formats)
                 .into_iter()
                 .map(|(name, content)| pb::ReportFile { name, content })
                 .collect(),

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use ecobench_shared::{PretrainSource, Stage};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::scheduler::{JobRecord, JobState};
 use crate::store::PretrainRecord;
@@ -44,7 +44,8 @@ impl PretrainLedger {
 
 /// The carbon debt of a fine-tune's weights; every field is empty for scratch and
 /// pretrain jobs (a pretrain job's own cost *is* the debt).
-#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default)]
 pub struct Debt {
     /// SHA-256 of the weights the fine-tune starts from, once known.
     pub weights_sha256: String,

@@ -7,6 +7,7 @@ fn row(model: &str, status: &str, accuracy: f64) -> JobRow {
         job_id: "x-0".into(),
         model: model.into(),
         config: "c=1".into(),
+        config_hash: "h1".into(),
         stage: "scratch".into(),
         seed: 1,
         status: status.into(),
@@ -17,6 +18,7 @@ fn row(model: &str, status: &str, accuracy: f64) -> JobRow {
         co2_kg: Some(5e-5),
         method: "model".into(),
         worker: "w".into(),
+        machine: "cpu (4 threads)".into(),
         cpu_model: "cpu".into(),
         carbon_intensity_g_per_kwh: Some(475.0),
         carbon_region: "world".into(),
@@ -24,9 +26,7 @@ fn row(model: &str, status: &str, accuracy: f64) -> JobRow {
         n_test: Some(10),
         solver: "s".into(),
         dataset_sha256: "d1".into(),
-        error: String::new(),
-        note: String::new(),
-        debt: Debt::default(),
+        ..JobRow::default()
     }
 }
 
@@ -35,14 +35,10 @@ fn identical_results_have_zero_spread() {
     let rows = vec![row("cnn", "succeeded", 0.8); 4];
     let summary = summarise(&rows);
     assert_eq!(summary.len(), 1);
-    assert_eq!(
-        summary[0].accuracy,
-        Stat {
-            mean: 0.8,
-            std: 0.0,
-            n: 4
-        }
-    );
+    let a = summary[0].accuracy;
+    assert_eq!((a.n, a.mean, a.std), (4, Some(0.8), Some(0.0)));
+    assert_eq!((a.ci_low, a.ci_high), (Some(0.8), Some(0.8)));
+    assert_eq!(a.trimmed_mean, None, "fewer than five values");
 }
 
 #[test]
@@ -55,8 +51,12 @@ fn failed_runs_are_counted_not_averaged() {
     let summary = summarise(&rows);
     assert_eq!(summary[0].n_succeeded, 2);
     assert_eq!(summary[0].n_failed, 1);
-    assert!((summary[0].accuracy.mean - 0.7).abs() < 1e-12);
-    assert!((summary[0].accuracy.std - 0.02f64.sqrt()).abs() < 1e-12);
+    let a = summary[0].accuracy;
+    assert!((a.mean.unwrap() - 0.7).abs() < 1e-12);
+    assert!((a.std.unwrap() - 0.02f64.sqrt()).abs() < 1e-12);
+    // t(0.975, 1) = 12.7062; half-width = t · s / √2 = 12.7062 · 0.1 = 1.27062.
+    let half = a.half_width().unwrap();
+    assert!((half - 1.270_620_4).abs() < 1e-5, "{half}");
 }
 
 #[test]
@@ -69,11 +69,11 @@ fn different_copies_of_the_dataset_are_flagged() {
         row("cnn", "failed", 0.0),
     ];
     let report = Report {
-        status: CampaignStatus::default(),
         campaign_id: "c".into(),
         name: "n".into(),
         summary: summarise(&jobs),
         jobs,
+        ..Report::default()
     };
     assert_eq!(report.dataset_digests(), vec!["d1", "d2"]);
     assert!(
@@ -87,9 +87,22 @@ fn different_copies_of_the_dataset_are_flagged() {
 
 #[test]
 fn csv_quotes_fields_with_commas_and_quotes() {
-    let mut out = String::new();
-    render::push_csv_line(&mut out, &["a".into(), "b,c".into(), "say \"hi\"".into()]);
-    assert_eq!(out, "a,\"b,c\",\"say \"\"hi\"\"\"\n");
+    let mut quoted = row("cnn", "succeeded", 0.8);
+    quoted.error = "a,b say \"hi\"".into();
+    let report = Report {
+        jobs: vec![quoted],
+        ..Report::default()
+    };
+    let text = report.jobs_csv();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let error_col = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "error")
+        .unwrap();
+    let record = reader.records().next().unwrap().unwrap();
+    assert_eq!(&record[error_col], "a,b say \"hi\"");
 }
 
 mod debt {
@@ -285,7 +298,7 @@ mod debt {
             ]
         );
         // The pretrain group shows its own cost: it is the debt, and owes none.
-        assert!(close(Some(report.summary[0].energy_kwh.mean), PRETRAIN_KWH));
+        assert!(close(report.summary[0].energy_kwh.mean, PRETRAIN_KWH));
         assert_eq!(report.summary[0].debt, Default::default());
         assert_eq!(report.summary[2].debt, Default::default());
     }

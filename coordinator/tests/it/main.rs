@@ -6,5 +6,6 @@ mod artifacts;
 mod cluster;
 mod decline;
 mod errors;
+mod report;
 mod support;
 mod transfer;

@@ -274,6 +274,7 @@ pub async fn job_rows(client: &mut RawClient, campaign: &str) -> Vec<serde_json:
 pub async fn report(client: &mut RawClient, campaign: &str) -> pb::GetReportResponse {
     let request = pb::GetReportRequest {
         campaign: campaign.to_string(),
+        ..Default::default()
     };
     client.get_report(request).await.unwrap().into_inner()
 }
@@ -305,16 +306,17 @@ pub fn report_file(report: &pb::GetReportResponse, name: &str) -> String {
     String::from_utf8(file.content.clone()).unwrap()
 }
 
-/// Parses a CSV without quoted commas into header → values rows.
+/// Parses a CSV into header → values rows.
 pub fn csv_rows(text: &str) -> Vec<std::collections::HashMap<String, String>> {
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    lines
-        .map(|line| {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    reader
+        .records()
+        .map(|record| {
             header
                 .iter()
-                .map(|h| h.to_string())
-                .zip(line.split(',').map(str::to_string))
+                .cloned()
+                .zip(record.unwrap().iter().map(String::from))
                 .collect()
         })
         .collect()
