@@ -278,6 +278,9 @@ fn row_reach(row: &JobRow, target: f64) -> Option<(f64, f64, bool)> {
     })
 }
 
+/// (model, configuration hash, machine class).
+type GroupKey = (String, String, String);
+
 fn summarise_with_target(rows: &[JobRow], target: Option<f64>) -> Vec<SummaryRow> {
     // Runs without a machine (pending, failed before measuring) join their
     // configuration's first class.
@@ -291,7 +294,7 @@ fn summarise_with_target(rows: &[JobRow], target: Option<f64>) -> Vec<SummaryRow
             })
             .map_or(String::new(), |r| r.machine.clone())
     };
-    let mut groups: Vec<((String, String, String), Vec<&JobRow>)> = Vec::new();
+    let mut groups: Vec<(GroupKey, Vec<&JobRow>)> = Vec::new();
     for row in rows {
         let key = (row.model.clone(), row.config_hash.clone(), class_of(row));
         match groups.iter_mut().find(|(k, _)| *k == key) {

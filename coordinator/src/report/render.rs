@@ -138,8 +138,13 @@ impl Report {
         let t = &self.totals;
         notes.push(format!(
             "total: {:.3e} kWh, {:.3e} kg CO2e in results; waste (attempts without a result): \
-             {:.3e} kWh, {:.3e} kg CO2e over {} attempts",
-            t.energy_kwh, t.co2_kg, t.waste_kwh, t.waste_co2_kg, t.wasted_attempts
+             {:.3e} kWh, {:.3e} kg CO2e over {} attempt{}",
+            t.energy_kwh,
+            t.co2_kg,
+            t.waste_kwh,
+            t.waste_co2_kg,
+            t.wasted_attempts,
+            if t.wasted_attempts == 1 { "" } else { "s" }
         ));
         let digests = self.dataset_digests();
         if digests.len() > 1 {
