@@ -241,8 +241,8 @@ fn job_row(run: &Run, varying: &[&str]) -> JobRow {
         solver: train.map_or(String::new(), |t| t.solver.clone()),
         dataset_sha256: train.map_or(String::new(), |t| t.dataset_sha256.clone()),
         completed_unix_ms: run.completed_unix_ms,
-        spent_kwh: run.spent.iter().map(|e| e.energy_kwh).sum(),
-        spent_co2_kg: run.spent.iter().map(|e| e.co2_kg).sum(),
+        spent_kwh: sum(run.spent.iter().map(|e| e.energy_kwh)),
+        spent_co2_kg: sum(run.spent.iter().map(|e| e.co2_kg)),
         spent_attempts: run.spent.len(),
         error: run.errors.join(" | "),
         note,
@@ -501,13 +501,18 @@ fn indistinguishable(summary: &[SummaryRow], points: &[ParetoPoint]) -> Vec<[Str
     pairs
 }
 
+/// The sum of `values`, 0 (not −0, which `Iterator::sum` gives) when there are none.
+fn sum(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(0.0, |a, b| a + b)
+}
+
 fn totals(jobs: &[JobRow]) -> Totals {
     let ok = jobs.iter().filter(|r| r.status == "succeeded");
     Totals {
-        energy_kwh: ok.clone().filter_map(|r| r.energy_kwh).sum(),
-        co2_kg: ok.filter_map(|r| r.co2_kg).sum(),
-        waste_kwh: jobs.iter().map(|r| r.spent_kwh).sum(),
-        waste_co2_kg: jobs.iter().map(|r| r.spent_co2_kg).sum(),
+        energy_kwh: sum(ok.clone().filter_map(|r| r.energy_kwh)),
+        co2_kg: sum(ok.filter_map(|r| r.co2_kg)),
+        waste_kwh: sum(jobs.iter().map(|r| r.spent_kwh)),
+        waste_co2_kg: sum(jobs.iter().map(|r| r.spent_co2_kg)),
         wasted_attempts: jobs.iter().map(|r| r.spent_attempts).sum(),
     }
 }

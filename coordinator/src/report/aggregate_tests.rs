@@ -258,6 +258,8 @@ fn a_configuration_whose_runs_all_failed_shows_dashes_and_its_waste() {
         .unwrap();
     assert!(line.contains('–') && !line.contains("0.0000"), "{line}");
     assert!((report.totals.waste_kwh - 2e-6).abs() < 1e-18);
+    // Runs without waste show 0, not −0.
+    assert_eq!(report.jobs[0].spent_kwh.to_string(), "0");
     assert_eq!(report.totals.wasted_attempts, 1);
     assert!(
         table.contains("waste (attempts without a result): 2.000e-6 kWh"),
