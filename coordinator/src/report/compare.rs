@@ -148,10 +148,17 @@ impl Comparison {
                 "energy kWh",
             ]);
         for c in &self.changes {
+            let class = |m: &str| {
+                if m.is_empty() {
+                    NONE.to_string()
+                } else {
+                    m.to_string()
+                }
+            };
             let machine = if c.machine_a == c.machine_b {
-                c.machine_a.clone()
+                class(&c.machine_a)
             } else {
-                format!("{} → {}", c.machine_a, c.machine_b)
+                format!("{} → {}", class(&c.machine_a), class(&c.machine_b))
             };
             table.add_row([
                 c.model.clone(),
