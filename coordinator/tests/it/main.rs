@@ -8,3 +8,4 @@ mod decline;
 mod errors;
 mod support;
 mod transfer;
+mod watch;
