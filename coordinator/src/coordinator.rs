@@ -207,7 +207,7 @@ impl Coordinator {
                 };
                 let job_id = job.spec.job_id();
                 Some(RunningJob {
-                    progress: progress.get(&job_id).cloned(),
+                    progress: progress.get(&job_id).filter(|p| p.epoch > 0).cloned(),
                     job_id,
                     model: model_label(&job.spec),
                     worker_id: worker_id.clone(),
@@ -496,7 +496,8 @@ impl Coordinator {
             .expect("progress lock")
             .insert(job_id.to_string(), progress.clone())
             .is_none_or(|before| before != progress);
-        if changed {
+        // The first heartbeats come before any epoch ended: nothing to tell yet.
+        if changed && progress.epoch > 0 {
             self.publish(CampaignEvent::Progress {
                 job_id: job_id.to_string(),
                 progress,

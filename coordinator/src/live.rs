@@ -51,13 +51,13 @@ impl WatchState {
     }
 
     /// Time left: the mean job duration so far, times the jobs left, over the jobs
-    /// running side by side; `None` before a job ended.
+    /// running side by side; `None` before a job ended and once none is left.
     pub fn eta(&self) -> Option<Duration> {
-        if self.durations.is_empty() {
+        let left = self.n_jobs.saturating_sub(self.done());
+        if self.durations.is_empty() || left == 0 {
             return None;
         }
         let mean = self.durations.iter().sum::<Duration>() / self.durations.len() as u32;
-        let left = self.n_jobs.saturating_sub(self.done());
         let side_by_side = (self.running.len() as u32).max(1);
         Some(mean * left / side_by_side)
     }

@@ -126,6 +126,7 @@ async fn a_watcher_sees_lease_progress_success_and_end_in_order() {
         "{stdout}"
     );
     assert!(stdout.contains("leased to w1"), "{stdout}");
+    assert!(stdout.contains("on w1: epoch 1/2"), "{stdout}");
     assert!(
         !stdout.contains('\x1b'),
         "no escape codes when piped: {stdout:?}"
