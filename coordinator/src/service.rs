@@ -395,3 +395,6 @@ pub async fn serve(
         )
         .await
 }
+
+#[cfg(test)]
+mod tests;
