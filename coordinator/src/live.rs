@@ -262,11 +262,12 @@ impl Bars {
         }
     }
 
+    /// Clears the bars: the last event's line (the campaign's end) stays above them.
     fn finish(self) {
         for bar in self.jobs.values() {
             bar.finish_and_clear();
         }
-        self.total.finish();
+        self.total.finish_and_clear();
     }
 }
 
