@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use ecobench_proto::artifact::{self, ArtifactClient};
 use ecobench_proto::auth::{BearerToken, endpoint_uri};
 use ecobench_proto::pb::{self, campaign_service_client::CampaignServiceClient};
+use ecobench_shared::events::CampaignEvent;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
@@ -104,6 +105,28 @@ impl Client {
             .map_err(explain)?
             .into_inner()
             .workers)
+    }
+
+    /// The events of a campaign (id or name): a snapshot, then live events until its end.
+    pub async fn watch(
+        &mut self,
+        campaign: &str,
+    ) -> Result<impl tokio_stream::Stream<Item = Result<CampaignEvent>> + use<>> {
+        use tokio_stream::StreamExt;
+        let request = pb::WatchCampaignRequest {
+            campaign: campaign.to_string(),
+        };
+        let stream = self
+            .inner
+            .watch_campaign(request)
+            .await
+            .map_err(explain)?
+            .into_inner();
+        Ok(stream.map(|event| {
+            let event = event.map_err(explain)?;
+            CampaignEvent::try_from(event)
+                .context("the coordinator sent an event this client cannot read")
+        }))
     }
 
     /// The rendered report of a campaign (id or name), with the files of `formats`

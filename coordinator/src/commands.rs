@@ -59,8 +59,45 @@ pub async fn submit(client: &mut Client, file: &Path, toml: String) -> Result<St
     Ok(answer.campaign_id)
 }
 
-/// Prints every campaign's counts and the workers.
-pub async fn status(client: &mut Client, campaign: Option<&str>) -> Result<()> {
+/// Prints every campaign's counts and the workers; with `watch`, then follows the
+/// campaign (the one named, else the only one still running) live until its end.
+pub async fn status(client: &mut Client, campaign: Option<&str>, watch: bool) -> Result<()> {
+    if watch {
+        let target = match campaign {
+            Some(campaign) => campaign.to_string(),
+            None => {
+                let running: Vec<pb::CampaignStatus> = client
+                    .campaigns()
+                    .await?
+                    .into_iter()
+                    .filter(|c| c.pending + c.leased > 0)
+                    .collect();
+                match running.as_slice() {
+                    [] => {
+                        println!("no campaign is running; nothing to watch");
+                        return print_status(client, None).await;
+                    }
+                    [one] => one.campaign_id.clone(),
+                    several => bail!(
+                        "several campaigns are running ({}): name the one to watch, e.g. \
+                         `coordinator status {} --watch`",
+                        several
+                            .iter()
+                            .map(|c| format!("{} ({})", c.name, c.campaign_id))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        several[0].name
+                    ),
+                }
+            }
+        };
+        crate::live::watch(client, &target).await?;
+        return Ok(());
+    }
+    print_status(client, campaign).await
+}
+
+async fn print_status(client: &mut Client, campaign: Option<&str>) -> Result<()> {
     let campaigns = match campaign {
         Some(campaign) => vec![client.status(campaign).await?],
         None => client.campaigns().await?,
@@ -279,8 +316,9 @@ async fn drive(addr: &str, options: &RunOptions, toml: String) -> Result<()> {
         &options.worker_args,
         &options.out,
     )?;
+    let mut watcher = client.clone();
     let waited = tokio::select! {
-        waited = wait_until_done(&mut client, &campaign) => waited,
+        waited = crate::live::watch(&mut watcher, &campaign) => waited.map(drop),
         died = workers.all_exited() => Err(anyhow::anyhow!("every local worker exited ({died}); see the worker-*.log files in {}", options.out.display())),
     };
     workers.stop().await;

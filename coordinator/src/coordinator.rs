@@ -4,10 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ecobench_shared::events::{CampaignEvent, RunningJob, Snapshot};
 use ecobench_shared::{
     HardwareFingerprint, JobResult, JobSpec, PretrainSource, Progress, Stage, campaign,
 };
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{Mutex, Notify, broadcast};
 use tracing::{info, instrument, warn};
 
 use crate::artifacts::ArtifactStore;
@@ -122,7 +123,12 @@ pub struct Coordinator {
     work: Notify,
     /// Latest progress per job id (not persisted).
     progress: std::sync::Mutex<HashMap<String, Progress>>,
+    /// What happens, for watchers (`WatchCampaign`); sent under `changes`, so in order.
+    events: broadcast::Sender<CampaignEvent>,
 }
+
+/// Events a watcher may fall behind by before it gets a fresh snapshot instead.
+pub const EVENT_BACKLOG: usize = 1024;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_unix_ms() -> u64 {
@@ -138,6 +144,16 @@ fn lease_holder(job: &JobRecord) -> Option<&str> {
         JobState::Leased { worker_id, .. } => Some(worker_id),
         _ => None,
     }
+}
+
+/// A job's model as watchers see it: kind and configuration.
+fn model_label(spec: &JobSpec) -> String {
+    format!(
+        "{} {}{}",
+        spec.model.kind(),
+        spec.model.label(),
+        spec.stage.label()
+    )
 }
 
 fn parse_job_id(job_id: &str) -> Result<[u8; 12], CoordinatorError> {
@@ -162,7 +178,69 @@ impl Coordinator {
             changes: Mutex::new(()),
             work: Notify::new(),
             progress: std::sync::Mutex::new(HashMap::new()),
+            events: broadcast::channel(EVENT_BACKLOG).0,
         }
+    }
+
+    /// Live events from now on; a receiver that falls more than [`EVENT_BACKLOG`]
+    /// behind gets `Lagged` and should take a fresh [`Coordinator::snapshot`].
+    pub fn subscribe(&self) -> broadcast::Receiver<CampaignEvent> {
+        self.events.subscribe()
+    }
+
+    fn publish(&self, event: CampaignEvent) {
+        // No watcher is not an error.
+        let _ = self.events.send(event);
+    }
+
+    /// A campaign's counts and running jobs with their latest progress.
+    pub fn snapshot(&self, campaign: &str) -> Result<Snapshot, CoordinatorError> {
+        let record = self.resolve(campaign)?;
+        let jobs = self.store.jobs_of(&record.spec.id)?;
+        let status = crate::report::status(&record.spec, &jobs);
+        let progress = self.progress.lock().expect("progress lock");
+        let running = jobs
+            .iter()
+            .filter_map(|job| {
+                let JobState::Leased { worker_id, .. } = &job.state else {
+                    return None;
+                };
+                let job_id = job.spec.job_id();
+                Some(RunningJob {
+                    progress: progress.get(&job_id).filter(|p| p.epoch > 0).cloned(),
+                    job_id,
+                    model: model_label(&job.spec),
+                    worker_id: worker_id.clone(),
+                    attempt: job.attempts,
+                })
+            })
+            .collect();
+        Ok(Snapshot {
+            campaign_id: status.campaign_id,
+            name: status.name,
+            n_jobs: status.n_jobs,
+            pending: status.pending,
+            leased: status.leased,
+            succeeded: status.succeeded,
+            failed: status.failed,
+            running,
+        })
+    }
+
+    /// Publishes the campaign's end when its last job has just ended.
+    fn publish_if_finished(&self, campaign_id: &str) {
+        match self.snapshot(campaign_id) {
+            Ok(snapshot) if snapshot.finished() => self.publish(snapshot.finished_event()),
+            Ok(_) => {}
+            Err(err) => {
+                warn!(campaign = %campaign_id, error = %err, "cannot tell whether the campaign ended")
+            }
+        }
+    }
+
+    /// Forgets a job's progress (its attempt ended).
+    fn forget_progress(&self, job_id: &str) {
+        self.progress.lock().expect("progress lock").remove(job_id);
     }
 
     /// The stored artifacts (weights files).
@@ -185,6 +263,10 @@ impl Coordinator {
         let _guard = self.changes.lock().await;
         let jobs_done = self.store.worker(worker_id)?.map_or(0, |w| w.jobs_done);
         info!(host = %fingerprint.hostname, cpu = %fingerprint.cpu_model, energy = %fingerprint.energy_source, "worker joined");
+        self.publish(CampaignEvent::WorkerJoined {
+            worker_id: worker_id.to_string(),
+            hostname: fingerprint.hostname.clone(),
+        });
         let record = WorkerRecord {
             worker_id: worker_id.to_string(),
             fingerprint,
@@ -294,6 +376,7 @@ impl Coordinator {
                             && self.store.swap_job(&key, &job, &next)?
                         {
                             info!(job = %job.spec.job_id(), weights_of = %done.job_id, "pretraining reused");
+                            self.publish_if_finished(&job.spec.campaign_id);
                             settled = true;
                         }
                         continue;
@@ -320,6 +403,12 @@ impl Coordinator {
                             && self.store.swap_job(&key, &job, &next)?
                         {
                             warn!(job = %job.spec.job_id(), reason = %next.failures.join(" | "), "job failed without running");
+                            self.publish(CampaignEvent::JobFailed {
+                                job_id: job.spec.job_id(),
+                                reason: next.failures.join(" | "),
+                                will_retry: false,
+                            });
+                            self.publish_if_finished(&job.spec.campaign_id);
                             settled = true;
                         }
                         continue;
@@ -336,6 +425,13 @@ impl Coordinator {
             if self.store.swap_job(&key, &job, &next)? {
                 self.store.flush().await?;
                 info!(job = %next.spec.job_id(), lease_id, attempt = next.attempts, "job leased");
+                self.forget_progress(&next.spec.job_id());
+                self.publish(CampaignEvent::JobLeased {
+                    job_id: next.spec.job_id(),
+                    model: model_label(&next.spec),
+                    worker_id: worker_id.to_string(),
+                    attempt: next.attempts,
+                });
                 return Ok(Some(Lease {
                     job: self.with_pin(next.spec)?,
                     lease_id,
@@ -394,10 +490,19 @@ impl Coordinator {
         };
         self.store.swap_job(&key, &job, &next)?;
         self.store.flush().await?;
-        self.progress
+        let changed = self
+            .progress
             .lock()
             .expect("progress lock")
-            .insert(job_id.to_string(), progress);
+            .insert(job_id.to_string(), progress.clone())
+            .is_none_or(|before| before != progress);
+        // The first heartbeats come before any epoch ended: nothing to tell yet.
+        if changed && progress.epoch > 0 {
+            self.publish(CampaignEvent::Progress {
+                job_id: job_id.to_string(),
+                progress,
+            });
+        }
         Ok(false)
     }
 
@@ -458,6 +563,14 @@ impl Coordinator {
                     energy_kwh = record.result.energy.energy_kwh,
                     "job succeeded"
                 );
+                self.forget_progress(job_id);
+                self.publish(CampaignEvent::JobSucceeded {
+                    job_id: job_id.to_string(),
+                    worker_id: record.worker_id.clone(),
+                    accuracy: record.result.train.accuracy,
+                    energy_kwh: record.result.energy.energy_kwh,
+                });
+                self.publish_if_finished(&job.spec.campaign_id);
                 if pretrain.is_some() {
                     // Its fine-tunes can run now.
                     self.work.notify_waiters();
@@ -561,6 +674,15 @@ impl Coordinator {
         self.store.flush().await?;
         let will_retry = next.state == JobState::Pending;
         warn!(%reason, will_retry, "job attempt failed");
+        self.forget_progress(job_id);
+        self.publish(CampaignEvent::JobFailed {
+            job_id: job_id.to_string(),
+            reason: reason.clone(),
+            will_retry,
+        });
+        if !will_retry {
+            self.publish_if_finished(&job.spec.campaign_id);
+        }
         // A retry is new work; a pretrain job failed for good settles its fine-tunes,
         // which the next lease attempt fails.
         if will_retry || matches!(next.spec.stage, Stage::Pretrain { .. }) {
@@ -579,7 +701,28 @@ impl Coordinator {
             if let Some(next) = scheduler::expire(&job, now, self.config.max_attempts)
                 && self.store.swap_job(&key, &job, &next)?
             {
-                warn!(job = %job.spec.job_id(), failed = next.state == JobState::Failed, "lease expired");
+                let failed = next.state == JobState::Failed;
+                warn!(job = %job.spec.job_id(), failed, "lease expired");
+                let job_id = job.spec.job_id();
+                self.forget_progress(&job_id);
+                if let Some(worker_id) = lease_holder(&job) {
+                    self.publish(CampaignEvent::WorkerLost {
+                        worker_id: worker_id.to_string(),
+                        job_id: job_id.clone(),
+                    });
+                }
+                self.publish(CampaignEvent::JobFailed {
+                    job_id,
+                    reason: next
+                        .failures
+                        .last()
+                        .cloned()
+                        .unwrap_or_else(|| "its lease expired".into()),
+                    will_retry: !failed,
+                });
+                if failed {
+                    self.publish_if_finished(&job.spec.campaign_id);
+                }
                 reaped += 1;
             }
         }

@@ -6,7 +6,8 @@
 //! - [`coordinator`]: the domain: campaigns, leases, results, reports.
 //! - [`report`]: aggregation (pure) and rendering (table, CSV, JSON).
 //! - [`service`]: the tonic adapter and the server; [`client`]: the CLI's gRPC client.
-//! - [`commands`]: what the CLI's subcommands do; [`local`]: local worker processes for `run`.
+//! - [`commands`]: what the CLI's subcommands do; [`local`]: local worker processes for `run`;
+//!   [`live`]: the live progress display of `status --watch` and `run`.
 //!
 //! Entry point: [`run`] serves a coordinator on a bound listener until shutdown.
 
@@ -14,6 +15,7 @@ pub mod artifacts;
 pub mod client;
 pub mod commands;
 pub mod coordinator;
+pub mod live;
 pub mod local;
 pub mod report;
 pub mod scheduler;

@@ -61,6 +61,10 @@ enum Command {
         campaign: Option<String>,
         #[command(flatten)]
         conn: Connection,
+        /// Follow the campaign live (the one named, else the only one running) until it
+        /// ends: a progress bar on a terminal, one line per event otherwise.
+        #[arg(long)]
+        watch: bool,
     },
     /// Fetch a campaign's report: print the table, write its files (by default jobs.csv,
     /// summary.csv, emissions.csv, report.json).
@@ -106,6 +110,9 @@ enum Command {
         /// Largest artifact (weights file) accepted, in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_ARTIFACT_BYTES)]
         max_artifact_bytes: u64,
+        /// Log the coordinator to stderr instead of <out>/coordinator.log.
+        #[arg(short, long)]
+        verbose: bool,
     },
 }
 
@@ -133,8 +140,24 @@ impl Connection {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    ecobench_shared::telemetry::init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    match &cli.command {
+        // `run` keeps the terminal for its progress display: logs go to a file.
+        Command::Run {
+            out,
+            verbose: false,
+            ..
+        } => {
+            std::fs::create_dir_all(out)
+                .with_context(|| format!("cannot create the output folder {}", out.display()))?;
+            let path = out.join("coordinator.log");
+            let log = std::fs::File::create(&path)
+                .with_context(|| format!("cannot create the log file {}", path.display()))?;
+            ecobench_shared::telemetry::init_to_file(log);
+        }
+        _ => ecobench_shared::telemetry::init(),
+    }
+    match cli.command {
         Command::Serve {
             listen,
             db,
@@ -179,9 +202,11 @@ async fn main() -> Result<()> {
                 .await
                 .map(drop)
         }
-        Command::Status { campaign, conn } => {
-            commands::status(&mut conn.connect().await?, campaign.as_deref()).await
-        }
+        Command::Status {
+            campaign,
+            conn,
+            watch,
+        } => commands::status(&mut conn.connect().await?, campaign.as_deref(), watch).await,
         Command::Report {
             campaign,
             conn,
@@ -207,6 +232,7 @@ async fn main() -> Result<()> {
             data_dir,
             country,
             max_artifact_bytes,
+            verbose: _,
         } => {
             let mut worker_args = Vec::new();
             if let Some(dir) = data_dir {

@@ -190,8 +190,90 @@ impl WorkerService for Service {
     }
 }
 
+/// A stream of campaign events on the wire.
+pub type EventStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::CampaignEvent, Status>> + Send>>;
+
+/// Forwards the coordinator's events about `campaign_id` to `out`: first `snapshot`,
+/// then live events, a fresh snapshot whenever the watcher fell behind; ends with the
+/// campaign's end or when the watcher leaves.
+async fn forward_events(
+    coordinator: Arc<Coordinator>,
+    mut events: tokio::sync::broadcast::Receiver<ecobench_shared::events::CampaignEvent>,
+    snapshot: ecobench_shared::events::Snapshot,
+    out: tokio::sync::mpsc::Sender<Result<pb::CampaignEvent, Status>>,
+) {
+    use ecobench_shared::events::CampaignEvent;
+    use tokio::sync::broadcast::error::RecvError;
+
+    let campaign_id = snapshot.campaign_id.clone();
+    let mut snapshot = Some(snapshot);
+    loop {
+        if let Some(snapshot) = snapshot.take() {
+            let end = snapshot.finished().then(|| snapshot.finished_event());
+            if out
+                .send(Ok(CampaignEvent::Snapshot(snapshot).into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if let Some(end) = end {
+                let _ = out.send(Ok(end.into())).await;
+                return;
+            }
+        }
+        let received = tokio::select! {
+            received = events.recv() => received,
+            () = out.closed() => return,
+        };
+        match received {
+            Ok(event) if event.concerns(&campaign_id) => {
+                let end = matches!(event, CampaignEvent::CampaignFinished { .. });
+                if out.send(Ok(event.into())).await.is_err() || end {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, campaign = %campaign_id, "a watcher fell behind: fresh snapshot");
+                match coordinator.snapshot(&campaign_id) {
+                    Ok(fresh) => snapshot = Some(fresh),
+                    Err(err) => {
+                        let _ = out.send(Err(err.into())).await;
+                        return;
+                    }
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl CampaignService for Service {
+    type WatchCampaignStream = EventStream;
+
+    async fn watch_campaign(
+        &self,
+        request: Request<pb::WatchCampaignRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let campaign = request.into_inner().campaign;
+        // Subscribe before the snapshot, so that nothing falls between them.
+        let events = self.coordinator.subscribe();
+        let snapshot = self.coordinator.snapshot(&campaign)?;
+        let (out, stream) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(forward_events(
+            self.coordinator.clone(),
+            events,
+            snapshot,
+            out,
+        ));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(stream),
+        )))
+    }
+
     async fn submit_campaign(
         &self,
         request: Request<pb::SubmitCampaignRequest>,
@@ -319,3 +401,6 @@ pub async fn serve(
         )
         .await
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,6 +5,7 @@ use ecobench_shared as domain;
 
 use crate::pb;
 
+mod events;
 mod stage;
 
 /// A wire message that cannot become a domain value.

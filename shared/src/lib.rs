@@ -4,6 +4,7 @@
 //! - [`pretrain`]: transfer learning: job stages and `pretrained` values.
 //! - [`artifact`]: content-addressed artifacts: hashing, chunking, verified receiving.
 //! - [`campaign`]: campaign TOML files and their expansion into a matrix of jobs.
+//! - [`events`]: what watchers of a running campaign are told.
 //! - [`carbon`]: the embedded per-country carbon-intensity table.
 //! - [`transform`]: what a job does to its images after loading.
 //! - [`telemetry`]: one tracing set-up for every binary.
@@ -15,6 +16,7 @@
 pub mod artifact;
 pub mod campaign;
 pub mod carbon;
+pub mod events;
 pub mod job;
 pub mod pretrain;
 pub mod process;

@@ -13,3 +13,15 @@ pub fn init() {
         .with_target(false)
         .try_init();
 }
+
+/// Installs a subscriber like [`init`] that writes to `file` (without colours) instead
+/// of stderr: `coordinator run` keeps its terminal for the progress display.
+pub fn init_to_file(file: std::fs::File) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+}

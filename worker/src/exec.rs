@@ -197,7 +197,14 @@ pub async fn run_job(
     let status = loop {
         tokio::select! {
             line = lines.next_line(), if stdout_open => match line {
-                Ok(Some(line)) => events.take(&line),
+                Ok(Some(line)) => {
+                    let epoch = events.progress.epoch;
+                    events.take(&line);
+                    if events.progress.epoch != epoch {
+                        // An epoch ended: tell the coordinator now, for its watchers.
+                        beat.reset_immediately();
+                    }
+                }
                 _ => stdout_open = false,
             },
             _ = sample.tick() => metering.sample(),

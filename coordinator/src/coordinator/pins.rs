@@ -32,6 +32,11 @@ impl Coordinator {
         self.store.flush().await?;
         let worker = next.declines.last().map(|d| d.worker_id.as_str());
         warn!(worker, %reason, "job declined");
+        self.publish(ecobench_shared::events::CampaignEvent::JobDeclined {
+            job_id: job_id.to_string(),
+            worker_id: worker.unwrap_or_default().to_string(),
+            reason: reason.to_string(),
+        });
         self.work.notify_waiters();
         Ok(true)
     }

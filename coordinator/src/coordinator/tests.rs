@@ -217,3 +217,102 @@ async fn the_first_result_pins_the_dataset_copy_and_another_copy_is_declined() {
             .any(|j| j.error.contains("declined by worker w2: other copy"))
     );
 }
+
+#[tokio::test]
+async fn events_tell_leases_progress_ends_and_lost_workers() {
+    use ecobench_shared::events::CampaignEvent;
+    // Leases expire at once: the reaper finds them expired.
+    let c = coordinator(CoordinatorConfig {
+        lease_ms: 0,
+        max_attempts: 1,
+        ..CoordinatorConfig::default()
+    });
+    let mut events = c.subscribe();
+    let submitted = c
+        .submit(
+            "d.toml",
+            "name = \"d\"\nseeds = [1, 2]\n[[model]]\nkind = \"svm-linear\"\n",
+        )
+        .await
+        .unwrap();
+    joined(&c, "w").await;
+    let first = c.lease_job("w", 0).await.unwrap().unwrap();
+    let progress = Progress {
+        epoch: 1,
+        n_epochs: 1,
+        loss: 0.5,
+        accuracy: 0.5,
+        samples_per_s: 10.0,
+    };
+    c.heartbeat(&first.job.job_id(), first.lease_id, Progress::default())
+        .await
+        .unwrap();
+    c.heartbeat(&first.job.job_id(), first.lease_id, progress.clone())
+        .await
+        .unwrap();
+    c.heartbeat(&first.job.job_id(), first.lease_id, progress.clone())
+        .await
+        .unwrap();
+    c.complete("w", &first.job.job_id(), first.lease_id, result(0.9))
+        .await
+        .unwrap();
+    let second = c.lease_job("w", 0).await.unwrap().unwrap();
+    assert_eq!(c.reap_expired().await.unwrap(), 1);
+
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(event);
+    }
+    let (one, two) = (first.job.job_id(), second.job.job_id());
+    let expected = vec![
+        CampaignEvent::WorkerJoined {
+            worker_id: "w".into(),
+            hostname: String::new(),
+        },
+        CampaignEvent::JobLeased {
+            job_id: one.clone(),
+            model: "svm-linear c=1 solver=dcd".into(),
+            worker_id: "w".into(),
+            attempt: 1,
+        },
+        // Epoch 0 says nothing; the same progress twice is told once.
+        CampaignEvent::Progress {
+            job_id: one.clone(),
+            progress,
+        },
+        CampaignEvent::JobSucceeded {
+            job_id: one,
+            worker_id: "w".into(),
+            accuracy: 0.9,
+            energy_kwh: 1e-6,
+        },
+        CampaignEvent::JobLeased {
+            job_id: two.clone(),
+            model: "svm-linear c=1 solver=dcd".into(),
+            worker_id: "w".into(),
+            attempt: 1,
+        },
+        CampaignEvent::WorkerLost {
+            worker_id: "w".into(),
+            job_id: two.clone(),
+        },
+        CampaignEvent::JobFailed {
+            job_id: two,
+            reason: "attempt 1: lease expired on worker w (no heartbeat)".into(),
+            will_retry: false,
+        },
+        CampaignEvent::CampaignFinished {
+            campaign_id: submitted.campaign_id.clone(),
+            name: "d".into(),
+            n_jobs: 2,
+            succeeded: 1,
+            failed: 1,
+        },
+    ];
+    assert_eq!(seen, expected);
+    let snapshot = c.snapshot("d").unwrap();
+    assert!(
+        snapshot.finished() && snapshot.running.is_empty(),
+        "{snapshot:?}"
+    );
+}

@@ -9,3 +9,4 @@ mod errors;
 mod report;
 mod support;
 mod transfer;
+mod watch;
