@@ -319,3 +319,6 @@ impl Report {
 
 #[cfg(test)]
 mod tests;
+
+pub mod charts;
+pub mod html;

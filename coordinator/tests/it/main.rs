@@ -6,5 +6,6 @@ mod artifacts;
 mod cluster;
 mod decline;
 mod errors;
+mod html;
 mod support;
 mod transfer;
