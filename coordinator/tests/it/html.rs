@@ -24,7 +24,7 @@ fn chart_set() -> ChartSet {
         ("logistic C=1.0", 0.81, 2.5, 1e-6),
     ];
     let est = |v: f64| Estimate::new(v, v * 0.9, v * 1.1);
-    let mut bars = |f: &dyn Fn(f64, f64, f64) -> f64| {
+    let bars = |f: &dyn Fn(f64, f64, f64) -> f64| {
         let mut b: Vec<Bar> = models
             .iter()
             .map(|&(label, a, s, c)| Bar {
@@ -38,14 +38,12 @@ fn chart_set() -> ChartSet {
         });
         b
     };
-    let series = |f: &dyn Fn(f64, f64) -> f64| {
+    let curves = |f: &dyn Fn(f64, f64, f64) -> f64| {
         models
             .iter()
             .map(|&(label, a, _, c)| Series {
                 label: label.into(),
-                points: (1..=5)
-                    .map(|e| (e as f64, f(if a > 0.0 { a } else { c }, e as f64)))
-                    .collect(),
+                points: (1..=5).map(|e| (e as f64, f(a, c, e as f64))).collect(),
             })
             .collect()
     };
@@ -64,16 +62,8 @@ fn chart_set() -> ChartSet {
                 })
                 .collect(),
         ),
-        accuracy_curves: LineChart::accuracy_curves(series(&|a, e| a * (1.0 - 0.5 / e))),
-        energy_curves: LineChart::energy_curves(
-            models
-                .iter()
-                .map(|&(label, _, _, c)| Series {
-                    label: label.into(),
-                    points: (1..=5).map(|e| (e as f64, c * 2.5 * e as f64)).collect(),
-                })
-                .collect(),
-        ),
+        accuracy_curves: LineChart::accuracy_curves(curves(&|a, _, e| a * (1.0 - 0.5 / e))),
+        energy_curves: LineChart::energy_curves(curves(&|_, c, e| c * 2.5 * e)),
     }
 }
 
