@@ -465,6 +465,8 @@ fn validate(chart: Chart<'_>) -> Result<(), ChartError> {
 }
 
 type DrawResult = Result<(), Box<dyn StdError>>;
+/// A plot area and its legend column.
+type Split<DB> = (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>);
 
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: Chart<'_>) -> DrawResult
 where
@@ -887,7 +889,7 @@ fn with_legend<'a, DB: DrawingBackend>(
     root: &'a DrawingArea<DB, Shift>,
     title: &str,
     labels: impl Iterator<Item = &'a str>,
-) -> Result<(DrawingArea<DB, Shift>, DrawingArea<DB, Shift>), Box<dyn StdError>>
+) -> Result<Split<DB>, Box<dyn StdError>>
 where
     DB::ErrorType: 'static,
 {
