@@ -501,13 +501,13 @@ fn colour(i: usize) -> RGBColor {
 }
 
 fn title_style() -> TextStyle<'static> {
-    (FAMILY, 22).into_font().color(&BLACK)
+    (FAMILY, 24).into_font().color(&BLACK)
 }
 fn label_style() -> TextStyle<'static> {
-    (FAMILY, 15).into_font().color(&BLACK)
+    (FAMILY, 16).into_font().color(&BLACK)
 }
 fn desc_style() -> TextStyle<'static> {
-    (FAMILY, 16).into_font().color(&BLACK)
+    (FAMILY, 17).into_font().color(&BLACK)
 }
 
 /// A value axis in data units; plotted in log10 space when `log`.

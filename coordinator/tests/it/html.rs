@@ -157,6 +157,13 @@ fn the_report_page_renders_in_a_real_browser() {
     screenshot(&browser, &page_path, &shot, &profile);
 
     assert!(shot.is_file(), "chromium wrote no screenshot");
+    // To look at the page and what chromium made of it.
+    if let Some(dir) = std::env::var_os("ECOBENCH_HTML_OUT") {
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&page_path, dir.join("report.html")).unwrap();
+        std::fs::copy(&shot, dir.join("screenshot.png")).unwrap();
+    }
     let img = image::open(&shot)
         .expect("the screenshot decodes")
         .to_rgb8();
