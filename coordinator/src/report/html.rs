@@ -203,8 +203,11 @@ fn inline_svg(svg: &str) -> String {
     if s.starts_with("<!DOCTYPE") {
         s = s.find('>').map_or(s, |end| s[end + 1..].trim_start());
     }
+    // Only the opening tag: a chart's text (escaped by plotters) stays as it is.
+    let tag_end = s.find('>').map_or(s.len(), |i| i + 1);
+    let (tag, body) = s.split_at(tag_end);
     let mut out = String::with_capacity(s.len());
-    let mut rest = s;
+    let mut rest = tag;
     while let Some(at) = rest.find(" xmlns") {
         out.push_str(&rest[..at]);
         let attr = &rest[at + 1..];
@@ -223,6 +226,7 @@ fn inline_svg(svg: &str) -> String {
         }
     }
     out.push_str(rest);
+    out.push_str(body);
     if !out.ends_with('\n') {
         out.push('\n');
     }
@@ -312,8 +316,11 @@ mod tests {
     #[test]
     fn svg_preludes_and_namespaces_are_dropped() {
         let svg = "<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" \
-                   xmlns:xlink='http://www.w3.org/1999/xlink' width=\"2\"><g/></svg>";
-        assert_eq!(inline_svg(svg), "<svg width=\"2\"><g/></svg>\n");
+                   xmlns:xlink='http://www.w3.org/1999/xlink' width=\"2\"><text>a xmlns=\"b\"</text></svg>";
+        assert_eq!(
+            inline_svg(svg),
+            "<svg width=\"2\"><text>a xmlns=\"b\"</text></svg>\n"
+        );
     }
 
     #[test]
