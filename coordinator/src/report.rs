@@ -362,3 +362,6 @@ impl Report {
 mod aggregate_tests;
 #[cfg(test)]
 mod tests;
+
+pub mod charts;
+pub mod html;

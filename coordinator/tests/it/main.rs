@@ -7,6 +7,7 @@ mod cluster;
 mod decline;
 mod errors;
 mod report;
+mod html;
 mod support;
 mod transfer;
 mod watch;
