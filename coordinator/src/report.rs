@@ -365,3 +365,4 @@ mod tests;
 
 pub mod charts;
 pub mod html;
+mod page;

@@ -386,17 +386,57 @@ fn every_format_renders_from_one_fixture_and_reads_back() {
     report.status.n_jobs = 10;
     let files = report.files(&Format::ALL);
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    let charts = [
+        "accuracy",
+        "train_time",
+        "co2",
+        "accuracy_vs_co2",
+        "accuracy_curves",
+        "energy_curves",
+    ];
+    let mut expected = vec![
+        "report.txt".to_string(),
+        "jobs.csv".into(),
+        "summary.csv".into(),
+        "emissions.csv".into(),
+        "report.json".into(),
+        "report.md".into(),
+        "report.html".into(),
+    ];
+    for chart in charts {
+        expected.push(format!("{chart}.png"));
+        expected.push(format!("{chart}.svg"));
+    }
+    assert_eq!(names, expected);
+    // The page carries every row, every chart inline, and nothing from a network.
+    let page = String::from_utf8(files[6].1.clone()).unwrap();
     assert_eq!(
-        names,
-        [
-            "report.txt",
-            "jobs.csv",
-            "summary.csv",
-            "emissions.csv",
-            "report.json",
-            "report.md"
-        ]
+        page.matches("<svg").count(),
+        charts.len(),
+        "every chart inline"
     );
+    for row in &report.summary {
+        assert!(
+            page.contains(&super::html::escape(&row.config)),
+            "{}",
+            row.config
+        );
+    }
+    assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("src="));
+    // The curves: one series per configuration with epochs (the five CNN seeds averaged).
+    let set = report.chart_set();
+    assert!(!set.accuracy_curves.series.is_empty());
+    let cnn = &set.accuracy_curves.series[0];
+    assert_eq!(cnn.points.len(), 3, "three epochs");
+    // Epoch 1, averaged over the five seeds: 0.844 - 0.1.
+    assert!((cnn.points[0].1 - 0.744).abs() < 1e-9, "{:?}", cnn.points);
+    let energy = &set.energy_curves.series[0].points;
+    assert!(
+        energy[1].1 > energy[0].1,
+        "cumulative energy grows: {energy:?}"
+    );
+    // A configuration without a successful run has no bar value, never 0.
+    assert!(set.accuracy.bars.iter().any(|bar| bar.value.is_none()));
     let text = |name: &str| {
         String::from_utf8(files.iter().find(|(n, _)| n == name).unwrap().1.clone()).unwrap()
     };

@@ -26,7 +26,7 @@ pub const NONE: &str = "–";
 
 impl Report {
     /// The first line of the table and of the Markdown: the job counts.
-    fn headline(&self) -> String {
+    pub(super) fn headline(&self) -> String {
         let s = &self.status;
         format!(
             "campaign {} ({}): {} jobs, {} succeeded, {} failed, {} running, {} pending",
@@ -35,7 +35,7 @@ impl Report {
     }
 
     /// The summary's column names, as the table and the Markdown show them.
-    fn summary_header(&self) -> Vec<String> {
+    pub(super) fn summary_header(&self) -> Vec<String> {
         let mut header: Vec<String> = [
             "model",
             "config",
@@ -60,7 +60,7 @@ impl Report {
 
     /// One summary row's cells: means ± the 95 % interval's half-width, `–` where no
     /// run succeeded.
-    fn summary_cells(&self, row: &SummaryRow) -> Vec<String> {
+    pub(super) fn summary_cells(&self, row: &SummaryRow) -> Vec<String> {
         let mut cells = vec![
             row.model.clone(),
             row.config.clone(),
@@ -105,7 +105,7 @@ impl Report {
 
     /// The lines under the table: debts, normalizations, what cannot be told apart,
     /// totals with the waste apart, dataset warnings, failures.
-    fn notes(&self) -> Vec<String> {
+    pub(super) fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
         notes.push(
             "accuracy, train s, energy, CO2e and W: mean ± half the 95 % Student-t interval over seeds \
@@ -464,8 +464,24 @@ impl Report {
                 }
                 Format::Json => files.push(("report.json".into(), self.json().into_bytes())),
                 Format::Md => files.push(("report.md".into(), self.markdown().into_bytes())),
-                // The HTML page and its charts (another part of the work).
-                Format::Html => {}
+                // The page and every chart as PNG and SVG beside it. A chart that
+                // cannot be drawn (a bug: inputs are checked) is reported in place of
+                // the page rather than failing the other formats.
+                Format::Html => {
+                    match self.html().and_then(|page| Ok((page, self.chart_files()?))) {
+                        Ok((page, charts)) => {
+                            files.push(("report.html".into(), page.into_bytes()));
+                            files.extend(charts);
+                        }
+                        Err(err) => {
+                            tracing::error!(error = %err, "cannot draw the report's charts");
+                            files.push((
+                                "report-html-error.txt".into(),
+                                format!("the HTML report could not be drawn: {err}\n").into_bytes(),
+                            ));
+                        }
+                    }
+                }
             }
         }
         files

@@ -1,0 +1,220 @@
+//! The report's charts and its HTML page, fed from the one report model: the study's
+//! three bar charts (accuracy, train time, CO₂e with 95 % whiskers), accuracy against
+//! CO₂e with the Pareto front, and the per-epoch accuracy and cumulative energy curves.
+
+use std::collections::BTreeMap;
+
+use super::charts::{
+    self, Bar, BarChart, ChartError, ChartSet, Estimate, LineChart, ScatterChart, ScatterPoint,
+    Series,
+};
+use super::html::Page;
+use super::{JobRow, Report, Stat, SummaryRow};
+
+impl Report {
+    /// The six charts of the report, one bar, point or curve per summary row.
+    pub fn chart_set(&self) -> ChartSet {
+        let several_machines = {
+            let mut machines: Vec<&str> = self.summary.iter().map(|r| r.machine.as_str()).collect();
+            machines.sort_unstable();
+            machines.dedup();
+            machines.len() > 1
+        };
+        let label = |row: &SummaryRow| {
+            if several_machines && !row.machine.is_empty() {
+                format!("{} {} [{}]", row.model, row.config, row.machine)
+            } else {
+                format!("{} {}", row.model, row.config)
+            }
+        };
+        let bars = |figure: fn(&SummaryRow) -> &Stat| -> Vec<Bar> {
+            self.summary
+                .iter()
+                .map(|row| Bar {
+                    label: label(row),
+                    value: estimate(figure(row)),
+                })
+                .collect()
+        };
+        let points = self
+            .summary
+            .iter()
+            .filter_map(|row| {
+                Some(ScatterPoint {
+                    label: label(row),
+                    x: estimate(&row.co2_kg)?,
+                    y: estimate(&row.accuracy)?,
+                    pareto: row.on_pareto_front,
+                })
+            })
+            .collect();
+        let (mut accuracy_curves, mut energy_curves) = (Vec::new(), Vec::new());
+        for row in &self.summary {
+            let members: Vec<&JobRow> = self
+                .jobs
+                .iter()
+                .filter(|job| {
+                    job.status == "succeeded"
+                        && job.model == row.model
+                        && job.config_hash == row.config_hash
+                        && job.machine == row.machine
+                })
+                .collect();
+            let accuracy = mean_curve(&members, |_, epoch| Some(epoch.test_accuracy));
+            let energy = mean_curve(&members, epoch_energy);
+            if !accuracy.is_empty() {
+                accuracy_curves.push(Series {
+                    label: label(row),
+                    points: accuracy,
+                });
+            }
+            if !energy.is_empty() {
+                energy_curves.push(Series {
+                    label: label(row),
+                    points: energy,
+                });
+            }
+        }
+        ChartSet {
+            accuracy: BarChart::accuracy(bars(|r| &r.accuracy)),
+            train_time: BarChart::train_time(bars(|r| &r.train_s)),
+            co2: BarChart::co2(bars(|r| &r.co2_kg)),
+            accuracy_vs_co2: ScatterChart::accuracy_vs_co2(points),
+            accuracy_curves: LineChart::accuracy_curves(accuracy_curves),
+            energy_curves: LineChart::energy_curves(energy_curves),
+        }
+    }
+
+    /// Every chart as PNG and SVG files (`accuracy.png`, `accuracy.svg`, …).
+    pub fn chart_files(&self) -> Result<Vec<(String, Vec<u8>)>, ChartError> {
+        charts::all_charts(&self.chart_set())
+    }
+
+    /// The report as one self-contained HTML page: the headline, the summary table and
+    /// its notes, every chart inline as SVG, and the jobs.
+    pub fn html(&self) -> Result<String, ChartError> {
+        let mut page = Page::new(format!("ecobench report: {}", self.name));
+        page.paragraph(self.headline());
+        page.heading("Summary");
+        page.table(
+            "Per model and configuration, over seeds: mean ± half the 95 % Student-t \
+             interval (one run: its value; no successful run: –).",
+            self.summary_header(),
+            self.summary
+                .iter()
+                .map(|row| self.summary_cells(row))
+                .collect(),
+        );
+        for note in self.notes() {
+            page.note(note);
+        }
+        page.heading("Charts");
+        let set = self.chart_set();
+        for (_, chart) in set.charts() {
+            let (width, height) = chart.preferred_size();
+            let svg = charts::render_svg(chart, width, height)?;
+            page.chart(chart.title().to_string(), &svg);
+        }
+        if self
+            .jobs
+            .iter()
+            .flat_map(|job| &job.epochs)
+            .any(|epoch| epoch.energy_kwh.is_none())
+        {
+            page.note(
+                "Where an epoch carries no meter reading (workers before epoch energy was \
+                 recorded), its cumulative energy is estimated as the job's energy × the \
+                 epoch's elapsed time / the job's duration.",
+            );
+        }
+        page.heading("Jobs");
+        let header = [
+            "job",
+            "model",
+            "config",
+            "seed",
+            "status",
+            "accuracy",
+            "train s",
+            "kWh",
+            "kg CO₂e",
+            "method",
+            "worker",
+        ]
+        .map(String::from)
+        .to_vec();
+        let rows = self
+            .jobs
+            .iter()
+            .map(|job| {
+                vec![
+                    job.job_id.clone(),
+                    job.model.clone(),
+                    job.config.clone(),
+                    job.seed.to_string(),
+                    job.status.clone(),
+                    fixed(job.accuracy, 4),
+                    fixed(job.train_s, 1),
+                    sci(job.energy_kwh),
+                    sci(job.co2_kg),
+                    job.method.clone(),
+                    job.worker.clone(),
+                ]
+            })
+            .collect();
+        page.table("One row per job.", header, rows);
+        Ok(page.render())
+    }
+}
+
+/// A statistic as a chart estimate: the mean and its interval, the value alone for one
+/// run, nothing without a run.
+fn estimate(stat: &Stat) -> Option<Estimate> {
+    let mean = stat.mean?;
+    Some(match (stat.ci_low, stat.ci_high) {
+        (Some(low), Some(high)) => Estimate::new(mean, low, high),
+        _ => Estimate::exact(mean),
+    })
+}
+
+/// The mean over `jobs` of a per-epoch figure, by epoch number.
+fn mean_curve(
+    jobs: &[&JobRow],
+    figure: fn(&JobRow, &ecobench_shared::EpochMetrics) -> Option<f64>,
+) -> Vec<(f64, f64)> {
+    let mut by_epoch: BTreeMap<u32, (f64, usize)> = BTreeMap::new();
+    for job in jobs {
+        for epoch in &job.epochs {
+            if let Some(value) = figure(job, epoch).filter(|v| v.is_finite()) {
+                let entry = by_epoch.entry(epoch.epoch).or_default();
+                entry.0 += value;
+                entry.1 += 1;
+            }
+        }
+    }
+    by_epoch
+        .into_iter()
+        .map(|(epoch, (sum, n))| (f64::from(epoch), sum / n as f64))
+        .collect()
+}
+
+/// An epoch's cumulative energy: the meter's reading, else the job's energy scaled by
+/// the share of its duration elapsed.
+fn epoch_energy(job: &JobRow, epoch: &ecobench_shared::EpochMetrics) -> Option<f64> {
+    if let Some(kwh) = epoch.energy_kwh {
+        return Some(kwh);
+    }
+    let (energy, duration) = (job.energy_kwh?, job.duration_s?);
+    (duration > 0.0).then(|| energy * (epoch.elapsed_s / duration).min(1.0))
+}
+
+fn fixed(value: Option<f64>, digits: usize) -> String {
+    value.map_or_else(
+        || super::render::NONE.to_string(),
+        |v| format!("{v:.digits$}"),
+    )
+}
+
+fn sci(value: Option<f64>) -> String {
+    value.map_or_else(|| super::render::NONE.to_string(), |v| format!("{v:.3e}"))
+}
