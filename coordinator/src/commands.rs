@@ -146,16 +146,6 @@ pub async fn wait_until_done(client: &mut Client, campaign: &str) -> Result<()> 
     }
 }
 
-/// Fetches the report, prints its table and writes its files into `out`.
-pub async fn report(
-    client: &mut Client,
-    campaign: &str,
-    out: &Path,
-    wait: bool,
-) -> Result<Vec<PathBuf>> {
-    report_with(client, campaign, out, wait, &[], None).await
-}
-
 /// Fetches the report with the files of `formats` (names or comma lists; none = csv and
 /// json), prints its table and writes its files into `out`; with `compare`, also
 /// fetches that campaign's report and prints and writes (`compare.txt`,
@@ -323,6 +313,7 @@ async fn drive(addr: &str, options: &RunOptions, toml: String) -> Result<()> {
     };
     workers.stop().await;
     waited?;
-    report(&mut client, &campaign, &options.out, false).await?;
+    // `run` is the demo: every format, the HTML page and its charts included.
+    report_with(&mut client, &campaign, &options.out, false, &["all".into()], None).await?;
     Ok(())
 }
