@@ -6,5 +6,6 @@ mod artifacts;
 mod cluster;
 mod decline;
 mod errors;
+mod machines;
 mod support;
 mod transfer;
