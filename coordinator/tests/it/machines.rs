@@ -18,14 +18,24 @@ fn stopped_store(coordinator: &mut CoordinatorProcess, db: &Path) -> Store {
     Store::open(db).expect("the stopped coordinator's store opens")
 }
 
-/// Polls `what` every 20 ms until it gives a value; panics after `limit`.
-fn poll<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+/// Polls `what` every 20 ms until it gives a value; panics with the worker's log after
+/// `limit`.
+fn poll<T>(
+    limit: Duration,
+    what: &str,
+    worker: &WorkerProcess,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(value) = check() {
             return value;
         }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out waiting for {what}; worker log:\n{}",
+            worker.log_text()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -120,12 +130,12 @@ async fn failed_and_killed_attempts_leave_what_they_spent() {
         "killed",
         &dataset,
         "[1]",
-        "[[model]]\nkind = \"cnn\"\nepochs = 40\n",
+        "[[model]]\nkind = \"cnn\"\nepochs = 200\n",
     );
     let killed = submit(&mut client, "killed.toml", &text).await.unwrap();
     let mut seen = Vec::new();
     for _ in 0..2 {
-        let child = poll(Duration::from_secs(60), "a training child", || {
+        let child = poll(Duration::from_secs(60), "a training child", &worker, || {
             children_of(worker.pid())
                 .into_iter()
                 .find(|(pid, ticks)| !seen.contains(pid) && *ticks >= 10)
