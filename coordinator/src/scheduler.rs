@@ -157,7 +157,9 @@ pub fn seed_owner<'a>(
     states: impl IntoIterator<Item = &'a JobState>,
     alive: impl Fn(&str) -> bool,
 ) -> Option<&'a str> {
-    let (mut leased, mut done): (Option<(u64, &str)>, Option<(u64, &str)>) = (None, None);
+    // The latest (lease id, worker) of a live lease and of a result.
+    let mut leased: Option<(u64, &str)> = None;
+    let mut done: Option<(u64, &str)> = None;
     for state in states {
         match state {
             JobState::Leased {
