@@ -60,8 +60,10 @@ pub struct JobRecord {
     /// unchanged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub declines: Vec<Decline>,
-    /// What attempts that did not produce the result cost (failed with a measurement, or
-    /// declined after loading data), oldest first: the campaign's waste.
+    /// What attempts that did not produce the result cost (failed with a measurement,
+    /// declined after loading data, or whose result was refused as trained on another
+    /// copy of the dataset), oldest first: the campaign's waste. Written in the same store
+    /// operation as the failure or decline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spent: Vec<SpentAttempt>,
 }
