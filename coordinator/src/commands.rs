@@ -314,6 +314,14 @@ async fn drive(addr: &str, options: &RunOptions, toml: String) -> Result<()> {
     workers.stop().await;
     waited?;
     // `run` is the demo: every format, the HTML page and its charts included.
-    report_with(&mut client, &campaign, &options.out, false, &["all".into()], None).await?;
+    report_with(
+        &mut client,
+        &campaign,
+        &options.out,
+        false,
+        &["all".into()],
+        None,
+    )
+    .await?;
     Ok(())
 }

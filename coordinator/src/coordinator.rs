@@ -125,6 +125,9 @@ pub struct Coordinator {
     progress: std::sync::Mutex<HashMap<String, Progress>>,
     /// What happens, for watchers (`WatchCampaign`); sent under `changes`, so in order.
     events: broadcast::Sender<CampaignEvent>,
+    /// When each worker last called (lease or completion), Unix ms (not persisted; the
+    /// stored `last_seen_unix_ms` stands in after a restart): who is alive for placement.
+    contacts: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 /// Events a watcher may fall behind by before it gets a fresh snapshot instead.
@@ -179,6 +182,7 @@ impl Coordinator {
             work: Notify::new(),
             progress: std::sync::Mutex::new(HashMap::new()),
             events: broadcast::channel(EVENT_BACKLOG).0,
+            contacts: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -241,6 +245,28 @@ impl Coordinator {
     /// Forgets a job's progress (its attempt ended).
     fn forget_progress(&self, job_id: &str) {
         self.progress.lock().expect("progress lock").remove(job_id);
+    }
+
+    /// Notes that `worker_id` called now.
+    fn contact(&self, worker_id: &str) {
+        self.contacts
+            .lock()
+            .expect("contacts lock")
+            .insert(worker_id.to_string(), now_unix_ms());
+    }
+
+    /// Whether a worker counts as alive for placement: it called (or, after a restart of
+    /// the coordinator, was last seen) within a lease's lifetime plus one long poll.
+    fn alive(&self, worker: &WorkerRecord, now: u64) -> bool {
+        let contact = self
+            .contacts
+            .lock()
+            .expect("contacts lock")
+            .get(&worker.worker_id)
+            .copied();
+        let last = contact.unwrap_or(0).max(worker.last_seen_unix_ms);
+        let grace = self.config.lease_ms + u64::from(self.config.max_lease_wait_ms);
+        now.saturating_sub(last) <= grace
     }
 
     /// The stored artifacts (weights files).
@@ -336,6 +362,7 @@ impl Coordinator {
         let wait = Duration::from_millis(wait_ms.min(self.config.max_lease_wait_ms).into());
         let deadline = tokio::time::Instant::now() + wait;
         loop {
+            self.contact(worker_id);
             let notified = self.work.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -354,6 +381,10 @@ impl Coordinator {
         // Pretrainings in flight: a second job with the same key waits for their weights
         // instead of training them again.
         let mut in_flight: Vec<String> = Vec::new();
+        // Campaigns' placements, and the job states of each (campaign, seed) of those
+        // that bind a seed to a worker.
+        let mut placements: HashMap<String, campaign::Placement> = HashMap::new();
+        let mut seeds: HashMap<(String, u64), Vec<JobState>> = HashMap::new();
         for entry in self.store.all_jobs() {
             let (_, job) = entry?;
             if let (JobState::Leased { .. }, Stage::Pretrain { key, .. }) =
@@ -361,7 +392,35 @@ impl Coordinator {
             {
                 in_flight.push(key.clone());
             }
+            let campaign_id = &job.spec.campaign_id;
+            if !placements.contains_key(campaign_id) {
+                let placement = self
+                    .store
+                    .campaign(campaign_id)?
+                    .map_or(campaign::Placement::Any, |c| c.spec.placement);
+                placements.insert(campaign_id.clone(), placement);
+            }
+            if placements[campaign_id] == campaign::Placement::SameWorkerPerSeed {
+                seeds
+                    .entry((campaign_id.clone(), job.spec.seed))
+                    .or_default()
+                    .push(job.state.clone());
+            }
         }
+        let mut alive: HashMap<String, bool> = HashMap::new();
+        if !seeds.is_empty() {
+            for worker in self.store.workers()? {
+                let known = self.alive(&worker, now);
+                alive.insert(worker.worker_id, known);
+            }
+        }
+        let owners: HashMap<(String, u64), Option<String>> = seeds
+            .iter()
+            .map(|(seed, states)| {
+                let owner = scheduler::seed_owner(states, |w| alive.get(w) == Some(&true));
+                (seed.clone(), owner.map(str::to_string))
+            })
+            .collect();
         let mut settled = false;
         for entry in self.store.all_jobs() {
             let (key, job) = entry?;
@@ -417,6 +476,15 @@ impl Coordinator {
                 _ => {}
             }
             if ready.declined_by(worker_id) {
+                continue;
+            }
+            let seed = (job.spec.campaign_id.clone(), job.spec.seed);
+            let owner = owners.get(&seed).cloned().flatten();
+            let placement = placements
+                .get(&job.spec.campaign_id)
+                .copied()
+                .unwrap_or_default();
+            if !scheduler::may_place(placement, owner.as_deref(), worker_id) {
                 continue;
             }
             let lease_id = self.store.next_id()?;
@@ -516,6 +584,7 @@ impl Coordinator {
         result: JobResult,
     ) -> Result<bool, CoordinatorError> {
         queries::check_result(job_id, &result)?;
+        self.contact(worker_id);
         let key = parse_job_id(job_id)?;
         let _guard = self.changes.lock().await;
         let job = self.stored_job(&key, job_id)?;
@@ -650,7 +719,9 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Records a failed attempt. Returns true when the job will be tried again.
+    /// Records a failed attempt, and what it spent (`energy`, as the worker measured it)
+    /// among the job's `spent` in the same write. Returns true when the job will be tried
+    /// again.
     #[instrument(skip_all, fields(job = %job_id))]
     pub async fn fail(
         &self,
@@ -658,14 +729,18 @@ impl Coordinator {
         lease_id: u64,
         reason: &str,
         retryable: bool,
+        energy: Option<ecobench_shared::EnergyReport>,
     ) -> Result<bool, CoordinatorError> {
         let key = parse_job_id(job_id)?;
         let _guard = self.changes.lock().await;
         let job = self.stored_job(&key, job_id)?;
         let reason = format!("attempt {}: {reason}", job.attempts);
-        let Some(next) =
-            scheduler::fail(&job, lease_id, &reason, retryable, self.config.max_attempts)
-        else {
+        let failure = scheduler::Failure {
+            reason: &reason,
+            retryable,
+            energy,
+        };
+        let Some(next) = scheduler::fail(&job, lease_id, failure, self.config.max_attempts) else {
             return Err(CoordinatorError::FailedPrecondition(format!(
                 "lease {lease_id} no longer holds job {job_id}"
             )));

@@ -5,6 +5,10 @@
 //! lease goes back to pending with attempt + 1 until `max_attempts`. A worker that
 //! declines a job (its copy of the dataset is not the campaign's) gives it back without
 //! spending an attempt, and is not offered it again.
+//!
+//! Placement: in a campaign with `placement = "same-worker-per-seed"`, the jobs of one seed
+//! are bound to the worker that holds, or last completed, one of them ([`seed_owner`]), as
+//! long as that worker is alive; [`may_place`] says whether a worker may take a job.
 
 use serde::{Deserialize, Serialize};
 
@@ -56,8 +60,10 @@ pub struct JobRecord {
     /// unchanged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub declines: Vec<Decline>,
-    /// What attempts that did not produce the result cost (failed with a measurement, or
-    /// declined after loading data), oldest first: the campaign's waste.
+    /// What attempts that did not produce the result cost (failed with a measurement,
+    /// declined after loading data, or whose result was refused as trained on another
+    /// copy of the dataset), oldest first: the campaign's waste. Written in the same store
+    /// operation as the failure or decline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spent: Vec<SpentAttempt>,
 }
@@ -142,6 +148,53 @@ pub fn lease(
     };
     next.attempts += 1;
     Some(next)
+}
+
+/// The worker the jobs of one seed are bound to under
+/// [`Placement::SameWorkerPerSeed`](ecobench_shared::Placement), from the states of that
+/// seed's jobs in one campaign: the holder of a live lease (the latest, should there be
+/// several), else the latest worker to complete one of them, if `alive` says it still is;
+/// `None` when the seed is free (nothing leased or done yet, or its worker was lost).
+pub fn seed_owner<'a>(
+    states: impl IntoIterator<Item = &'a JobState>,
+    alive: impl Fn(&str) -> bool,
+) -> Option<&'a str> {
+    // The latest (lease id, worker) of a live lease and of a result.
+    let mut leased: Option<(u64, &str)> = None;
+    let mut done: Option<(u64, &str)> = None;
+    for state in states {
+        match state {
+            JobState::Leased {
+                worker_id,
+                lease_id,
+                ..
+            } if leased.is_none_or(|(latest, _)| *lease_id > latest) => {
+                leased = Some((*lease_id, worker_id.as_str()));
+            }
+            JobState::Succeeded {
+                worker_id,
+                lease_id,
+            } if done.is_none_or(|(latest, _)| *lease_id > latest) => {
+                done = Some((*lease_id, worker_id.as_str()));
+            }
+            _ => {}
+        }
+    }
+    leased
+        .map(|(_, worker)| worker)
+        .or_else(|| done.map(|(_, worker)| worker).filter(|w| alive(w)))
+}
+
+/// Whether `worker_id` may take a job of a campaign placed so, given its seed's owner.
+pub fn may_place(
+    placement: ecobench_shared::Placement,
+    owner: Option<&str>,
+    worker_id: &str,
+) -> bool {
+    match placement {
+        ecobench_shared::Placement::Any => true,
+        ecobench_shared::Placement::SameWorkerPerSeed => owner.is_none_or(|o| o == worker_id),
+    }
 }
 
 /// Whether a pending job may be leased, given the state of the pretrain job it depends on.
@@ -248,24 +301,61 @@ pub fn complete(job: &JobRecord, lease_id: u64) -> Completion {
     }
 }
 
+/// A failed attempt as its worker reports it.
+#[derive(Debug, Clone)]
+pub struct Failure<'a> {
+    /// Why, as stored among the job's failures.
+    pub reason: &'a str,
+    /// Whether another attempt may succeed.
+    pub retryable: bool,
+    /// What the attempt spent, when a training process ran.
+    pub energy: Option<ecobench_shared::EnergyReport>,
+}
+
 /// Records a failed attempt: back to pending while attempts remain and the
-/// failure is retryable, failed for good otherwise. `None` if the lease is stale.
+/// failure is retryable, failed for good otherwise; what it spent joins the job's
+/// `spent`, credited to the lease holder. `None` if the lease is stale.
 pub fn fail(
     job: &JobRecord,
     lease_id: u64,
-    reason: &str,
-    retryable: bool,
+    failure: Failure<'_>,
     max_attempts: u32,
 ) -> Option<JobRecord> {
-    if job.lease_id() != Some(lease_id) {
+    let JobState::Leased {
+        worker_id,
+        lease_id: held,
+        ..
+    } = &job.state
+    else {
+        return None;
+    };
+    if *held != lease_id {
         return None;
     }
-    Some(give_back(job, reason.to_string(), retryable, max_attempts))
+    let mut next = give_back(
+        job,
+        failure.reason.to_string(),
+        failure.retryable,
+        max_attempts,
+    );
+    if let Some(energy) = failure.energy {
+        next.spent.push(SpentAttempt {
+            worker_id: worker_id.clone(),
+            energy,
+        });
+    }
+    Some(next)
 }
 
 /// Gives a declined job back: pending again, the attempt not counted, the lease holder
-/// remembered so that it is not offered the job again. `None` if the lease is stale.
-pub fn decline(job: &JobRecord, lease_id: u64, reason: &str) -> Option<JobRecord> {
+/// remembered so that it is not offered the job again, and what loading the data cost
+/// (`energy`) among the job's `spent`. `None` if the lease is stale.
+pub fn decline(
+    job: &JobRecord,
+    lease_id: u64,
+    reason: &str,
+    energy: Option<ecobench_shared::EnergyReport>,
+) -> Option<JobRecord> {
     let JobState::Leased {
         worker_id,
         lease_id: held,
@@ -284,6 +374,12 @@ pub fn decline(job: &JobRecord, lease_id: u64, reason: &str) -> Option<JobRecord
     });
     next.attempts = job.attempts.saturating_sub(1);
     next.state = JobState::Pending;
+    if let Some(energy) = energy {
+        next.spent.push(SpentAttempt {
+            worker_id: worker_id.clone(),
+            energy,
+        });
+    }
     Some(next)
 }
 
@@ -331,7 +427,7 @@ mod tests {
             readiness(Some(&pretrain), Some("ab")),
             Readiness::Ready(Some("ab".into()))
         );
-        let failed = fail(&pretrain, 1, "attempt 1: diverged", false, 3).unwrap();
+        let failed = fail(&pretrain, 1, failure("attempt 1: diverged", false), 3).unwrap();
         let Readiness::Doomed(reason) = readiness(Some(&failed), None) else {
             panic!()
         };
@@ -351,7 +447,119 @@ mod tests {
         assert!(reused.is_finished());
         assert!(lease(&reused, "w", 1, 10).is_none());
     }
-    use ecobench_shared::{JobSpec, ModelConfig, SvmConfig, SvmSolver};
+    use ecobench_shared::{JobSpec, ModelConfig, Placement, SvmConfig, SvmSolver};
+
+    fn failure(reason: &str, retryable: bool) -> Failure<'_> {
+        Failure {
+            reason,
+            retryable,
+            energy: None,
+        }
+    }
+
+    fn energy(kwh: f64) -> ecobench_shared::EnergyReport {
+        ecobench_shared::EnergyReport {
+            method: ecobench_shared::EnergyMethod::Model,
+            duration_s: 1.0,
+            cpu_time_s: 1.0,
+            cpu_energy_kwh: kwh,
+            ram_energy_kwh: 0.0,
+            energy_kwh: kwh,
+            machine_energy_kwh: None,
+            avg_power_w: kwh * 3.6e6,
+            carbon_intensity_g_per_kwh: 475.0,
+            carbon_region: "world".into(),
+            pue: 1.0,
+            co2_kg: kwh * 0.475,
+            tdp_w: Some(100.0),
+            uncertainty: 0.4,
+            sample_interval_s: 1.0,
+            n_samples: 1,
+            peak_rss_bytes: 1,
+        }
+    }
+
+    #[test]
+    fn a_failed_attempt_keeps_what_it_spent_credited_to_its_lease_holder() {
+        let leased = lease(&job(), "w1", 1, 100).unwrap();
+        let spent = Failure {
+            energy: Some(energy(0.002)),
+            ..failure("attempt 1: crashed", true)
+        };
+        let retried = fail(&leased, 1, spent.clone(), 3).unwrap();
+        assert_eq!(retried.state, JobState::Pending);
+        assert_eq!(retried.spent.len(), 1);
+        assert_eq!(retried.spent[0].worker_id, "w1");
+        assert_eq!(retried.spent[0].energy.energy_kwh, 0.002);
+        assert!(
+            fail(&leased, 2, spent, 3).is_none(),
+            "a stale lease spends nothing"
+        );
+        let again = lease(&retried, "w2", 2, 100).unwrap();
+        let unmeasured = fail(&again, 2, failure("attempt 2: no weights", false), 3).unwrap();
+        assert_eq!(unmeasured.state, JobState::Failed);
+        assert_eq!(
+            unmeasured.spent, retried.spent,
+            "nothing ran: nothing added"
+        );
+        let plain = serde_json::to_string(&job()).unwrap();
+        assert!(!plain.contains("spent"), "{plain}");
+    }
+
+    fn leased_by(worker: &str, lease_id: u64) -> JobState {
+        JobState::Leased {
+            worker_id: worker.into(),
+            lease_id,
+            deadline_unix_ms: 100,
+        }
+    }
+
+    fn done_by(worker: &str, lease_id: u64) -> JobState {
+        JobState::Succeeded {
+            worker_id: worker.into(),
+            lease_id,
+        }
+    }
+
+    #[test]
+    fn a_seed_belongs_to_the_holder_of_its_lease_or_its_last_live_producer() {
+        let everyone = |_: &str| true;
+        assert_eq!(
+            seed_owner(&[JobState::Pending, JobState::Failed], everyone),
+            None
+        );
+        let states = [JobState::Pending, done_by("w1", 3), leased_by("w2", 5)];
+        assert_eq!(
+            seed_owner(&states, everyone),
+            Some("w2"),
+            "a live lease wins"
+        );
+        let states = [done_by("w1", 3), done_by("w2", 7), JobState::Pending];
+        assert_eq!(
+            seed_owner(&states, everyone),
+            Some("w2"),
+            "the latest producer"
+        );
+        assert_eq!(
+            seed_owner(&states, |w| w != "w2"),
+            None,
+            "its producer was lost: the seed is free"
+        );
+        let lease_holder_lost = [leased_by("w2", 9)];
+        assert_eq!(
+            seed_owner(&lease_holder_lost, |_| false),
+            Some("w2"),
+            "a lease holds until it expires, whatever the contact"
+        );
+    }
+
+    #[test]
+    fn same_worker_per_seed_sends_a_seed_only_to_its_owner() {
+        assert!(may_place(Placement::Any, Some("w1"), "w2"));
+        assert!(may_place(Placement::SameWorkerPerSeed, None, "w2"));
+        assert!(may_place(Placement::SameWorkerPerSeed, Some("w1"), "w1"));
+        assert!(!may_place(Placement::SameWorkerPerSeed, Some("w1"), "w2"));
+    }
 
     fn job() -> JobRecord {
         JobRecord::new(JobSpec {
@@ -373,8 +581,11 @@ mod tests {
     fn a_decline_costs_no_attempt_and_skips_that_worker() {
         let leased = lease(&job(), "w2", 1, 100).unwrap();
         assert_eq!(leased.attempts, 1);
-        assert!(decline(&leased, 2, "other copy").is_none(), "stale lease");
-        let declined = decline(&leased, 1, "other copy").unwrap();
+        assert!(
+            decline(&leased, 2, "other copy", None).is_none(),
+            "stale lease"
+        );
+        let declined = decline(&leased, 1, "other copy", None).unwrap();
         assert_eq!(declined.state, JobState::Pending);
         assert_eq!(declined.attempts, 0, "the attempt is not counted");
         assert!(declined.failures.is_empty());
@@ -397,7 +608,7 @@ mod tests {
         let mut record = job();
         for (lease_id, worker) in [(1, "w1"), (2, "w2")] {
             record = lease(&record, worker, lease_id, 100).unwrap();
-            record = decline(&record, lease_id, "other copy").unwrap();
+            record = decline(&record, lease_id, "other copy", None).unwrap();
         }
         assert_eq!(
             (record.state.clone(), record.attempts),
@@ -445,7 +656,7 @@ mod tests {
         let requeued = expire(&first, 200, 3).unwrap();
         let second = lease(&requeued, "w2", 2, 300).unwrap();
         assert_eq!(complete(&second, 1), Completion::Stale);
-        assert!(fail(&second, 1, "x", true, 3).is_none());
+        assert!(fail(&second, 1, failure("x", true), 3).is_none());
         assert!(extend(&second, 1, 400).is_none());
         assert_eq!(
             extend(&second, 2, 400).unwrap().state,
@@ -460,7 +671,7 @@ mod tests {
     #[test]
     fn a_non_retryable_failure_is_final() {
         let leased = lease(&job(), "w", 1, 100).unwrap();
-        let failed = fail(&leased, 1, "not an IDX file", false, 3).unwrap();
+        let failed = fail(&leased, 1, failure("not an IDX file", false), 3).unwrap();
         assert_eq!(failed.state, JobState::Failed);
         assert_eq!(failed.failures, vec!["not an IDX file".to_string()]);
     }

@@ -177,13 +177,24 @@ impl WorkerService for Service {
     ) -> Result<Response<pb::FailJobResponse>, Status> {
         let req = request.into_inner();
         let coordinator = &self.coordinator;
+        let energy = req
+            .energy
+            .map(ecobench_shared::EnergyReport::try_from)
+            .transpose()
+            .map_err(invalid)?;
         let will_retry = if req.declined {
             coordinator
-                .decline(&req.job_id, req.lease_id, &req.reason)
+                .decline(&req.job_id, req.lease_id, &req.reason, energy)
                 .await?
         } else {
             coordinator
-                .fail(&req.job_id, req.lease_id, &req.reason, req.retryable)
+                .fail(
+                    &req.job_id,
+                    req.lease_id,
+                    &req.reason,
+                    req.retryable,
+                    energy,
+                )
                 .await?
         };
         Ok(Response::new(pb::FailJobResponse { will_retry }))

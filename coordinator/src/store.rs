@@ -171,6 +171,11 @@ pub fn job_key(campaign: [u8; 8], job_idx: u32) -> [u8; 12] {
     key
 }
 
+/// True if the stored bytes of job `key` decode to `expected`.
+fn stored_equals(key: &[u8], bytes: &[u8], expected: &JobRecord) -> bool {
+    decode::<JobRecord>("jobs", key, bytes).is_ok_and(|stored| stored == *expected)
+}
+
 fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     serde_json::to_vec(&Versioned {
         v: SCHEMA_VERSION,
@@ -324,15 +329,25 @@ impl Store {
     }
 
     /// Replaces a job record if it still equals `expected`; false otherwise.
+    ///
+    /// Records are compared decoded, not as bytes: serde_json does not promise that a
+    /// decoded float encodes to the same digits (an attempt's energy, in `spent`), so a
+    /// byte comparison with the re-encoded `expected` could fail forever.
     pub fn swap_job(
         &self,
         key: &[u8],
         expected: &JobRecord,
         next: &JobRecord,
     ) -> Result<bool, StoreError> {
-        let swapped =
-            self.jobs
-                .compare_and_swap(key, Some(encode(expected)), Some(encode(next)))?;
+        let Some(current) = self.jobs.get(key)? else {
+            return Ok(false);
+        };
+        if !stored_equals(key, &current, expected) {
+            return Ok(false);
+        }
+        let swapped = self
+            .jobs
+            .compare_and_swap(key, Some(current), Some(encode(next)))?;
         Ok(swapped.is_ok())
     }
 
@@ -349,7 +364,6 @@ impl Store {
         pretrain: Option<&PretrainRecord>,
         pin: Option<&PinRecord>,
     ) -> Result<bool, StoreError> {
-        let expected = encode(expected);
         let pin = pin.map(|record| {
             let campaign = campaign_key(&record.campaign_id).expect("stored jobs have valid ids");
             (pin_key(campaign, &record.dataset), encode(record))
@@ -362,8 +376,9 @@ impl Store {
             &self.pins,
         );
         let outcome = trees.transaction(|(jobs, results, workers, pretrains, pins)| {
-            if jobs.get(key)?.as_deref() != Some(expected.as_slice()) {
-                return Ok(false);
+            match jobs.get(key)? {
+                Some(current) if stored_equals(key, &current, expected) => {}
+                _ => return Ok(false),
             }
             jobs.insert(key, encode(next))?;
             results.insert(key, encode(result))?;

@@ -33,6 +33,45 @@ pub struct CampaignSpec {
     pub target_accuracy: Option<f64>,
     /// The expanded matrix, `job_idx` = position.
     pub jobs: Vec<JobSpec>,
+    /// Where the coordinator may run the jobs. Left out of the canonical form (and so of
+    /// the id) when it is the default, so that campaigns without the key keep their ids.
+    #[serde(default, skip_serializing_if = "Placement::is_any")]
+    pub placement: Placement,
+}
+
+/// Which workers a campaign's jobs may go to (campaign key `placement`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// Any worker (the default).
+    #[default]
+    Any,
+    /// Once a job of a seed is leased to a worker, the seed's other jobs go only to that
+    /// worker while it is alive, so that every model of one seed runs on one machine.
+    SameWorkerPerSeed,
+}
+
+impl Placement {
+    /// Every placement, in the order error messages list them.
+    pub const ALL: [Placement; 2] = [Placement::Any, Placement::SameWorkerPerSeed];
+
+    /// The name in campaign files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::Any => "any",
+            Placement::SameWorkerPerSeed => "same-worker-per-seed",
+        }
+    }
+
+    /// The placement of that name in campaign files.
+    pub fn from_name(name: &str) -> Option<Placement> {
+        Placement::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// True for the default, [`Placement::Any`].
+    pub fn is_any(&self) -> bool {
+        *self == Placement::Any
+    }
 }
 
 /// What is wrong with a campaign file, with where and how to fix it.
@@ -102,6 +141,7 @@ struct RawCampaign {
     #[serde(default = "default_seeds")]
     seeds: Vec<u64>,
     target_accuracy: Option<f64>,
+    placement: Option<String>,
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
@@ -392,6 +432,9 @@ pub fn parse_with_uploads(
         dataset: raw.dataset,
         target_accuracy: raw.target_accuracy,
         jobs,
+        placement: raw.placement.as_deref().map_or(Placement::Any, |name| {
+            Placement::from_name(name).expect("validated")
+        }),
     };
     spec.id = content_id(&spec);
     for job in &mut spec.jobs {

@@ -23,7 +23,7 @@ pub mod process;
 pub mod telemetry;
 pub mod transform;
 
-pub use campaign::{CampaignError, CampaignSpec};
+pub use campaign::{CampaignError, CampaignSpec, Placement};
 pub use job::*;
 pub use pretrain::{DeclaredCost, PretrainSource, Stage};
 pub use transform::DataTransform;

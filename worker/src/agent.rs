@@ -72,7 +72,7 @@ impl Backoff {
 pub async fn run(config: WorkerConfig, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let meter = Meter::new(config.meter.clone())?;
     let fingerprint = fingerprint::collect(&meter);
-    info!(worker = %config.worker_id, cpu = %fingerprint.cpu_model, energy = %fingerprint.energy_source, country = %fingerprint.country, "worker starting");
+    info!(worker = %config.worker_id, cpu = %fingerprint.cpu_model, energy = %fingerprint.energy_source, country = %fingerprint.country, calibration_gflops = fingerprint.calibration_gflops, "worker starting");
     let outbox_dir = config.state_dir.join("outbox");
     let outbox = Outbox::open(&outbox_dir).with_context(|| {
         format!(
@@ -167,6 +167,7 @@ async fn session(
             Err(err) => Outcome::Failed {
                 reason: format!("cannot fetch the pretrained weights: {err}"),
                 retryable: !err.is_permanent(),
+                energy: None,
             },
         };
         if matches!(outcome, Outcome::Cancelled) {
@@ -229,10 +230,12 @@ async fn published(job: &LeasedJob, outcome: Outcome, weights: &JobWeights) -> O
                 job.spec.job_id()
             ),
             retryable: true,
+            energy: Some(Box::new(result.energy)),
         },
         Err(err) => Outcome::Failed {
             reason: format!("hashing the weights failed: {err}"),
             retryable: true,
+            energy: Some(Box::new(result.energy)),
         },
     }
 }
@@ -269,13 +272,20 @@ async fn deliver(
             }
             sent
         }
-        Outcome::Failed { reason, retryable } => {
-            warn!(job = %job.spec.job_id(), %reason, retryable, "job failed");
-            client.fail(job, &reason, retryable).await
+        Outcome::Failed {
+            reason,
+            retryable,
+            energy,
+        } => {
+            let energy_kwh = energy.as_ref().map(|e| e.energy_kwh);
+            warn!(job = %job.spec.job_id(), %reason, retryable, energy_kwh, "job failed");
+            client
+                .fail(job, &reason, retryable, energy.map(|e| *e))
+                .await
         }
-        Outcome::Declined { reason } => {
+        Outcome::Declined { reason, energy } => {
             warn!(job = %job.spec.job_id(), %reason, "job declined");
-            client.decline(job, &reason).await
+            client.decline(job, &reason, energy.map(|e| *e)).await
         }
         Outcome::Cancelled => Ok(()),
     };

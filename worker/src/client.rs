@@ -234,12 +234,13 @@ impl Client {
         Ok(())
     }
 
-    /// Reports a failure.
+    /// Reports a failure, with what the meter measured if the attempt ran.
     pub async fn fail(
         &mut self,
         job: &LeasedJob,
         reason: &str,
         retryable: bool,
+        energy: Option<ecobench_shared::EnergyReport>,
     ) -> Result<(), ClientError> {
         let request = pb::FailJobRequest {
             worker_id: self.worker_id.clone(),
@@ -248,6 +249,7 @@ impl Client {
             reason: reason.to_string(),
             retryable,
             declined: false,
+            energy: energy.map(Into::into),
         };
         self.inner.fail_job(request).await?;
         Ok(())
@@ -255,7 +257,13 @@ impl Client {
 
     /// Declines a job this worker cannot run as its campaign requires (another copy of
     /// the dataset): it goes to another worker without spending an attempt.
-    pub async fn decline(&mut self, job: &LeasedJob, reason: &str) -> Result<(), ClientError> {
+    /// `energy` is what the meter measured until then.
+    pub async fn decline(
+        &mut self,
+        job: &LeasedJob,
+        reason: &str,
+        energy: Option<ecobench_shared::EnergyReport>,
+    ) -> Result<(), ClientError> {
         let request = pb::FailJobRequest {
             worker_id: self.worker_id.clone(),
             job_id: job.spec.job_id(),
@@ -263,6 +271,7 @@ impl Client {
             reason: reason.to_string(),
             retryable: true,
             declined: true,
+            energy: energy.map(Into::into),
         };
         self.inner.fail_job(request).await?;
         Ok(())

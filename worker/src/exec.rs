@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use ecobench_shared::{EpochMetrics, JobResult, JobSpec, Progress, TrainReport};
+use ecobench_shared::{EnergyReport, EpochMetrics, JobResult, JobSpec, Progress, TrainReport};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -81,12 +81,20 @@ pub enum Outcome {
         reason: String,
         /// Whether another attempt may succeed.
         retryable: bool,
+        /// What the meter measured when the attempt ran (a training process was started):
+        /// the attempt's waste. Absent when nothing ran, and in outcomes stored by older
+        /// workers.
+        #[serde(default)]
+        energy: Option<Box<EnergyReport>>,
     },
     /// This worker cannot run it as the campaign requires (its copy of the dataset has
     /// another fingerprint): the job goes to another worker without spending an attempt.
     Declined {
         /// Why, naming both fingerprints and where this worker's copy came from.
         reason: String,
+        /// What the meter measured until the child declined (it loaded the data).
+        #[serde(default)]
+        energy: Option<Box<EnergyReport>>,
     },
     /// The coordinator asked to stop it (the lease is gone): report nothing.
     Cancelled,
@@ -170,6 +178,7 @@ pub async fn run_job(
             return Outcome::Failed {
                 reason: format!("cannot start {}: {err}", config.exe.display()),
                 retryable: true,
+                energy: None,
             };
         }
     };
@@ -199,7 +208,7 @@ pub async fn run_job(
             line = lines.next_line(), if stdout_open => match line {
                 Ok(Some(line)) => {
                     let epoch = events.progress.epoch;
-                    events.take(&line);
+                    events.take(&line, &mut metering);
                     if events.progress.epoch != epoch {
                         // An epoch ended: tell the coordinator now, for its watchers.
                         beat.reset_immediately();
@@ -225,9 +234,12 @@ pub async fn run_job(
         }
     };
     while let Ok(Some(line)) = lines.next_line().await {
-        events.take(&line);
+        events.take(&line, &mut metering);
     }
     let energy = metering.finish();
+    if let Some(report) = &mut events.report {
+        attach_epoch_energy(report, &events.epoch_energy, energy.energy_kwh);
+    }
     let stderr_tail = stderr.await.unwrap_or_default();
     if cancelled {
         return Outcome::Cancelled;
@@ -236,11 +248,13 @@ pub async fn run_job(
         return Outcome::Failed {
             reason: "the worker was stopped during the job".into(),
             retryable: true,
+            energy: Some(Box::new(energy)),
         };
     }
     if let (true, Some((reason, _))) = (events.declined, &events.error) {
         return Outcome::Declined {
             reason: reason.clone(),
+            energy: Some(Box::new(energy)),
         };
     }
     match (events.report, events.error, status) {
@@ -254,6 +268,7 @@ pub async fn run_job(
         (_, Some((message, retryable)), _) => Outcome::Failed {
             reason: message,
             retryable,
+            energy: Some(Box::new(energy)),
         },
         (_, None, status) => {
             let how = status.map_or_else(|err| err.to_string(), |s| s.to_string());
@@ -262,6 +277,7 @@ pub async fn run_job(
                     "training process ended without a result ({how}); its stderr:\n{stderr_tail}"
                 ),
                 retryable: true,
+                energy: Some(Box::new(energy)),
             }
         }
     }
@@ -274,12 +290,16 @@ struct Events {
     report: Option<TrainReport>,
     error: Option<(String, bool)>,
     declined: bool,
+    /// The meter's energy so far when each epoch line arrived: (epoch, kWh).
+    epoch_energy: Vec<(u32, f64)>,
 }
 
 impl Events {
-    fn take(&mut self, line: &str) {
+    fn take(&mut self, line: &str, metering: &mut crate::energy::MeterRun) {
         match serde_json::from_str::<ChildEvent>(line) {
             Ok(ChildEvent::Epoch { metrics }) => {
+                self.epoch_energy
+                    .push((metrics.epoch, metering.energy_so_far_kwh()));
                 info!(
                     epoch = metrics.epoch,
                     loss = metrics.loss,
@@ -305,6 +325,21 @@ impl Events {
             }
             Err(_) => warn!(line, "unexpected output from the training process"),
         }
+    }
+}
+
+/// Fills each epoch's `energy_kwh` of the final report with the meter's reading taken when
+/// its line arrived, made non-decreasing and capped by the job's `total_kwh` (the reading
+/// counts only sampled CPU time; the total adds the exact remainder after the child ended).
+/// Epochs without a reading keep theirs.
+pub fn attach_epoch_energy(report: &mut TrainReport, readings: &[(u32, f64)], total_kwh: f64) {
+    let mut floor = 0.0f64;
+    for metrics in &mut report.epochs {
+        let Some(&(_, kwh)) = readings.iter().rev().find(|(e, _)| *e == metrics.epoch) else {
+            continue;
+        };
+        floor = floor.max(kwh).min(total_kwh);
+        metrics.energy_kwh = Some(floor);
     }
 }
 
@@ -337,4 +372,62 @@ async fn tail(stream: impl tokio::io::AsyncRead + Unpin) -> String {
         kept.push_back(line);
     }
     Vec::from(kept).join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(n_epochs: u32) -> TrainReport {
+        TrainReport {
+            accuracy: 0.5,
+            train_s: 1.0,
+            eval_s: 0.1,
+            samples_per_s: 10.0,
+            n_train: 10,
+            n_test: 10,
+            solver: "adamw".into(),
+            dataset_sha256: String::new(),
+            epochs: (1..=n_epochs)
+                .map(|epoch| EpochMetrics {
+                    epoch,
+                    loss: 1.0,
+                    test_accuracy: 0.5,
+                    samples_per_s: 10.0,
+                    elapsed_s: f64::from(epoch),
+                    energy_kwh: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn energies(report: &TrainReport) -> Vec<Option<f64>> {
+        report.epochs.iter().map(|e| e.energy_kwh).collect()
+    }
+
+    #[test]
+    fn epoch_energies_are_cumulative_and_capped_by_the_total() {
+        let mut plain = report(3);
+        attach_epoch_energy(&mut plain, &[(1, 0.1), (2, 0.2), (3, 0.3)], 0.4);
+        assert_eq!(energies(&plain), vec![Some(0.1), Some(0.2), Some(0.3)]);
+
+        let mut odd = report(3);
+        attach_epoch_energy(&mut odd, &[(1, 0.2), (2, 0.15), (3, 0.5)], 0.4);
+        assert_eq!(
+            energies(&odd),
+            vec![Some(0.2), Some(0.2), Some(0.4)],
+            "never decreasing, never above the job's total"
+        );
+
+        let mut missing = report(2);
+        attach_epoch_energy(&mut missing, &[(2, 0.3)], 1.0);
+        assert_eq!(energies(&missing), vec![None, Some(0.3)]);
+    }
+
+    #[test]
+    fn outcomes_stored_before_failures_carried_energy_still_read() {
+        let old = r#"{"Failed":{"reason":"boom","retryable":true}}"#;
+        let outcome: Outcome = serde_json::from_str(old).unwrap();
+        assert!(matches!(outcome, Outcome::Failed { energy: None, .. }));
+    }
 }

@@ -6,7 +6,8 @@ use ecobench_shared::HardwareFingerprint;
 
 use crate::energy::Meter;
 
-/// Collects host, CPU, memory, OS and energy-source facts.
+/// Collects host, CPU, memory, OS and energy-source facts, and runs the calibration
+/// benchmark ([`crate::calibrate`]) for the score.
 pub fn collect(meter: &Meter) -> HardwareFingerprint {
     let cpu = meter.cpu_info();
     let proc_root = meter.proc_root();
@@ -22,7 +23,7 @@ pub fn collect(meter: &Meter) -> HardwareFingerprint {
         tdp_w: meter.tdp_w(),
         country: meter.country_label(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        calibration_gflops: None,
+        calibration_gflops: Some(crate::calibrate::run().gflops),
     }
 }
 

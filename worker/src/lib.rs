@@ -3,6 +3,7 @@
 //! - [`agent`]: the loop: join, lease, run, report, reconnect with backoff.
 //! - [`artifacts`]: the cache of weights files fetched from the coordinator, checked by hash.
 //! - [`bench`]: one model measured outside the cluster (`worker bench-svm`).
+//! - [`calibrate`]: the calibration score (fixed matrix products, GFLOP/s) sent when joining.
 //! - [`client`]: the gRPC client (the only module that imports tonic).
 //! - [`exec`]: one job in a metered child process (`worker exec`).
 //! - [`energy`]: the per-process energy meter (RAPL through powercap, or a TDP model);
@@ -21,6 +22,7 @@
 pub mod agent;
 pub mod artifacts;
 pub mod bench;
+pub mod calibrate;
 pub mod client;
 pub mod data;
 pub mod energy;

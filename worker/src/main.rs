@@ -70,6 +70,13 @@ enum Command {
     /// Fit and evaluate the linear SVM once on a dataset folder, on the subsets a job with
     /// the same seed and sizes would use, and print the times and accuracy.
     BenchSvm(BenchSvmArgs),
+    /// Run the calibration benchmark the worker sends when it joins (fixed f32 matrix
+    /// products on one thread) and print its score in GFLOP/s with the CPU model.
+    Calibrate {
+        /// Print one JSON object instead of a line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `worker bench` flags.
@@ -205,6 +212,7 @@ fn main() -> Result<()> {
             ecobench_shared::telemetry::init();
             return run_bench_svm(args.clone());
         }
+        Some(Command::Calibrate { json }) => return calibrate(&cli.proc_root, *json),
         None => {}
     }
     ecobench_shared::telemetry::init();
@@ -245,6 +253,36 @@ fn main() -> Result<()> {
         });
         agent::run(config, stopped).await
     })
+}
+
+/// `worker calibrate`: the score the worker would send, with the CPU it was measured on.
+fn calibrate(proc_root: &Path, json: bool) -> Result<()> {
+    let cpu = ecobench_worker::energy::procfs::cpu_info(proc_root).with_context(|| {
+        format!(
+            "cannot read the CPU model from {}/cpuinfo: pass --proc-root",
+            proc_root.display()
+        )
+    })?;
+    let calibration = ecobench_worker::calibrate::run();
+    if json {
+        let object = serde_json::json!({
+            "calibration_gflops": calibration.gflops,
+            "runs_gflops": calibration.runs,
+            "cpu_model": cpu.model,
+            "matrix_size": ecobench_worker::calibrate::SIZE,
+        });
+        println!("{object}");
+    } else {
+        println!(
+            "calibration: {:.2} GFLOP/s (median of {} runs of {} f32 {n}x{n} products, one thread) on {}",
+            calibration.gflops,
+            ecobench_worker::calibrate::RUNS,
+            ecobench_worker::calibrate::PRODUCTS_PER_RUN,
+            cpu.model,
+            n = ecobench_worker::calibrate::SIZE,
+        );
+    }
+    Ok(())
 }
 
 /// `worker bench-svm`: one measured fit, printed as a line or as JSON.

@@ -140,6 +140,7 @@ mod tests {
         let failed = Outcome::Failed {
             reason: "boom".into(),
             retryable: true,
+            energy: None,
         };
         let path = outbox.put(&job(7), &failed).unwrap();
         outbox.put(&job(8), &failed).unwrap();

@@ -19,11 +19,12 @@ impl Coordinator {
         job_id: &str,
         lease_id: u64,
         reason: &str,
+        energy: Option<ecobench_shared::EnergyReport>,
     ) -> Result<bool, CoordinatorError> {
         let key = parse_job_id(job_id)?;
         let _guard = self.changes.lock().await;
         let job = self.stored_job(&key, job_id)?;
-        let Some(next) = scheduler::decline(&job, lease_id, reason) else {
+        let Some(next) = scheduler::decline(&job, lease_id, reason, energy) else {
             return Err(CoordinatorError::FailedPrecondition(format!(
                 "lease {lease_id} no longer holds job {job_id}"
             )));
@@ -87,7 +88,8 @@ impl Coordinator {
             pin.dataset_sha256,
             pin.job_id
         );
-        if let Some(next) = scheduler::decline(job, lease_id, &reason)
+        // The refused result's training is waste: its energy joins the job's `spent`.
+        if let Some(next) = scheduler::decline(job, lease_id, &reason, Some(result.energy.clone()))
             && self.store.swap_job(key, job, &next)?
         {
             self.store.flush().await?;

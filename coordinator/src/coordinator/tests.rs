@@ -188,7 +188,7 @@ async fn the_first_result_pins_the_dataset_copy_and_another_copy_is_declined() {
     let next = c.lease_job("w2", 0).await.unwrap().unwrap();
     assert_eq!(next.job.expected_dataset_sha256.as_deref(), Some("ab"));
     assert!(
-        c.decline(&next.job.job_id(), next.lease_id, "other copy")
+        c.decline(&next.job.job_id(), next.lease_id, "other copy", None)
             .await
             .unwrap()
     );
@@ -315,4 +315,103 @@ async fn events_tell_leases_progress_ends_and_lost_workers() {
         snapshot.finished() && snapshot.running.is_empty(),
         "{snapshot:?}"
     );
+}
+
+const PLACED: &str = "name = \"placed\"\nplacement = \"same-worker-per-seed\"\nseeds = [1, 2]\n\
+                      [[model]]\nkind = \"svm-linear\"\nc = [0.5, 1.0]\n";
+
+#[tokio::test]
+async fn same_worker_per_seed_keeps_a_seed_on_its_worker_until_that_worker_is_lost() {
+    let c = coordinator(CoordinatorConfig::default());
+    joined(&c, "w1").await;
+    joined(&c, "w2").await;
+    c.submit("placed.toml", PLACED).await.unwrap();
+    let seed_of = |lease: &Lease| (lease.job.seed, lease.job.job_idx);
+    // Jobs: 0 = (c 0.5, seed 1), 1 = (0.5, 2), 2 = (1.0, 1), 3 = (1.0, 2).
+    let first = c.lease_job("w1", 0).await.unwrap().unwrap();
+    assert_eq!(seed_of(&first), (1, 0));
+    let second = c.lease_job("w2", 0).await.unwrap().unwrap();
+    assert_eq!(seed_of(&second), (2, 1), "seed 1 is w1's: w2 takes seed 2");
+    c.complete("w2", &second.job.job_id(), second.lease_id, result(0.8))
+        .await
+        .unwrap();
+    let third = c.lease_job("w2", 0).await.unwrap().unwrap();
+    assert_eq!(
+        seed_of(&third),
+        (2, 3),
+        "w2 skips seed 1's job 2 for its own seed"
+    );
+    c.complete("w2", &third.job.job_id(), third.lease_id, result(0.8))
+        .await
+        .unwrap();
+    assert!(
+        c.lease_job("w2", 0).await.unwrap().is_none(),
+        "job 2 waits for w1, which holds seed 1"
+    );
+    c.complete("w1", &first.job.job_id(), first.lease_id, result(0.8))
+        .await
+        .unwrap();
+    assert!(
+        c.lease_job("w2", 0).await.unwrap().is_none(),
+        "w1 finished its job but is alive: seed 1 stays its"
+    );
+
+    // w1 is lost: no call within a lease's lifetime plus a long poll.
+    c.contacts.lock().unwrap().insert("w1".into(), 0);
+    let mut w1 = c.store.worker("w1").unwrap().unwrap();
+    w1.last_seen_unix_ms = 0;
+    c.store.put_worker(&w1).unwrap();
+    let moved = c.lease_job("w2", 0).await.unwrap().unwrap();
+    assert_eq!(
+        seed_of(&moved),
+        (1, 2),
+        "a lost worker's seed goes to another"
+    );
+}
+
+#[tokio::test]
+async fn campaigns_without_placement_go_to_any_worker() {
+    let c = coordinator(CoordinatorConfig::default());
+    joined(&c, "w1").await;
+    joined(&c, "w2").await;
+    let any = PLACED.replace("placement = \"same-worker-per-seed\"\n", "");
+    c.submit("any.toml", &any).await.unwrap();
+    let first = c.lease_job("w1", 0).await.unwrap().unwrap();
+    let second = c.lease_job("w2", 0).await.unwrap().unwrap();
+    assert_eq!((first.job.job_idx, second.job.job_idx), (0, 1));
+    c.complete("w2", &second.job.job_id(), second.lease_id, result(0.8))
+        .await
+        .unwrap();
+    let third = c.lease_job("w2", 0).await.unwrap().unwrap();
+    assert_eq!(
+        third.job.job_idx, 2,
+        "seed 1's next job, though w1 runs seed 1"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_attempt_s_energy_is_stored_with_the_failure() {
+    let c = coordinator(CoordinatorConfig::default());
+    joined(&c, "w").await;
+    let submitted = c.submit("d.toml", CAMPAIGN).await.unwrap();
+    let lease = c.lease_job("w", 0).await.unwrap().unwrap();
+    let spent = result(0.0).energy;
+    let will_retry = c
+        .fail(
+            &lease.job.job_id(),
+            lease.lease_id,
+            "crashed",
+            true,
+            Some(spent.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(will_retry);
+    let stored = &c.store.jobs_of(&submitted.campaign_id).unwrap()[0];
+    assert_eq!(stored.spent.len(), 1);
+    assert_eq!(
+        (stored.spent[0].worker_id.as_str(), &stored.spent[0].energy),
+        ("w", &spent)
+    );
+    assert_eq!(stored.failures, vec!["attempt 1: crashed".to_string()]);
 }

@@ -252,6 +252,7 @@ mod debt {
             dataset: "fashion-mnist".into(),
             target_accuracy: None,
             jobs: jobs.iter().map(|j| j.spec.clone()).collect(),
+            placement: Default::default(),
         };
         let results = jobs
             .iter()

@@ -75,3 +75,50 @@ fn a_database_of_another_schema_is_refused() {
     let err = Store::open(&dir.path().join("db")).unwrap_err().to_string();
     assert!(err.contains("schema version 99"), "{err}");
 }
+
+/// A record holding floats whose decoded value encodes to other digits (serde_json parses
+/// some decimals one unit in the last place off) still swaps after a read.
+#[test]
+fn a_record_with_measured_floats_swaps_after_a_read() {
+    let store = Store::temporary().unwrap();
+    let (campaign, mut jobs) = record();
+    let energy = |kwh: f64| ecobench_shared::EnergyReport {
+        method: ecobench_shared::EnergyMethod::Model,
+        duration_s: kwh * 1.7e7,
+        cpu_time_s: kwh * 1.3e7,
+        cpu_energy_kwh: kwh * 0.93,
+        ram_energy_kwh: kwh * 0.07,
+        energy_kwh: kwh,
+        machine_energy_kwh: None,
+        avg_power_w: kwh * 3.6e6 / 0.11,
+        carbon_intensity_g_per_kwh: 475.0,
+        carbon_region: "world".into(),
+        pue: 1.0,
+        co2_kg: kwh * 0.475,
+        tdp_w: Some(20.0),
+        uncertainty: 0.6,
+        sample_interval_s: 1.0,
+        n_samples: 1,
+        peak_rss_bytes: 1,
+    };
+    // Values like the meter's (the failing one of a cluster run among them).
+    let mut kwh = 2.534441908248161e-7;
+    for _ in 0..64 {
+        jobs[0].spent.push(scheduler::SpentAttempt {
+            worker_id: "w".into(),
+            energy: energy(kwh),
+        });
+        kwh = kwh * 1.618_033_988_749_895 + 3.3e-9;
+    }
+    store.insert_campaign(&campaign, &jobs).unwrap();
+    let key = job_key(campaign_key(&campaign.spec.id).unwrap(), 0);
+    let read = store.job(&key).unwrap().unwrap();
+    let mut next = read.clone();
+    next.attempts += 1;
+    assert!(store.swap_job(&key, &read, &next).unwrap());
+    assert_eq!(store.job(&key).unwrap().unwrap().attempts, 1);
+    assert!(
+        !store.swap_job(&key, &read, &next).unwrap(),
+        "the stale read no longer matches"
+    );
+}

@@ -7,6 +7,7 @@ mod cluster;
 mod decline;
 mod errors;
 mod html;
+mod machines;
 mod report;
 mod support;
 mod transfer;

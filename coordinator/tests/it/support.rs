@@ -126,6 +126,11 @@ impl WorkerProcess {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What it logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -179,6 +184,37 @@ fn synthetic(n: usize, seed: u64) -> Dataset {
         images,
         labels,
     }
+}
+
+/// The processes whose parent is `pid`, with the CPU ticks each has used (from
+/// `/proc/<pid>/stat`): a worker's training child while a job runs.
+pub fn children_of(pid: u32) -> Vec<(u32, u64)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces): state, ppid, … utime (14th
+        // field of the line), stime (15th).
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ppid: u32 = fields[1].parse().unwrap_or(0);
+        if ppid == pid {
+            let ticks =
+                fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+            found.push((child, ticks));
+        }
+    }
+    found
 }
 
 /// Writes a tiny dataset folder (gzipped IDX) and returns it.

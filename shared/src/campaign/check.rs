@@ -60,6 +60,20 @@ impl Checker<'_> {
                 "use a fraction between 0 and 1",
             ));
         }
+        if let Some(placement) = &raw.placement
+            && super::Placement::from_name(placement).is_none()
+        {
+            let valid: Vec<&str> = super::Placement::ALL.iter().map(|p| p.as_str()).collect();
+            return Err(self.invalid_value(
+                "placement",
+                placement,
+                format!(
+                    "unknown placement; use one of: {} (\"same-worker-per-seed\" runs every \
+                     model of one seed on one worker)",
+                    valid.join(", ")
+                ),
+            ));
+        }
         if raw.defaults.optimizer != "adamw" {
             return Err(self.invalid(
                 "optimizer",

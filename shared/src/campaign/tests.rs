@@ -501,3 +501,53 @@ fn normalize_with_an_svm_is_refused_with_its_line() {
     let spec = parse("t.toml", &nets_only, DEFAULT_MAX_JOBS);
     assert!(spec.is_ok(), "{:?}", spec.err());
 }
+
+#[test]
+fn placement_defaults_to_any_and_leaves_the_id_of_campaigns_without_it() {
+    let plain = parse("seed.toml", SEED, DEFAULT_MAX_JOBS).unwrap();
+    assert_eq!(plain.placement, Placement::Any);
+    let canonical = serde_json::to_string(&plain).unwrap();
+    assert!(!canonical.contains("placement"), "{canonical}");
+    let with = |value: &str| {
+        let text = SEED.replacen(
+            "seeds = [1, 2, 3]",
+            &format!("seeds = [1, 2, 3]\nplacement = \"{value}\""),
+            1,
+        );
+        parse("seed.toml", &text, DEFAULT_MAX_JOBS)
+    };
+    let any = with("any").unwrap();
+    assert_eq!(
+        any.id, plain.id,
+        "the default spelled out is the same campaign"
+    );
+    let same = with("same-worker-per-seed").unwrap();
+    assert_eq!(same.placement, Placement::SameWorkerPerSeed);
+    assert_ne!(same.id, plain.id, "another placement is another campaign");
+    assert_eq!(same.jobs.len(), plain.jobs.len());
+    let read: CampaignSpec = serde_json::from_str(&serde_json::to_string(&same).unwrap()).unwrap();
+    assert_eq!(read, same);
+}
+
+#[test]
+fn an_unknown_placement_is_refused_with_its_line_and_the_valid_values() {
+    let text = SEED.replacen(
+        "seeds = [1, 2, 3]",
+        "seeds = [1, 2, 3]\nplacement = \"one-per-seed\"",
+        1,
+    );
+    let err = parse("seed.toml", &text, DEFAULT_MAX_JOBS).unwrap_err();
+    let CampaignError::Invalid { line, key, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!((*line, key.as_str()), (7, "placement"));
+    let message = err.to_string();
+    assert!(
+        message.starts_with("seed.toml:7: key `placement`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("one-per-seed") && message.contains("any, same-worker-per-seed"),
+        "{message}"
+    );
+}

@@ -108,21 +108,10 @@ impl MeterRun {
         if self.peak_rss_bytes == 0 {
             self.peak_rss_bytes = usage_now.max_rss_bytes;
         }
-        let mean_rss_bytes = if self.n_rss_samples > 0 {
-            self.rss_sum_bytes / f64::from(self.n_rss_samples)
-        } else {
-            self.peak_rss_bytes as f64
-        };
-        let ram_model_j = model::ram_energy_j(mean_rss_bytes, duration_s);
-
-        let (method, cpu_j, ram_j, machine_energy_kwh, uncertainty) = match &self.source {
+        let (cpu_j, ram_j) = self.joules(cpu_time_s, duration_s);
+        let (method, machine_energy_kwh, uncertainty) = match &self.source {
             Source::Rapl(zones) => {
                 let has_dram = zones.iter().any(|zone| zone.kind == ZoneKind::Dram);
-                let ram_j = if has_dram {
-                    self.process_dram_j
-                } else {
-                    ram_model_j
-                };
                 let ram_uncertainty = if has_dram {
                     model::RAPL_UNCERTAINTY
                 } else {
@@ -131,17 +120,14 @@ impl MeterRun {
                 let machine_uj = self.machine_package_uj + self.machine_dram_uj;
                 (
                     EnergyMethod::Rapl,
-                    self.process_cpu_j,
-                    ram_j,
                     Some(machine_uj as f64 / 1e6 / J_PER_KWH),
                     model::combined_uncertainty(&[
-                        (self.process_cpu_j, model::RAPL_UNCERTAINTY),
+                        (cpu_j, model::RAPL_UNCERTAINTY),
                         (ram_j, ram_uncertainty),
                     ]),
                 )
             }
             Source::Model => {
-                let cpu_j = model::cpu_energy_j(cpu_time_s, self.tdp_w, self.logical_cores);
                 let cpu_uncertainty = if self.tdp_known {
                     model::CPU_UNCERTAINTY_KNOWN_TDP
                 } else {
@@ -149,9 +135,9 @@ impl MeterRun {
                 };
                 let uncertainty = model::combined_uncertainty(&[
                     (cpu_j, cpu_uncertainty),
-                    (ram_model_j, model::RAM_UNCERTAINTY),
+                    (ram_j, model::RAM_UNCERTAINTY),
                 ]);
-                (EnergyMethod::Model, cpu_j, ram_model_j, None, uncertainty)
+                (EnergyMethod::Model, None, uncertainty)
             }
         };
         let energy_kwh = (cpu_j + ram_j) / J_PER_KWH;
@@ -177,6 +163,42 @@ impl MeterRun {
             sample_interval_s: SAMPLE_INTERVAL.as_secs_f64(),
             n_samples: self.n_samples,
             peak_rss_bytes: self.peak_rss_bytes,
+        }
+    }
+
+    /// The process's energy so far (kWh, CPU and RAM as [`MeterRun::finish`] counts them),
+    /// after taking a sample: what a job's epoch line records while the child still runs.
+    /// The CPU time is the sampled one, never more than `finish` will count.
+    pub fn energy_so_far_kwh(&mut self) -> f64 {
+        self.sample();
+        let cpu_time_s = self.last_process_ticks as f64 / self.clock_ticks_per_s;
+        let (cpu_j, ram_j) = self.joules(cpu_time_s, self.started.elapsed().as_secs_f64());
+        (cpu_j + ram_j) / J_PER_KWH
+    }
+
+    /// CPU and RAM joules for `cpu_time_s` of process CPU time over `duration_s`: the
+    /// counters' share with RAPL (RAM by the model without a DRAM zone), else the models.
+    fn joules(&self, cpu_time_s: f64, duration_s: f64) -> (f64, f64) {
+        let mean_rss_bytes = if self.n_rss_samples > 0 {
+            self.rss_sum_bytes / f64::from(self.n_rss_samples)
+        } else {
+            self.peak_rss_bytes as f64
+        };
+        let ram_model_j = model::ram_energy_j(mean_rss_bytes, duration_s);
+        match &self.source {
+            Source::Rapl(zones) => {
+                let has_dram = zones.iter().any(|zone| zone.kind == ZoneKind::Dram);
+                let ram_j = if has_dram {
+                    self.process_dram_j
+                } else {
+                    ram_model_j
+                };
+                (self.process_cpu_j, ram_j)
+            }
+            Source::Model => (
+                model::cpu_energy_j(cpu_time_s, self.tdp_w, self.logical_cores),
+                ram_model_j,
+            ),
         }
     }
 

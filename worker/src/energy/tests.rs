@@ -139,7 +139,10 @@ fn rapl_energy_is_attributed_by_cpu_share_across_a_wrap() {
     // the process did all the busy work.
     write_counters(&powercap, 3_999_999, 3_100_000);
     write_proc(&proc_root, 1300, Some(250), 3072);
-    run.sample();
+    // Read as an epoch line would be: a sample, then the process's joules so far,
+    // 2.5 + 0.5 from interval 1 and 9 + 2 from interval 2.
+    let so_far_j = run.energy_so_far_kwh() * model::J_PER_KWH;
+    assert!((so_far_j - 14.0).abs() < 1e-9, "{so_far_j}");
     // The child exits and is reaped: /proc/<pid> is gone, getrusage says 3.5 s in total, so
     // the last interval holds 100 ticks of 400 busy: a quarter of +4 J and +0.5 J.
     write_counters(&powercap, 7_999_999, 3_600_000);
@@ -230,11 +233,22 @@ fn real_child_is_metered_by_the_model() {
         .spawn()
         .unwrap();
     let mut run = meter.start(child.id());
+    let mut readings = Vec::new();
     while child.try_wait().unwrap().is_none() {
-        run.sample();
+        readings.push(run.energy_so_far_kwh());
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let report = run.finish();
+    assert!(
+        readings.windows(2).all(|w| w[0] <= w[1]),
+        "readings while it runs only grow: {readings:?}"
+    );
+    assert!(
+        readings
+            .last()
+            .is_some_and(|&last| last <= report.energy_kwh),
+        "{readings:?} within {report:?}"
+    );
 
     assert_eq!(report.method, EnergyMethod::Model);
     assert!(report.cpu_time_s > 0.0, "{report:?}");

@@ -189,6 +189,37 @@ fn worker_without_join_says_what_to_do() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--join HOST:PORT"));
 }
 
+/// `worker calibrate`: the score a joining worker sends, with the CPU it ran on.
+#[test]
+fn calibrate_prints_a_positive_score_and_the_cpu_model() {
+    let output = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args(["calibrate", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let score = json["calibration_gflops"].as_f64().unwrap();
+    assert!(score.is_finite() && score > 0.0, "{json}");
+    assert_eq!(json["runs_gflops"].as_array().unwrap().len(), 5, "{json}");
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let model = json["cpu_model"].as_str().unwrap();
+    assert!(!model.is_empty() && cpuinfo.contains(model), "{json}");
+
+    let line = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .arg("calibrate")
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&line.stdout);
+    assert!(
+        line.starts_with("calibration: ") && line.contains("GFLOP/s") && line.contains(model),
+        "{line}"
+    );
+}
+
 #[test]
 fn an_unknown_country_is_refused_at_start() {
     let output = Command::new(env!("CARGO_BIN_EXE_worker"))
