@@ -89,7 +89,7 @@ fn page() -> String {
 }
 
 /// `chromium` on the PATH, or a failure saying how to install it.
-fn chromium() -> PathBuf {
+pub fn chromium() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
         for name in ["chromium", "chromium-browser"] {
@@ -105,7 +105,7 @@ fn chromium() -> PathBuf {
     );
 }
 
-fn screenshot(browser: &Path, page: &Path, out: &Path, profile: &Path) {
+pub fn screenshot(browser: &Path, page: &Path, out: &Path, profile: &Path) {
     let mut child = Command::new(browser)
         .args([
             "--headless",
@@ -164,9 +164,13 @@ fn the_report_page_renders_in_a_real_browser() {
         std::fs::copy(&page_path, dir.join("report.html")).unwrap();
         std::fs::copy(&shot, dir.join("screenshot.png")).unwrap();
     }
-    let img = image::open(&shot)
-        .expect("the screenshot decodes")
-        .to_rgb8();
+    assert_drawn(&shot);
+}
+
+/// The screenshot decodes at the window's size and shows text and the charts' bars, not
+/// a blank or broken page.
+pub fn assert_drawn(shot: &Path) {
+    let img = image::open(shot).expect("the screenshot decodes").to_rgb8();
     assert_eq!(img.dimensions(), WINDOW);
     let mut colours = std::collections::HashSet::new();
     let (mut dark, mut bar) = (0usize, 0usize);

@@ -72,6 +72,37 @@ async fn report_formats_and_compare_two_campaigns() {
     assert_eq!(emissions[0]["project_name"], "cmp-a");
     assert!(emissions[0]["energy_consumed"].parse::<f64>().unwrap() > 0.0);
 
+    // The HTML page and its six charts (PNG and SVG) over gRPC; a real browser draws it.
+    let html = client
+        .get_report(request(&["html"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = html.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names.len(), 1 + 6 * 2, "{names:?}");
+    assert_eq!(names[0], "report.html");
+    for file in &html.files[1..] {
+        if file.name.ends_with(".png") {
+            let png = image::load_from_memory(&file.content).expect("the chart decodes");
+            assert!(png.width() >= 1000 && png.height() >= 600, "{}", file.name);
+        } else {
+            let svg = String::from_utf8_lossy(&file.content);
+            // The SVM has no epochs: its curves charts say "no data" instead.
+            let named = file.name.contains("curves") || svg.contains("svm-linear");
+            assert!(svg.contains("<svg") && named, "{}", file.name);
+        }
+    }
+    let page = tmp.path().join("report.html");
+    std::fs::write(&page, &html.files[0].content).unwrap();
+    let shot = tmp.path().join("report.png");
+    crate::html::screenshot(
+        &crate::html::chromium(),
+        &page,
+        &shot,
+        &tmp.path().join("browser-profile"),
+    );
+    crate::html::assert_drawn(&shot);
+
     // The CLI: several formats, and the comparison.
     let out = tmp.path().join("out");
     let cli = Command::new(env!("CARGO_BIN_EXE_coordinator"))
