@@ -157,7 +157,18 @@ pub fn aggregate(campaign: &CampaignInfo, runs: &[Run]) -> Report {
     let jobs: Vec<JobRow> = runs.iter().map(|run| job_row(run, &varying)).collect();
     let mut summary = summarise_with_target(&jobs, campaign.target_accuracy);
     let reference_machine = normalize(&mut summary);
-    let points: Vec<ParetoPoint> = summary.iter().map(ParetoPoint::of).collect();
+    // A pretrain job's accuracy is on its source task, not the campaign's: it is not
+    // compared (its cost reaches the fine-tunes as their debt).
+    let points: Vec<ParetoPoint> = summary
+        .iter()
+        .map(|row| match row.stage.as_str() {
+            "pretrain" => ParetoPoint {
+                accuracy: None,
+                co2: None,
+            },
+            _ => ParetoPoint::of(row),
+        })
+        .collect();
     for (row, on) in summary.iter_mut().zip(pareto_front(&points)) {
         row.on_pareto_front = on;
     }

@@ -581,10 +581,13 @@ impl Axis {
         r.start..r.end + (r.end - r.start) * extra
     }
 
-    /// A tick label for plotting coordinate `p`.
+    /// A tick label for plotting coordinate `p` (on a linear axis, a tick within a
+    /// millionth of the span from zero is zero: plotters' float steps leave 6.8e-21).
     fn tick(&self, p: f64) -> String {
         if self.log {
             fmt_num(10f64.powf(p))
+        } else if p.abs() <= (self.hi - self.lo).abs() * 1e-6 {
+            "0".into()
         } else {
             fmt_num(p)
         }

@@ -20,12 +20,14 @@ impl Report {
             machines.dedup();
             machines.len() > 1
         };
+        let labels = chart_labels(&self.summary, several_machines);
         let label = |row: &SummaryRow| {
-            if several_machines && !row.machine.is_empty() {
-                format!("{} {} [{}]", row.model, row.config, row.machine)
-            } else {
-                format!("{} {}", row.model, row.config)
-            }
+            let at = self
+                .summary
+                .iter()
+                .position(|r| std::ptr::eq(r, row))
+                .expect("a row of this report");
+            labels[at].clone()
         };
         let bars = |figure: fn(&SummaryRow) -> &Stat| -> Vec<Bar> {
             self.summary
@@ -39,6 +41,8 @@ impl Report {
         let points = self
             .summary
             .iter()
+            // A pretrain job's accuracy is on its source task: not comparable.
+            .filter(|row| row.stage != "pretrain")
             .filter_map(|row| {
                 Some(ScatterPoint {
                     label: label(row),
@@ -167,6 +171,52 @@ impl Report {
     }
 }
 
+/// Short chart labels: the model and its stage (`vgg pretrain classes0-4`, `vgg
+/// fine-tuned`), then the hyper-parameters only where two rows would read alike, then
+/// the machine class where there are several. The tables keep the full labels.
+fn chart_labels(summary: &[SummaryRow], several_machines: bool) -> Vec<String> {
+    let parts: Vec<(String, String)> = summary
+        .iter()
+        .map(|row| {
+            // The stage's words (`pretrain=D:S`, `pretrained=D:S`, `frozen`) apart from
+            // the hyper-parameters; a source is named by what follows its dataset.
+            let (mut source, mut frozen, mut params) = ("", false, Vec::new());
+            for word in row.config.split(' ') {
+                match word.split_once('=') {
+                    Some(("pretrain" | "pretrained", value)) => {
+                        source = value.split_once(':').map_or(value, |(_, s)| s);
+                    }
+                    _ if word == "frozen" => frozen = true,
+                    _ => params.push(word),
+                }
+            }
+            let frozen = if frozen { " frozen" } else { "" };
+            let base = match row.stage.as_str() {
+                "pretrain" => format!("{} pretrain {source}", row.model),
+                "fine-tune" => format!("{} fine-tuned {source}{frozen}", row.model),
+                _ => row.model.clone(),
+            };
+            (base, params.join(" "))
+        })
+        .collect();
+    summary
+        .iter()
+        .zip(&parts)
+        .map(|(row, (base, params))| {
+            let alike = parts.iter().filter(|(b, _)| b == base).count() > 1;
+            let mut label = if alike {
+                format!("{base} {params}")
+            } else {
+                base.clone()
+            };
+            if several_machines && !row.machine.is_empty() {
+                label = format!("{label} [{}]", row.machine);
+            }
+            label
+        })
+        .collect()
+}
+
 /// A statistic as a chart estimate: the mean and its interval, the value alone for one
 /// run, nothing without a run.
 fn estimate(stat: &Stat) -> Option<Estimate> {
@@ -217,4 +267,60 @@ fn fixed(value: Option<f64>, digits: usize) -> String {
 
 fn sci(value: Option<f64>) -> String {
     value.map_or_else(|| super::render::NONE.to_string(), |v| format!("{v:.3e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(model: &str, config: &str, stage: &str) -> SummaryRow {
+        SummaryRow {
+            model: model.into(),
+            config: config.into(),
+            stage: stage.into(),
+            machine: "cpu (2 threads)".into(),
+            ..SummaryRow::default()
+        }
+    }
+
+    /// Chart labels name the stage and source, and the hyper-parameters only where two
+    /// rows would otherwise read alike.
+    #[test]
+    fn chart_labels_are_short_and_distinct() {
+        let rows = [
+            row("svm-linear", "c=1 solver=dcd", "scratch"),
+            row("cnn", "epochs=5 lr=0.001", "scratch"),
+            row("cnn", "epochs=5 lr=0.003", "scratch"),
+            row(
+                "vgg",
+                "epochs=3 width=0.25 bn pretrain=fmnist:classes0-4",
+                "pretrain",
+            ),
+            row(
+                "vgg",
+                "epochs=3 width=0.25 bn pretrained=fmnist:classes0-4",
+                "fine-tune",
+            ),
+            row(
+                "vgg",
+                "epochs=3 width=0.25 bn pretrained=fmnist:classes0-4 frozen",
+                "fine-tune",
+            ),
+        ];
+        assert_eq!(
+            chart_labels(&rows, false),
+            [
+                "svm-linear",
+                "cnn epochs=5 lr=0.001",
+                "cnn epochs=5 lr=0.003",
+                "vgg pretrain classes0-4",
+                "vgg fine-tuned classes0-4",
+                "vgg fine-tuned classes0-4 frozen",
+            ]
+        );
+        assert_eq!(
+            chart_labels(&rows[..1], true),
+            ["svm-linear [cpu (2 threads)]"]
+        );
+    }
 }
