@@ -192,8 +192,10 @@ pub fn train_net(
         train,
         test,
         &built.net,
-        weights.normalize,
-        shuffle_seed,
+        net::Feed {
+            normalize: weights.normalize,
+            shuffle_seed,
+        },
         on_epoch,
     )?;
     if let Some(path) = weights.save {

@@ -113,11 +113,20 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// How the images reach the net: their scaling and the order of every epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct Feed<'a> {
+    /// Standardise with these statistics (`[transform] normalize`), else scale to [0, 1].
+    pub normalize: Option<&'a Normalization>,
+    /// Fixes the order of the images in every epoch.
+    pub shuffle_seed: u64,
+}
+
 /// Trains `model`, updating `vars` (all its variables, or those not frozen), on `train` for `config.n_epochs`
 /// epochs, evaluating on `test` after each and passing the metrics to `on_epoch`.
 ///
-/// Pixels are scaled to [0, 1]; the loss is softmax cross-entropy; `shuffle_seed` fixes
-/// the order of the images in every epoch. In the report, `train_s` counts only the
+/// Pixels are scaled to [0, 1] or standardised (`feed.normalize`); the loss is softmax
+/// cross-entropy; `feed.shuffle_seed` fixes the order of the images in every epoch. In the report, `train_s` counts only the
 /// epochs' optimisation (no evaluation) and `eval_s` the final evaluation.
 pub fn fit(
     model: &dyn ModuleT,
@@ -125,15 +134,14 @@ pub fn fit(
     train: &Dataset,
     test: &Dataset,
     config: &NetConfig,
-    normalize: Option<&Normalization>,
-    shuffle_seed: u64,
+    feed: Feed<'_>,
     on_epoch: &mut (dyn FnMut(&EpochMetrics) + Send),
 ) -> Result<TrainReport, ModelError> {
     check_inputs(train, test, config)?;
-    let (train_x, train_y) = to_tensors(train, normalize)?;
-    let (test_x, test_y) = to_tensors(test, normalize)?;
+    let (train_x, train_y) = to_tensors(train, feed.normalize)?;
+    let (test_x, test_y) = to_tensors(test, feed.normalize)?;
     let mut trainer = Trainer::new(model, vars, config)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(shuffle_seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(feed.shuffle_seed);
     let mut order: Vec<u32> = (0..train.len() as u32).collect();
     let started = Instant::now();
     let (mut train_s, mut eval_s, mut accuracy) = (0.0, 0.0, 0.0);
