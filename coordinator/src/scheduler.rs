@@ -321,30 +321,37 @@ pub fn fail(
     failure: Failure<'_>,
     max_attempts: u32,
 ) -> Option<JobRecord> {
-    let JobState::Leased {
-        worker_id,
-        lease_id: held,
-        ..
-    } = &job.state
-    else {
-        return None;
-    };
-    if *held != lease_id {
-        return None;
-    }
+    let worker_id = holder(job, lease_id)?;
     let mut next = give_back(
         job,
         failure.reason.to_string(),
         failure.retryable,
         max_attempts,
     );
-    if let Some(energy) = failure.energy {
-        next.spent.push(SpentAttempt {
-            worker_id: worker_id.clone(),
+    spend(&mut next, worker_id, failure.energy);
+    Some(next)
+}
+
+/// The worker holding `job` under `lease_id`; `None` for a stale or absent lease.
+fn holder(job: &JobRecord, lease_id: u64) -> Option<&str> {
+    match &job.state {
+        JobState::Leased {
+            worker_id,
+            lease_id: held,
+            ..
+        } if *held == lease_id => Some(worker_id),
+        _ => None,
+    }
+}
+
+/// Adds what an attempt of `worker_id` measured, if anything, to the job's `spent`.
+fn spend(job: &mut JobRecord, worker_id: &str, energy: Option<ecobench_shared::EnergyReport>) {
+    if let Some(energy) = energy {
+        job.spent.push(SpentAttempt {
+            worker_id: worker_id.to_string(),
             energy,
         });
     }
-    Some(next)
 }
 
 /// Gives a declined job back: pending again, the attempt not counted, the lease holder
@@ -356,30 +363,15 @@ pub fn decline(
     reason: &str,
     energy: Option<ecobench_shared::EnergyReport>,
 ) -> Option<JobRecord> {
-    let JobState::Leased {
-        worker_id,
-        lease_id: held,
-        ..
-    } = &job.state
-    else {
-        return None;
-    };
-    if *held != lease_id {
-        return None;
-    }
+    let worker_id = holder(job, lease_id)?;
     let mut next = job.clone();
     next.declines.push(Decline {
-        worker_id: worker_id.clone(),
+        worker_id: worker_id.to_string(),
         reason: reason.to_string(),
     });
     next.attempts = job.attempts.saturating_sub(1);
     next.state = JobState::Pending;
-    if let Some(energy) = energy {
-        next.spent.push(SpentAttempt {
-            worker_id: worker_id.clone(),
-            energy,
-        });
-    }
+    spend(&mut next, worker_id, energy);
     Some(next)
 }
 
