@@ -14,7 +14,7 @@ table{border-collapse:collapse;margin:1rem 0;font-size:.9rem;display:block;overf
 caption{text-align:left;font-weight:600;padding:.3rem 0}\
 th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top}\
 th{background:#eef2f7}tbody tr:nth-child(even){background:#f8f8f8}\
-td.num{text-align:right;font-variant-numeric:tabular-nums}\
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
 figure{margin:1.5rem 0}figure svg{max-width:100%;height:auto;border:1px solid #e5e5e5}\
 figcaption{font-size:.9rem;color:#444}\
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5rem .8rem;margin:1rem 0}";
