@@ -166,6 +166,42 @@ async fn failed_and_killed_attempts_leave_what_they_spent() {
     }
 }
 
+/// A net whose loss blows up fails at once, for good, naming where it diverged, and
+/// what it burned is kept as the job's waste.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_diverging_job_fails_once_naming_epoch_and_batch_and_keeps_its_energy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let mut coordinator = CoordinatorProcess::start(&db, &[]);
+    let worker = WorkerProcess::start(&coordinator.addr, tmp.path(), "w", &[]);
+    let mut client = client(&coordinator.addr, None).await;
+    let dataset = tiny_dataset(tmp.path());
+    let text = campaign(
+        "wild",
+        &dataset,
+        "[1]",
+        "[[model]]\nkind = \"cnn\"\nlearning_rate = 1e6\n",
+    );
+    let wild = submit(&mut client, "wild.toml", &text).await.unwrap();
+    let status = wait_done(&mut client, &wild.campaign_id, &[&worker]).await;
+    assert_eq!(status.failed, 1, "{status:?}");
+
+    let store = stopped_store(&mut coordinator, &db);
+    let job = &store.jobs_of(&wild.campaign_id).unwrap()[0];
+    assert_eq!(
+        (&job.state, job.attempts),
+        (&JobState::Failed, 1),
+        "{job:?}"
+    );
+    assert!(
+        job.failures[0].contains("diverged at epoch ") && job.failures[0].contains(", batch "),
+        "{:?}",
+        job.failures
+    );
+    assert_eq!(job.spent.len(), 1, "{job:?}");
+    assert!(job.spent[0].energy.energy_kwh > 0.0, "{job:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn same_worker_per_seed_runs_every_model_of_a_seed_on_one_worker() {
     let tmp = tempfile::tempdir().unwrap();

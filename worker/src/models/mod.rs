@@ -305,7 +305,6 @@ pub enum ModelError {
         /// What is accepted.
         expected: &'static str,
     },
-    /// candle failed (an internal error, worth a retry).
     /// Pretrained weights that do not fit the model, or cannot be read or written.
     #[error("weights {path}: {reason}")]
     Weights {
@@ -314,6 +313,21 @@ pub enum ModelError {
         /// What is wrong, naming the tensor and shapes.
         reason: String,
     },
+    /// The training loss stopped being a finite number: the same job diverges again
+    /// (training is deterministic), so it is not retried.
+    #[error(
+        "diverged at epoch {epoch}, batch {batch}: the training loss is {loss}; lower the \
+         learning_rate (or the batch_size)"
+    )]
+    Diverged {
+        /// 1-based epoch.
+        epoch: u32,
+        /// 1-based batch within the epoch.
+        batch: u64,
+        /// The loss found (NaN or infinite).
+        loss: f64,
+    },
+    /// candle failed (an internal error, worth a retry).
     #[error("candle failed: {0}")]
     Candle(#[from] candle_core::Error),
     /// smartcore failed (an internal error, worth a retry).

@@ -76,16 +76,27 @@ impl<'a> Trainer<'a> {
         })
     }
 
-    /// One pass over the images in `order`; returns the mean training loss.
+    /// Epoch `epoch` (1-based, for the error): one pass over the images in `order`;
+    /// returns the mean training loss. A loss that is not finite stops it at once with
+    /// [`ModelError::Diverged`], naming the epoch and the batch.
     pub fn epoch(
         &mut self,
+        epoch: u32,
         images: &Tensor,
         labels: &Tensor,
         order: &[u32],
     ) -> Result<f64, ModelError> {
         let mut loss_sum = 0.0;
-        for batch in order.chunks(self.batch_size) {
-            loss_sum += self.step(images, labels, batch)? * batch.len() as f64;
+        for (index, batch) in order.chunks(self.batch_size).enumerate() {
+            let loss = self.step(images, labels, batch)?;
+            if !loss.is_finite() {
+                return Err(ModelError::Diverged {
+                    epoch,
+                    batch: index as u64 + 1,
+                    loss,
+                });
+            }
+            loss_sum += loss * batch.len() as f64;
         }
         Ok(loss_sum / order.len() as f64)
     }
@@ -149,7 +160,7 @@ pub fn fit(
     for epoch in 1..=config.n_epochs {
         order.shuffle(&mut rng);
         let epoch_started = Instant::now();
-        let loss = trainer.epoch(&train_x, &train_y, &order)?;
+        let loss = trainer.epoch(epoch, &train_x, &train_y, &order)?;
         let epoch_s = epoch_started.elapsed().as_secs_f64();
         let eval_started = Instant::now();
         accuracy = evaluate(model, &test_x, &test_y)?;

@@ -237,3 +237,34 @@ fn normalized_inputs_are_standardised_and_still_learn() {
         "normalize changes what the net sees"
     );
 }
+
+/// A learning rate that makes the loss blow up stops training at the first non-finite
+/// loss, naming the epoch and batch, and is not worth a retry.
+#[test]
+fn a_diverging_net_fails_naming_epoch_and_batch_without_retry() {
+    let train = synthetic_split(300, 8, 1);
+    let test = synthetic_split(100, 8, 2);
+    let wild = NetConfig {
+        n_epochs: 3,
+        batch_size: 16,
+        learning_rate: 1e6,
+    };
+    let err = train_net(
+        &ModelConfig::Cnn(wild),
+        &train,
+        &test,
+        10,
+        7,
+        Weights::default(),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, crate::models::ModelError::Diverged { .. }),
+        "{message}"
+    );
+    assert!(message.starts_with("diverged at epoch "), "{message}");
+    assert!(message.contains("lower the learning_rate"), "{message}");
+    assert!(!err.is_retryable());
+}
