@@ -21,31 +21,21 @@ impl Report {
             machines.len() > 1
         };
         let labels = chart_labels(&self.summary, several_machines);
-        let label = |row: &SummaryRow| {
-            let at = self
-                .summary
-                .iter()
-                .position(|r| std::ptr::eq(r, row))
-                .expect("a row of this report");
-            labels[at].clone()
-        };
+        let rows = || self.summary.iter().zip(&labels);
         let bars = |figure: fn(&SummaryRow) -> &Stat| -> Vec<Bar> {
-            self.summary
-                .iter()
-                .map(|row| Bar {
-                    label: label(row),
+            rows()
+                .map(|(row, label)| Bar {
+                    label: label.clone(),
                     value: estimate(figure(row)),
                 })
                 .collect()
         };
-        let points = self
-            .summary
-            .iter()
+        let points = rows()
             // A pretrain job's accuracy is on its source task: not comparable.
-            .filter(|row| row.stage != "pretrain")
-            .filter_map(|row| {
+            .filter(|(row, _)| row.stage != "pretrain")
+            .filter_map(|(row, label)| {
                 Some(ScatterPoint {
-                    label: label(row),
+                    label: label.clone(),
                     x: estimate(&row.co2_kg)?,
                     y: estimate(&row.accuracy)?,
                     pareto: row.on_pareto_front,
@@ -53,7 +43,7 @@ impl Report {
             })
             .collect();
         let (mut accuracy_curves, mut energy_curves) = (Vec::new(), Vec::new());
-        for row in &self.summary {
+        for (row, label) in rows() {
             let members: Vec<&JobRow> = self
                 .jobs
                 .iter()
@@ -68,13 +58,13 @@ impl Report {
             let energy = mean_curve(&members, epoch_energy);
             if !accuracy.is_empty() {
                 accuracy_curves.push(Series {
-                    label: label(row),
+                    label: label.clone(),
                     points: accuracy,
                 });
             }
             if !energy.is_empty() {
                 energy_curves.push(Series {
-                    label: label(row),
+                    label: label.clone(),
                     points: energy,
                 });
             }
@@ -89,14 +79,28 @@ impl Report {
         }
     }
 
-    /// Every chart as PNG and SVG files (`accuracy.png`, `accuracy.svg`, …).
-    pub fn chart_files(&self) -> Result<Vec<(String, Vec<u8>)>, ChartError> {
-        charts::all_charts(&self.chart_set())
+    /// The HTML page followed by every chart as PNG and SVG files (`accuracy.png`,
+    /// `accuracy.svg`, …): each chart is drawn once, its SVG both a file and inline.
+    pub fn html_files(&self) -> Result<Vec<(String, Vec<u8>)>, ChartError> {
+        let set = self.chart_set();
+        let charts = charts::all_charts(&set)?;
+        let svgs = set.charts().map(|(stem, chart)| {
+            let name = format!("{stem}.svg");
+            let svg = charts
+                .iter()
+                .find(|(file, _)| *file == name)
+                .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+                .unwrap_or_default();
+            (chart.title().to_string(), svg)
+        });
+        let mut files = vec![("report.html".to_string(), self.page(&svgs).into_bytes())];
+        files.extend(charts);
+        Ok(files)
     }
 
     /// The report as one self-contained HTML page: the headline, the summary table and
-    /// its notes, every chart inline as SVG, and the jobs.
-    pub fn html(&self) -> Result<String, ChartError> {
+    /// its notes, `charts` inline (caption and SVG of each), and the jobs.
+    fn page(&self, charts: &[(String, String)]) -> String {
         let mut page = Page::new(format!("ecobench report: {}", self.name));
         page.paragraph(self.headline());
         page.heading("Summary");
@@ -113,11 +117,8 @@ impl Report {
             page.note(note);
         }
         page.heading("Charts");
-        let set = self.chart_set();
-        for (_, chart) in set.charts() {
-            let (width, height) = chart.preferred_size();
-            let svg = charts::render_svg(chart, width, height)?;
-            page.chart(chart.title().to_string(), &svg);
+        for (caption, svg) in charts {
+            page.chart(caption.clone(), svg);
         }
         if self
             .jobs
@@ -167,7 +168,7 @@ impl Report {
             })
             .collect();
         page.table("One row per job.", header, rows);
-        Ok(page.render())
+        page.render()
     }
 }
 

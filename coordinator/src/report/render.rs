@@ -467,21 +467,16 @@ impl Report {
                 // The page and every chart as PNG and SVG beside it. A chart that
                 // cannot be drawn (a bug: inputs are checked) is reported in place of
                 // the page rather than failing the other formats.
-                Format::Html => {
-                    match self.html().and_then(|page| Ok((page, self.chart_files()?))) {
-                        Ok((page, charts)) => {
-                            files.push(("report.html".into(), page.into_bytes()));
-                            files.extend(charts);
-                        }
-                        Err(err) => {
-                            tracing::error!(error = %err, "cannot draw the report's charts");
-                            files.push((
-                                "report-html-error.txt".into(),
-                                format!("the HTML report could not be drawn: {err}\n").into_bytes(),
-                            ));
-                        }
+                Format::Html => match self.html_files() {
+                    Ok(page_and_charts) => files.extend(page_and_charts),
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot draw the report's charts");
+                        files.push((
+                            "report-html-error.txt".into(),
+                            format!("the HTML report could not be drawn: {err}\n").into_bytes(),
+                        ));
                     }
-                }
+                },
             }
         }
         files
