@@ -23,9 +23,13 @@ use crate::store::{
 pub struct CoordinatorConfig {
     /// How long a lease lives without a heartbeat.
     pub lease_ms: u64,
+    /// After the coordinator starts, no lease expires for this long: workers that kept
+    /// training through an outage reconnect and heartbeat (their backoff tops out at
+    /// 45 s) before their jobs are given to others.
+    pub restart_grace_ms: u64,
     /// How often workers are asked to send heartbeats.
     pub heartbeat_interval_ms: u32,
-    /// Attempts before a job whose leases keep expiring is failed.
+    /// Failed attempts before a job is failed for good (expired leases do not count).
     pub max_attempts: u32,
     /// Largest campaign matrix accepted.
     pub max_jobs: usize,
@@ -36,7 +40,8 @@ pub struct CoordinatorConfig {
 impl Default for CoordinatorConfig {
     fn default() -> Self {
         CoordinatorConfig {
-            lease_ms: 30_000,
+            lease_ms: 15_000,
+            restart_grace_ms: 60_000,
             heartbeat_interval_ms: 5_000,
             max_attempts: 3,
             max_jobs: campaign::DEFAULT_MAX_JOBS,
@@ -63,6 +68,22 @@ pub enum CoordinatorError {
     /// A file of the coordinator (an artifact) cannot be read or written.
     #[error("{0}")]
     Io(String),
+    /// A record changed between read and write (should not happen under the change
+    /// lock); the caller may retry.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// How a worker ended an attempt without a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The attempt failed; `retryable` says whether another attempt may succeed.
+    Failed {
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+    /// The worker is stopping (SIGTERM) and gives the job back: no failure counted.
+    HandedBack,
 }
 
 /// The answer to a submission.
@@ -128,6 +149,13 @@ pub struct Coordinator {
     /// When each worker last called (lease or completion), Unix ms (not persisted; the
     /// stored `last_seen_unix_ms` stands in after a restart): who is alive for placement.
     contacts: std::sync::Mutex<HashMap<String, u64>>,
+    /// When this coordinator started, Unix ms: leases granted before (by an earlier run)
+    /// expire only after the grace.
+    started_unix_ms: u64,
+    /// Lease ids below this were granted before this start (ids grow across restarts).
+    first_lease_of_run: u64,
+    /// Set when the server stops: long polls answer "no job" at once.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// Events a watcher may fall behind by before it gets a fresh snapshot instead.
@@ -174,6 +202,8 @@ fn parse_job_id(job_id: &str) -> Result<[u8; 12], CoordinatorError> {
 impl Coordinator {
     /// A coordinator over an opened store and its artifacts.
     pub fn new(store: Store, artifacts: ArtifactStore, config: CoordinatorConfig) -> Coordinator {
+        // If no id can be drawn, every lease counts as an earlier run's: all get the grace.
+        let first_lease_of_run = store.next_id().unwrap_or(u64::MAX);
         Coordinator {
             store,
             artifacts,
@@ -183,7 +213,27 @@ impl Coordinator {
             progress: std::sync::Mutex::new(HashMap::new()),
             events: broadcast::channel(EVENT_BACKLOG).0,
             contacts: std::sync::Mutex::new(HashMap::new()),
+            started_unix_ms: now_unix_ms(),
+            first_lease_of_run,
+            closing: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Stops handing out work: waiting `LeaseJob` calls return "no job" now, new ones at
+    /// once, so that a graceful shutdown does not wait for long polls.
+    pub fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.work.notify_waiters();
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Writes everything to disk (the server calls it once more when it stops).
+    pub async fn flush(&self) -> Result<(), CoordinatorError> {
+        Ok(self.store.flush().await?)
     }
 
     /// Live events from now on; a receiver that falls more than [`EVENT_BACKLOG`]
@@ -286,7 +336,10 @@ impl Coordinator {
                 "worker_id is empty: the worker must name itself".into(),
             ));
         }
-        let _guard = self.changes.lock().await;
+        ecobench_shared::validate::fingerprint(&fingerprint).map_err(|err| {
+            CoordinatorError::InvalidArgument(format!("join of worker {worker_id} refused: {err}"))
+        })?;
+        let guard = self.changes.lock().await;
         let jobs_done = self.store.worker(worker_id)?.map_or(0, |w| w.jobs_done);
         info!(host = %fingerprint.hostname, cpu = %fingerprint.cpu_model, energy = %fingerprint.energy_source, "worker joined");
         self.publish(CampaignEvent::WorkerJoined {
@@ -300,6 +353,7 @@ impl Coordinator {
             jobs_done,
         };
         self.store.put_worker(&record)?;
+        drop(guard);
         self.store.flush().await?;
         // Three heartbeats fit in a lease, so that one lost heartbeat does not void it.
         Ok(self
@@ -333,10 +387,9 @@ impl Coordinator {
         };
         let created = {
             let _guard = self.changes.lock().await;
-            let created = self.store.insert_campaign(&record, &jobs)?;
-            self.store.flush().await?;
-            created
+            self.store.insert_campaign(&record, &jobs)?
         };
+        self.store.flush().await?;
         info!(campaign = %spec.id, name = %spec.name, n_jobs = jobs.len(), created, "campaign submitted");
         self.work.notify_waiters();
         Ok(Submitted {
@@ -366,6 +419,9 @@ impl Coordinator {
             let notified = self.work.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if self.is_closing() {
+                return Ok(None);
+            }
             if let Some(lease) = self.try_lease(worker_id).await? {
                 return Ok(Some(lease));
             }
@@ -376,54 +432,23 @@ impl Coordinator {
     }
 
     async fn try_lease(&self, worker_id: &str) -> Result<Option<Lease>, CoordinatorError> {
-        let _guard = self.changes.lock().await;
+        let guard = self.changes.lock().await;
         let now = now_unix_ms();
         // Pretrainings in flight: a second job with the same key waits for their weights
-        // instead of training them again.
-        let mut in_flight: Vec<String> = Vec::new();
-        // Campaigns' placements, and the job states of each (campaign, seed) of those
-        // that bind a seed to a worker.
+        // instead of training them again. Read (from the `leased` index) when a pending
+        // pretrain job first comes up.
+        let mut in_flight: Option<Vec<String>> = None;
+        // Campaigns' placements and, for those that bind a seed to a worker, the owner
+        // of each seed: read when a pending job of theirs comes up, once per call.
         let mut placements: HashMap<String, campaign::Placement> = HashMap::new();
-        let mut seeds: HashMap<(String, u64), Vec<JobState>> = HashMap::new();
-        for entry in self.store.all_jobs() {
-            let (_, job) = entry?;
-            if let (JobState::Leased { .. }, Stage::Pretrain { key, .. }) =
-                (&job.state, &job.spec.stage)
-            {
-                in_flight.push(key.clone());
-            }
-            let campaign_id = &job.spec.campaign_id;
-            if !placements.contains_key(campaign_id) {
-                let placement = self
-                    .store
-                    .campaign(campaign_id)?
-                    .map_or(campaign::Placement::Any, |c| c.spec.placement);
-                placements.insert(campaign_id.clone(), placement);
-            }
-            if placements[campaign_id] == campaign::Placement::SameWorkerPerSeed {
-                seeds
-                    .entry((campaign_id.clone(), job.spec.seed))
-                    .or_default()
-                    .push(job.state.clone());
-            }
-        }
-        let mut alive: HashMap<String, bool> = HashMap::new();
-        if !seeds.is_empty() {
-            for worker in self.store.workers()? {
-                let known = self.alive(&worker, now);
-                alive.insert(worker.worker_id, known);
-            }
-        }
-        let owners: HashMap<(String, u64), Option<String>> = seeds
-            .iter()
-            .map(|(seed, states)| {
-                let owner = scheduler::seed_owner(states, |w| alive.get(w) == Some(&true));
-                (seed.clone(), owner.map(str::to_string))
-            })
-            .collect();
+        let mut owners: HashMap<(String, u64), Option<String>> = HashMap::new();
+        let mut alive: Option<HashMap<String, bool>> = None;
         let mut settled = false;
-        for entry in self.store.all_jobs() {
-            let (key, job) = entry?;
+        for key in self.store.pending_keys() {
+            let key = key?;
+            let Some(job) = self.store.job(&key)? else {
+                continue;
+            };
             if job.state != JobState::Pending {
                 continue;
             }
@@ -440,6 +465,10 @@ impl Coordinator {
                         }
                         continue;
                     }
+                    let in_flight = match &mut in_flight {
+                        Some(keys) => keys,
+                        None => in_flight.insert(self.pretrains_in_flight()?),
+                    };
                     if in_flight.contains(pretrain) {
                         continue;
                     }
@@ -478,12 +507,39 @@ impl Coordinator {
             if ready.declined_by(worker_id) {
                 continue;
             }
-            let seed = (job.spec.campaign_id.clone(), job.spec.seed);
+            let campaign_id = &job.spec.campaign_id;
+            if !placements.contains_key(campaign_id) {
+                let placement = self
+                    .store
+                    .campaign(campaign_id)?
+                    .map_or(campaign::Placement::Any, |c| c.spec.placement);
+                placements.insert(campaign_id.clone(), placement);
+            }
+            let placement = placements[campaign_id];
+            let seed = (campaign_id.clone(), job.spec.seed);
+            if placement == campaign::Placement::SameWorkerPerSeed && !owners.contains_key(&seed) {
+                let alive = match &mut alive {
+                    Some(alive) => alive,
+                    None => {
+                        let mut known = HashMap::new();
+                        for worker in self.store.workers()? {
+                            let up = self.alive(&worker, now);
+                            known.insert(worker.worker_id, up);
+                        }
+                        alive.insert(known)
+                    }
+                };
+                let states: Vec<JobState> = self
+                    .store
+                    .jobs_of(campaign_id)?
+                    .into_iter()
+                    .filter(|j| j.spec.seed == job.spec.seed)
+                    .map(|j| j.state)
+                    .collect();
+                let owner = scheduler::seed_owner(&states, |w| alive.get(w) == Some(&true));
+                owners.insert(seed.clone(), owner.map(str::to_string));
+            }
             let owner = owners.get(&seed).cloned().flatten();
-            let placement = placements
-                .get(&job.spec.campaign_id)
-                .copied()
-                .unwrap_or_default();
             if !scheduler::may_place(placement, owner.as_deref(), worker_id) {
                 continue;
             }
@@ -491,7 +547,7 @@ impl Coordinator {
             let next = scheduler::lease(&ready, worker_id, lease_id, now + self.config.lease_ms)
                 .expect("a pending job can be leased");
             if self.store.swap_job(&key, &job, &next)? {
-                self.store.flush().await?;
+                let spec = self.with_pin(next.spec.clone())?;
                 info!(job = %next.spec.job_id(), lease_id, attempt = next.attempts, "job leased");
                 self.forget_progress(&next.spec.job_id());
                 self.publish(CampaignEvent::JobLeased {
@@ -500,18 +556,37 @@ impl Coordinator {
                     worker_id: worker_id.to_string(),
                     attempt: next.attempts,
                 });
+                drop(guard);
+                // Flushed outside the lock: concurrent changes share one disk sync, and a
+                // later answer built on this state is itself flushed first.
+                self.store.flush().await?;
                 return Ok(Some(Lease {
-                    job: self.with_pin(next.spec)?,
+                    job: spec,
                     lease_id,
                     attempt: next.attempts,
                     lease_ms: self.config.lease_ms,
                 }));
             }
         }
+        drop(guard);
         if settled {
             self.store.flush().await?;
         }
         Ok(None)
+    }
+
+    /// The keys of the pretrainings leased now.
+    fn pretrains_in_flight(&self) -> Result<Vec<String>, CoordinatorError> {
+        let mut keys = Vec::new();
+        for entry in self.store.leased_keys() {
+            let (key, _) = entry?;
+            if let Some(job) = self.store.job(&key)?
+                && let Stage::Pretrain { key, .. } = job.spec.stage
+            {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
     }
 
     /// Whether the fine-tune `job` may run, given its campaign's pretrain job `idx`.
@@ -541,37 +616,64 @@ impl Coordinator {
             .ok_or_else(|| CoordinatorError::NotFound(format!("no job {job_id}")))
     }
 
-    /// Extends a lease; returns true when the worker should cancel the job.
+    /// Extends `worker_id`'s lease (or takes back its expired lease if no one took the
+    /// job since); returns true when the worker should cancel the job: its lease no
+    /// longer holds it (another worker took it or completed it, or it was cancelled).
     pub async fn heartbeat(
         &self,
+        worker_id: &str,
         job_id: &str,
         lease_id: u64,
         progress: Progress,
     ) -> Result<bool, CoordinatorError> {
+        ecobench_shared::validate::progress(&progress).map_err(|err| {
+            CoordinatorError::InvalidArgument(format!("heartbeat of job {job_id} refused: {err}"))
+        })?;
         let key = parse_job_id(job_id)?;
-        let _guard = self.changes.lock().await;
-        let job = self.stored_job(&key, job_id)?;
-        let Some(next) = scheduler::extend(&job, lease_id, now_unix_ms() + self.config.lease_ms)
-        else {
-            warn!(job = %job_id, lease_id, "heartbeat for a lease that no longer holds the job");
-            return Ok(true);
-        };
-        self.store.swap_job(&key, &job, &next)?;
-        self.store.flush().await?;
-        let changed = self
-            .progress
-            .lock()
-            .expect("progress lock")
-            .insert(job_id.to_string(), progress.clone())
-            .is_none_or(|before| before != progress);
-        // The first heartbeats come before any epoch ended: nothing to tell yet.
-        if changed && progress.epoch > 0 {
-            self.publish(CampaignEvent::Progress {
-                job_id: job_id.to_string(),
-                progress,
-            });
+        self.contact(worker_id);
+        {
+            let _guard = self.changes.lock().await;
+            let job = self.stored_job(&key, job_id)?;
+            let deadline = now_unix_ms() + self.config.lease_ms;
+            let Some(next) = scheduler::extend(&job, lease_id, worker_id, deadline)
+                .or_else(|| scheduler::revive(&job, lease_id, worker_id, deadline))
+            else {
+                warn!(job = %job_id, lease_id, worker = %worker_id, "heartbeat for a lease that does not hold the job: cancel");
+                return Ok(true);
+            };
+            if job.state == JobState::Pending {
+                info!(job = %job_id, lease_id, worker = %worker_id, "an expired lease came back before the job was leased again");
+            }
+            self.swap(&key, &job, &next)?;
+            let changed = self
+                .progress
+                .lock()
+                .expect("progress lock")
+                .insert(job_id.to_string(), progress.clone())
+                .is_none_or(|before| before != progress);
+            // The first heartbeats come before any epoch ended: nothing to tell yet.
+            if changed && progress.epoch > 0 {
+                self.publish(CampaignEvent::Progress {
+                    job_id: job_id.to_string(),
+                    progress,
+                });
+            }
         }
+        self.store.flush().await?;
         Ok(false)
+    }
+
+    /// Writes `next` over `job`, which must not have changed since it was read (all
+    /// changes are made under `changes`, so a refused swap is a bug, reported as such).
+    fn swap(&self, key: &[u8], job: &JobRecord, next: &JobRecord) -> Result<(), CoordinatorError> {
+        if self.store.swap_job(key, job, next)? {
+            Ok(())
+        } else {
+            Err(CoordinatorError::Conflict(format!(
+                "job {} changed while it was being updated; retry",
+                job.spec.job_id()
+            )))
+        }
     }
 
     /// Stores a job's result. Returns true when the same lease had already completed it.
@@ -586,14 +688,20 @@ impl Coordinator {
         queries::check_result(job_id, &result)?;
         self.contact(worker_id);
         let key = parse_job_id(job_id)?;
-        let _guard = self.changes.lock().await;
+        let guard = self.changes.lock().await;
         let job = self.stored_job(&key, job_id)?;
-        match scheduler::complete(&job, lease_id) {
+        match scheduler::complete(&job, lease_id, worker_id) {
             Completion::Duplicate => Ok(true),
             Completion::Stale => Err(CoordinatorError::FailedPrecondition(format!(
-                "lease {lease_id} no longer holds job {job_id} (it expired or was re-leased): result refused"
+                "job {job_id} was already completed under another lease: the result of lease \
+                 {lease_id} is refused (the first result wins)"
+            ))),
+            Completion::NotHolder => Err(CoordinatorError::FailedPrecondition(format!(
+                "lease {lease_id} of worker {worker_id} never held job {job_id}: result refused"
             ))),
             Completion::Accept(next) => {
+                let late = lease_holder(&job).is_none_or(|holder| holder != worker_id)
+                    || job.lease_id() != Some(lease_id);
                 let pin = self.check_pin(&key, &job, lease_id, &result).await?;
                 let pretrain = match &job.spec.stage {
                     Stage::Pretrain { key, .. } => Some(PretrainRecord {
@@ -605,10 +713,9 @@ impl Coordinator {
                     }),
                     _ => None,
                 };
-                let producer = lease_holder(&job).unwrap_or(worker_id).to_string();
-                let fingerprint = self.store.worker(&producer)?.map(|w| w.fingerprint);
+                let fingerprint = self.store.worker(worker_id)?.map(|w| w.fingerprint);
                 let record = ResultRecord {
-                    worker_id: producer,
+                    worker_id: worker_id.to_string(),
                     lease_id,
                     completed_unix_ms: now_unix_ms(),
                     result,
@@ -622,16 +729,20 @@ impl Coordinator {
                     pretrain.as_ref(),
                     pin.as_ref(),
                 )? {
-                    return Err(CoordinatorError::FailedPrecondition(format!(
-                        "job {job_id} changed concurrently"
+                    return Err(CoordinatorError::Conflict(format!(
+                        "job {job_id} changed while its result was being stored; retry"
                     )));
                 }
-                self.store.flush().await?;
                 info!(
                     accuracy = record.result.train.accuracy,
                     energy_kwh = record.result.energy.energy_kwh,
+                    late,
                     "job succeeded"
                 );
+                if late {
+                    // Any live lease on the job is void now: its heartbeat answers cancel.
+                    warn!(lease_id, worker = %worker_id, "result of an expired lease accepted: no one else had completed the job");
+                }
                 self.forget_progress(job_id);
                 self.publish(CampaignEvent::JobSucceeded {
                     job_id: job_id.to_string(),
@@ -640,6 +751,8 @@ impl Coordinator {
                     energy_kwh: record.result.energy.energy_kwh,
                 });
                 self.publish_if_finished(&job.spec.campaign_id);
+                drop(guard);
+                self.store.flush().await?;
                 if pretrain.is_some() {
                     // Its fine-tunes can run now.
                     self.work.notify_waiters();
@@ -719,36 +832,53 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Records a failed attempt, and what it spent (`energy`, as the worker measured it)
-    /// among the job's `spent` in the same write. Returns true when the job will be tried
-    /// again.
+    /// Records an attempt that ended without a result: failed (retried while fewer than
+    /// `max_attempts` attempts failed and the failure is `retryable`), or handed back by
+    /// its stopping worker (pending again, no failure counted). What it spent (`energy`,
+    /// as the worker measured it) joins the job's `spent` in the same write. Only the
+    /// worker holding the lease may do this. Returns true when the job will be tried again.
     #[instrument(skip_all, fields(job = %job_id))]
     pub async fn fail(
         &self,
+        worker_id: &str,
         job_id: &str,
         lease_id: u64,
         reason: &str,
-        retryable: bool,
+        ending: Ending,
         energy: Option<ecobench_shared::EnergyReport>,
     ) -> Result<bool, CoordinatorError> {
+        if let Some(energy) = &energy {
+            ecobench_shared::validate::energy(energy).map_err(|err| {
+                CoordinatorError::InvalidArgument(format!(
+                    "failure report of job {job_id} refused: {err}"
+                ))
+            })?;
+        }
         let key = parse_job_id(job_id)?;
-        let _guard = self.changes.lock().await;
+        self.contact(worker_id);
+        let guard = self.changes.lock().await;
         let job = self.stored_job(&key, job_id)?;
         let reason = format!("attempt {}: {reason}", job.attempts);
-        let failure = scheduler::Failure {
-            reason: &reason,
-            retryable,
-            energy,
+        let next = match ending {
+            Ending::Failed { retryable } => {
+                let failure = scheduler::Failure {
+                    reason: &reason,
+                    retryable,
+                    energy,
+                };
+                scheduler::fail(&job, lease_id, worker_id, failure, self.config.max_attempts)
+            }
+            Ending::HandedBack => scheduler::hand_back(&job, lease_id, worker_id, &reason, energy),
         };
-        let Some(next) = scheduler::fail(&job, lease_id, failure, self.config.max_attempts) else {
+        let Some(next) = next else {
             return Err(CoordinatorError::FailedPrecondition(format!(
-                "lease {lease_id} no longer holds job {job_id}"
+                "lease {lease_id} of worker {worker_id} does not hold job {job_id} (it expired \
+                 and the job was taken or completed, or it never did): report refused"
             )));
         };
-        self.store.swap_job(&key, &job, &next)?;
-        self.store.flush().await?;
+        self.swap(&key, &job, &next)?;
         let will_retry = next.state == JobState::Pending;
-        warn!(%reason, will_retry, "job attempt failed");
+        warn!(%reason, will_retry, handed_back = matches!(ending, Ending::HandedBack), "job attempt ended without a result");
         self.forget_progress(job_id);
         self.publish(CampaignEvent::JobFailed {
             job_id: job_id.to_string(),
@@ -758,6 +888,8 @@ impl Coordinator {
         if !will_retry {
             self.publish_if_finished(&job.spec.campaign_id);
         }
+        drop(guard);
+        self.store.flush().await?;
         // A retry is new work; a pretrain job failed for good settles its fine-tunes,
         // which the next lease attempt fails.
         if will_retry || matches!(next.spec.stage, Stage::Pretrain { .. }) {
@@ -766,14 +898,36 @@ impl Coordinator {
         Ok(will_retry)
     }
 
-    /// Puts jobs whose lease expired back to pending (or fails them); returns how many.
+    /// Puts jobs whose lease expired back to pending (or fails them, after
+    /// [`scheduler::MAX_LOST_LEASES`]); returns how many. A lease an earlier run of the
+    /// coordinator granted does not expire during the grace period after this start, so
+    /// that workers that kept training through the outage reconnect and heartbeat first.
     pub async fn reap_expired(&self) -> Result<usize, CoordinatorError> {
-        let _guard = self.changes.lock().await;
         let now = now_unix_ms();
+        let in_grace = now < self.started_unix_ms + self.config.restart_grace_ms;
+        let guard = self.changes.lock().await;
         let mut reaped = 0;
-        for entry in self.store.all_jobs() {
-            let (key, job) = entry?;
-            if let Some(next) = scheduler::expire(&job, now, self.config.max_attempts)
+        let due: Vec<Vec<u8>> = self
+            .store
+            .leased_keys()
+            .filter_map(|entry| match entry {
+                Ok((key, deadline)) if deadline <= now => Some(Ok(key.to_vec())),
+                Ok(_) => None,
+                Err(err) => Some(Err(err)),
+            })
+            .collect::<Result<_, _>>()?;
+        for key in due {
+            let Some(job) = self.store.job(&key)? else {
+                continue;
+            };
+            if in_grace
+                && job
+                    .lease_id()
+                    .is_some_and(|id| id < self.first_lease_of_run)
+            {
+                continue;
+            }
+            if let Some(next) = scheduler::expire(&job, now)
                 && self.store.swap_job(&key, &job, &next)?
             {
                 let failed = next.state == JobState::Failed;
@@ -801,6 +955,7 @@ impl Coordinator {
                 reaped += 1;
             }
         }
+        drop(guard);
         if reaped > 0 {
             self.store.flush().await?;
             self.work.notify_waiters();

@@ -65,9 +65,23 @@ pub async fn run(
     let coordinator = Arc::new(Coordinator::new(store, artifacts, config.coordinator));
     let reaper = tokio::spawn(reap_forever(coordinator.clone()));
     info!(addr = %listener.local_addr()?, db = %config.db.display(), "coordinator serving");
-    let served = service::serve(listener, coordinator, config.token, shutdown).await;
+    // On shutdown: stop accepting calls, end long polls at once, let calls in flight
+    // finish (tonic's graceful shutdown), then flush the database before exiting.
+    let closing = {
+        let coordinator = coordinator.clone();
+        async move {
+            shutdown.await;
+            info!("shutting down: no new calls, long polls end, calls in flight finish");
+            coordinator.close();
+        }
+    };
+    let served = service::serve(listener, coordinator.clone(), config.token, closing).await;
     reaper.abort();
-    served.context("the gRPC server failed")
+    let flushed = coordinator.flush().await;
+    served.context("the gRPC server failed")?;
+    flushed.context("cannot flush the database on shutdown")?;
+    info!("coordinator stopped; database flushed");
+    Ok(())
 }
 
 /// Voids expired leases once a second.

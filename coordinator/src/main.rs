@@ -35,10 +35,16 @@ enum Command {
         /// Allow a non-loopback address without a token.
         #[arg(long)]
         insecure: bool,
-        /// Seconds a lease lives without a heartbeat.
-        #[arg(long, default_value_t = 30)]
+        /// Seconds a lease lives without a heartbeat: a worker that stops heartbeating
+        /// loses its job after this long.
+        #[arg(long, default_value_t = 15)]
         lease_s: u64,
-        /// Attempts before a job whose leases keep expiring is failed.
+        /// Seconds after a start during which no lease expires, so that workers that kept
+        /// training through an outage reconnect first.
+        #[arg(long, default_value_t = 60)]
+        restart_grace_s: u64,
+        /// Failed attempts before a job is failed for good (expired leases, outages and
+        /// hand-backs do not count).
         #[arg(long, default_value_t = 3)]
         max_attempts: u32,
         /// Largest campaign matrix accepted.
@@ -164,6 +170,7 @@ async fn main() -> Result<()> {
             token_file,
             insecure,
             lease_s,
+            restart_grace_s,
             max_attempts,
             max_jobs,
             max_artifact_bytes,
@@ -180,6 +187,7 @@ async fn main() -> Result<()> {
             println!("listening on {}", listener.local_addr()?);
             let coordinator = CoordinatorConfig {
                 lease_ms: lease_s * 1000,
+                restart_grace_ms: restart_grace_s * 1000,
                 max_attempts,
                 max_jobs,
                 ..CoordinatorConfig::default()

@@ -1,10 +1,16 @@
 //! The job state machine as pure functions: no I/O and no clock reads; the
 //! caller passes the time and stores what comes back.
 //!
-//! `pending → leased(worker, lease, deadline) → succeeded | failed`; an expired
-//! lease goes back to pending with attempt + 1 until `max_attempts`. A worker that
-//! declines a job (its copy of the dataset is not the campaign's) gives it back without
-//! spending an attempt, and is not offered it again.
+//! `pending → leased(worker, lease, deadline) → succeeded | failed`. A failed attempt
+//! goes back to pending until `max_attempts` attempts have failed; an expired lease
+//! (the worker stopped heartbeating: it died, or the network or the coordinator was
+//! down) is an outage, not a failure: it goes back to pending without counting against
+//! `max_attempts`, up to `max_lost_leases` times, and the lease is remembered so that
+//! the result its worker delivers later is still accepted if no one else completed the
+//! job first (the first valid result wins; a live lease on the job is then void, its
+//! heartbeat answered with "cancel"). A worker that declines a job (its copy of the
+//! dataset is not the campaign's) or hands it back (it is stopping) gives it back
+//! without spending an attempt. Only the worker holding a lease may act on it.
 //!
 //! Placement: in a campaign with `placement = "same-worker-per-seed"`, the jobs of one seed
 //! are bound to the worker that holds, or last completed, one of them ([`seed_owner`]), as
@@ -53,8 +59,20 @@ pub struct JobRecord {
     pub state: JobState,
     /// Attempts started so far (leases granted).
     pub attempts: u32,
-    /// Why earlier attempts failed, oldest first.
+    /// Why earlier attempts ended without the result, oldest first (failures, expired
+    /// leases, hand-backs, late results accepted).
     pub failures: Vec<String>,
+    /// The store's revision of this record, bumped by every write: what the store's
+    /// compare-and-swap compares (absent from records written before it: 0).
+    #[serde(default)]
+    pub rev: u64,
+    /// Attempts that failed (FailJob): what `max_attempts` bounds.
+    #[serde(default)]
+    pub failed_attempts: u32,
+    /// Leases that expired, oldest first: their workers' results are still accepted
+    /// while no one else has completed the job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expired: Vec<ExpiredLease>,
     /// Workers that declined the job, oldest first; none of them is offered it again.
     /// Left out of the stored form when empty, so that older records read and compare
     /// unchanged.
@@ -67,6 +85,19 @@ pub struct JobRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spent: Vec<SpentAttempt>,
 }
+
+/// A lease that expired before its worker delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiredLease {
+    /// The lease.
+    pub lease_id: u64,
+    /// The worker that held it.
+    pub worker_id: String,
+}
+
+/// How many expired leases a job survives before it is failed: a job whose workers keep
+/// vanishing (one that takes its machine down) must end some time.
+pub const MAX_LOST_LEASES: u32 = 10;
 
 /// The measured cost of an attempt that produced no result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +125,9 @@ impl JobRecord {
             state: JobState::Pending,
             attempts: 0,
             failures: Vec::new(),
+            rev: 0,
+            failed_attempts: 0,
+            expired: Vec::new(),
             declines: Vec::new(),
             spent: Vec::new(),
         }
@@ -250,14 +284,19 @@ pub fn reuse(job: &JobRecord, job_id: &str) -> Option<JobRecord> {
     Some(next)
 }
 
-/// Extends a live lease; `None` if `lease_id` does not hold the job.
-pub fn extend(job: &JobRecord, lease_id: u64, deadline_unix_ms: u64) -> Option<JobRecord> {
+/// Extends a live lease; `None` if `lease_id` of `worker` does not hold the job.
+pub fn extend(
+    job: &JobRecord,
+    lease_id: u64,
+    worker: &str,
+    deadline_unix_ms: u64,
+) -> Option<JobRecord> {
     match &job.state {
         JobState::Leased {
             worker_id,
             lease_id: held,
             ..
-        } if *held == lease_id => {
+        } if *held == lease_id && worker_id == worker => {
             let mut next = job.clone();
             next.state = JobState::Leased {
                 worker_id: worker_id.clone(),
@@ -270,6 +309,35 @@ pub fn extend(job: &JobRecord, lease_id: u64, deadline_unix_ms: u64) -> Option<J
     }
 }
 
+/// Takes back a lease that expired while its job is still pending (no one took it since):
+/// its worker's heartbeat shows it is still training, so the lease holds again and no
+/// work is thrown away. `None` otherwise.
+pub fn revive(
+    job: &JobRecord,
+    lease_id: u64,
+    worker: &str,
+    deadline_unix_ms: u64,
+) -> Option<JobRecord> {
+    if job.state != JobState::Pending {
+        return None;
+    }
+    let at = job
+        .expired
+        .iter()
+        .position(|e| e.lease_id == lease_id && e.worker_id == worker)?;
+    let mut next = job.clone();
+    next.expired.remove(at);
+    next.failures.push(format!(
+        "lease {lease_id} of worker {worker} came back before the job was leased again: it holds again"
+    ));
+    next.state = JobState::Leased {
+        worker_id: worker.to_string(),
+        lease_id,
+        deadline_unix_ms,
+    };
+    Some(next)
+}
+
 /// What a completion means for a job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Completion {
@@ -277,28 +345,93 @@ pub enum Completion {
     Accept(Box<JobRecord>),
     /// The same lease already completed: acknowledge, store nothing.
     Duplicate,
-    /// The lease does not hold the job (expired, re-leased, failed): refuse.
+    /// The job was completed under another lease (or served by another job's weights):
+    /// refuse.
     Stale,
+    /// The lease is not one this worker holds or held on the job: refuse.
+    NotHolder,
 }
 
-/// Decides what a `CompleteJob` under `lease_id` does.
-pub fn complete(job: &JobRecord, lease_id: u64) -> Completion {
+/// Decides what a `CompleteJob` of `worker` under `lease_id` does. The lease that holds
+/// the job completes it; so does a lease that expired, while no one else has completed
+/// the job (the first valid result wins; a live lease of another worker is void from
+/// then on).
+pub fn complete(job: &JobRecord, lease_id: u64, worker: &str) -> Completion {
+    let succeeded = |job: &JobRecord| {
+        let mut next = job.clone();
+        next.state = JobState::Succeeded {
+            worker_id: worker.to_string(),
+            lease_id,
+        };
+        next
+    };
     match &job.state {
         JobState::Leased {
             worker_id,
             lease_id: held,
             ..
         } if *held == lease_id => {
-            let mut next = job.clone();
-            next.state = JobState::Succeeded {
-                worker_id: worker_id.clone(),
-                lease_id,
-            };
-            Completion::Accept(Box::new(next))
+            if worker_id != worker {
+                return Completion::NotHolder;
+            }
+            Completion::Accept(Box::new(succeeded(job)))
         }
-        JobState::Succeeded { lease_id: done, .. } if *done == lease_id => Completion::Duplicate,
-        _ => Completion::Stale,
+        JobState::Succeeded {
+            lease_id: done,
+            worker_id,
+        } if *done == lease_id => {
+            if worker_id == worker {
+                Completion::Duplicate
+            } else {
+                Completion::NotHolder
+            }
+        }
+        JobState::Succeeded { .. } | JobState::Reused { .. } => {
+            if job.expired.iter().any(|e| e.lease_id == lease_id)
+                || job.lease_id() == Some(lease_id)
+            {
+                Completion::Stale
+            } else {
+                Completion::NotHolder
+            }
+        }
+        JobState::Pending | JobState::Leased { .. } | JobState::Failed => {
+            match job.expired.iter().find(|e| e.lease_id == lease_id) {
+                Some(expired) if expired.worker_id == worker => {
+                    let mut next = succeeded(job);
+                    // A live lease of another worker is void now: remembered with the
+                    // expired ones, so that its result is refused as completed.
+                    if let JobState::Leased {
+                        worker_id,
+                        lease_id: live,
+                        ..
+                    } = &job.state
+                    {
+                        next.expired.push(ExpiredLease {
+                            lease_id: *live,
+                            worker_id: worker_id.clone(),
+                        });
+                    }
+                    next.failures.push(format!(
+                        "lease {lease_id} of worker {worker} had expired; its result arrived \
+                         later and was accepted"
+                    ));
+                    Completion::Accept(Box::new(next))
+                }
+                _ => Completion::NotHolder,
+            }
+        }
     }
+}
+
+/// Whether `worker`'s lease `lease_id` ever held the job (the live one or an expired one).
+pub fn ever_held(job: &JobRecord, lease_id: u64, worker: &str) -> bool {
+    holder(job, lease_id) == Some(worker)
+        || job
+            .expired
+            .iter()
+            .any(|e| e.lease_id == lease_id && e.worker_id == worker)
+        || matches!(&job.state, JobState::Succeeded { worker_id, lease_id: done } if *done == lease_id && worker_id == worker)
 }
 
 /// A failed attempt as its worker reports it.
@@ -312,23 +445,45 @@ pub struct Failure<'a> {
     pub energy: Option<ecobench_shared::EnergyReport>,
 }
 
-/// Records a failed attempt: back to pending while attempts remain and the
-/// failure is retryable, failed for good otherwise; what it spent joins the job's
-/// `spent`, credited to the lease holder. `None` if the lease is stale.
+/// Records a failed attempt: back to pending while fewer than `max_attempts` attempts
+/// have failed and the failure is retryable, failed for good otherwise; what it spent
+/// joins the job's `spent`, credited to the lease holder. `None` if `worker`'s lease
+/// does not hold the job.
 pub fn fail(
     job: &JobRecord,
     lease_id: u64,
+    worker: &str,
     failure: Failure<'_>,
     max_attempts: u32,
 ) -> Option<JobRecord> {
-    let worker_id = holder(job, lease_id)?;
-    let mut next = give_back(
-        job,
-        failure.reason.to_string(),
-        failure.retryable,
-        max_attempts,
-    );
+    let worker_id = holder(job, lease_id).filter(|w| *w == worker)?;
+    let mut next = job.clone();
+    next.failures.push(failure.reason.to_string());
+    next.failed_attempts += 1;
+    next.state = if failure.retryable && next.failed_attempts < max_attempts {
+        JobState::Pending
+    } else {
+        JobState::Failed
+    };
     spend(&mut next, worker_id, failure.energy);
+    Some(next)
+}
+
+/// A job its worker hands back because it is stopping (SIGTERM): pending again, the
+/// attempt not counted as failed, what it spent kept. `None` if `worker`'s lease does not
+/// hold the job.
+pub fn hand_back(
+    job: &JobRecord,
+    lease_id: u64,
+    worker: &str,
+    reason: &str,
+    energy: Option<ecobench_shared::EnergyReport>,
+) -> Option<JobRecord> {
+    let worker_id = holder(job, lease_id).filter(|w| *w == worker)?;
+    let mut next = job.clone();
+    next.failures.push(reason.to_string());
+    next.state = JobState::Pending;
+    spend(&mut next, worker_id, energy);
     Some(next)
 }
 
@@ -356,14 +511,15 @@ fn spend(job: &mut JobRecord, worker_id: &str, energy: Option<ecobench_shared::E
 
 /// Gives a declined job back: pending again, the attempt not counted, the lease holder
 /// remembered so that it is not offered the job again, and what loading the data cost
-/// (`energy`) among the job's `spent`. `None` if the lease is stale.
+/// (`energy`) among the job's `spent`. `None` if `worker`'s lease does not hold the job.
 pub fn decline(
     job: &JobRecord,
     lease_id: u64,
+    worker: &str,
     reason: &str,
     energy: Option<ecobench_shared::EnergyReport>,
 ) -> Option<JobRecord> {
-    let worker_id = holder(job, lease_id)?;
+    let worker_id = holder(job, lease_id).filter(|w| *w == worker)?;
     let mut next = job.clone();
     next.declines.push(Decline {
         worker_id: worker_id.to_string(),
@@ -375,33 +531,35 @@ pub fn decline(
     Some(next)
 }
 
-/// Voids a lease whose deadline passed; `None` if the job holds no expired lease.
-pub fn expire(job: &JobRecord, now_unix_ms: u64, max_attempts: u32) -> Option<JobRecord> {
+/// Voids a lease whose deadline passed: the job goes back to pending without counting a
+/// failed attempt (an outage is not the job's fault), the lease remembered so that its
+/// late result is still accepted; after [`MAX_LOST_LEASES`] expired leases the job is
+/// failed. `None` if the job holds no expired lease.
+pub fn expire(job: &JobRecord, now_unix_ms: u64) -> Option<JobRecord> {
     match &job.state {
         JobState::Leased {
             worker_id,
+            lease_id,
             deadline_unix_ms,
-            ..
         } if *deadline_unix_ms <= now_unix_ms => {
-            let reason = format!(
-                "attempt {}: lease expired on worker {worker_id} (no heartbeat)",
+            let mut next = job.clone();
+            next.failures.push(format!(
+                "attempt {}: lease {lease_id} expired on worker {worker_id} (no heartbeat)",
                 job.attempts
-            );
-            Some(give_back(job, reason, true, max_attempts))
+            ));
+            next.expired.push(ExpiredLease {
+                lease_id: *lease_id,
+                worker_id: worker_id.clone(),
+            });
+            next.state = if next.expired.len() as u32 >= MAX_LOST_LEASES {
+                JobState::Failed
+            } else {
+                JobState::Pending
+            };
+            Some(next)
         }
         _ => None,
     }
-}
-
-fn give_back(job: &JobRecord, reason: String, retryable: bool, max_attempts: u32) -> JobRecord {
-    let mut next = job.clone();
-    next.failures.push(reason);
-    next.state = if retryable && job.attempts < max_attempts {
-        JobState::Pending
-    } else {
-        JobState::Failed
-    };
-    next
 }
 
 #[cfg(test)]
@@ -419,7 +577,7 @@ mod tests {
             readiness(Some(&pretrain), Some("ab")),
             Readiness::Ready(Some("ab".into()))
         );
-        let failed = fail(&pretrain, 1, failure("attempt 1: diverged", false), 3).unwrap();
+        let failed = fail(&pretrain, 1, "w", failure("attempt 1: diverged", false), 3).unwrap();
         let Readiness::Doomed(reason) = readiness(Some(&failed), None) else {
             panic!()
         };
@@ -478,17 +636,17 @@ mod tests {
             energy: Some(energy(0.002)),
             ..failure("attempt 1: crashed", true)
         };
-        let retried = fail(&leased, 1, spent.clone(), 3).unwrap();
+        let retried = fail(&leased, 1, "w1", spent.clone(), 3).unwrap();
         assert_eq!(retried.state, JobState::Pending);
         assert_eq!(retried.spent.len(), 1);
         assert_eq!(retried.spent[0].worker_id, "w1");
         assert_eq!(retried.spent[0].energy.energy_kwh, 0.002);
         assert!(
-            fail(&leased, 2, spent, 3).is_none(),
+            fail(&leased, 2, "w1", spent, 3).is_none(),
             "a stale lease spends nothing"
         );
         let again = lease(&retried, "w2", 2, 100).unwrap();
-        let unmeasured = fail(&again, 2, failure("attempt 2: no weights", false), 3).unwrap();
+        let unmeasured = fail(&again, 2, "w2", failure("attempt 2: no weights", false), 3).unwrap();
         assert_eq!(unmeasured.state, JobState::Failed);
         assert_eq!(
             unmeasured.spent, retried.spent,
@@ -574,10 +732,10 @@ mod tests {
         let leased = lease(&job(), "w2", 1, 100).unwrap();
         assert_eq!(leased.attempts, 1);
         assert!(
-            decline(&leased, 2, "other copy", None).is_none(),
+            decline(&leased, 2, "w2", "other copy", None).is_none(),
             "stale lease"
         );
-        let declined = decline(&leased, 1, "other copy", None).unwrap();
+        let declined = decline(&leased, 1, "w2", "other copy", None).unwrap();
         assert_eq!(declined.state, JobState::Pending);
         assert_eq!(declined.attempts, 0, "the attempt is not counted");
         assert!(declined.failures.is_empty());
@@ -589,7 +747,7 @@ mod tests {
         assert!(lease(&declined, "w2", 2, 100).is_none(), "not to w2 again");
         let again = lease(&declined, "w1", 3, 100).unwrap();
         assert_eq!(again.attempts, 1);
-        let Completion::Accept(done) = complete(&again, 3) else {
+        let Completion::Accept(done) = complete(&again, 3, "w1") else {
             panic!("not accepted")
         };
         assert_eq!((done.attempts, done.declines.len()), (1, 1));
@@ -600,7 +758,7 @@ mod tests {
         let mut record = job();
         for (lease_id, worker) in [(1, "w1"), (2, "w2")] {
             record = lease(&record, worker, lease_id, 100).unwrap();
-            record = decline(&record, lease_id, "other copy", None).unwrap();
+            record = decline(&record, lease_id, worker, "other copy", None).unwrap();
         }
         assert_eq!(
             (record.state.clone(), record.attempts),
@@ -621,37 +779,141 @@ mod tests {
     fn a_job_is_leased_once_and_completed_once() {
         let leased = lease(&job(), "w1", 10, 1_000).unwrap();
         assert!(lease(&leased, "w2", 11, 1_000).is_none());
-        let Completion::Accept(done) = complete(&leased, 10) else {
+        let Completion::Accept(done) = complete(&leased, 10, "w1") else {
             panic!("not accepted")
         };
-        assert_eq!(complete(&done, 10), Completion::Duplicate);
-        assert_eq!(complete(&done, 11), Completion::Stale);
+        assert_eq!(complete(&done, 10, "w1"), Completion::Duplicate);
+        assert_eq!(complete(&done, 11, "w1"), Completion::NotHolder);
         assert!(lease(&done, "w2", 12, 1_000).is_none());
     }
 
     #[test]
-    fn expiry_requeues_then_fails_after_max_attempts() {
+    fn expired_leases_are_not_failures_but_bounded() {
         let mut record = job();
-        for attempt in 1..=3u64 {
-            record = lease(&record, "w", attempt, 100).unwrap();
-            assert!(expire(&record, 99, 3).is_none(), "not yet due");
-            record = expire(&record, 100, 3).unwrap();
+        for lease_id in 1..=u64::from(MAX_LOST_LEASES) {
+            assert_eq!(record.state, JobState::Pending, "lease {lease_id}");
+            record = lease(&record, "w", lease_id, 100).unwrap();
+            assert!(expire(&record, 99).is_none(), "not yet due");
+            record = expire(&record, 100).unwrap();
+            assert_eq!(record.failed_attempts, 0, "an outage is not a failure");
         }
         assert_eq!(record.state, JobState::Failed);
-        assert_eq!(record.failures.len(), 3);
-        assert!(record.failures[2].starts_with("attempt 3"));
+        assert_eq!(record.failures.len(), MAX_LOST_LEASES as usize);
+        assert!(record.failures[2].starts_with("attempt 3: lease 3 expired on worker w"));
+    }
+
+    #[test]
+    fn max_attempts_counts_failed_attempts_only() {
+        let mut record = job();
+        let mut lease_id = 0;
+        let mut next = |record: &JobRecord| {
+            lease_id += 1;
+            (lease(record, "w", lease_id, 100).unwrap(), lease_id)
+        };
+        // An expiry and a hand-back between failures do not count.
+        let (leased, id) = next(&record);
+        record = expire(&leased, 100).unwrap();
+        let (leased, id2) = next(&record);
+        record = hand_back(&leased, id2, "w", "worker stopping", None).unwrap();
+        assert_eq!((record.attempts, record.failed_attempts), (2, 0));
+        for n in 1..=3 {
+            let (leased, id) = next(&record);
+            record = fail(&leased, id, "w", failure("crashed", true), 3).unwrap();
+            assert_eq!(record.failed_attempts, n);
+        }
+        assert_eq!(record.state, JobState::Failed, "three failed attempts");
+        assert_eq!(record.attempts, 5);
+        // The first lease expired but its worker's result still counts: nobody else
+        // completed the job.
+        let Completion::Accept(done) = complete(&record, id, "w") else {
+            panic!("a late result of an expired lease is accepted")
+        };
+        assert!(matches!(
+            done.state,
+            JobState::Succeeded { lease_id: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn an_expired_lease_whose_worker_comes_back_holds_again_if_no_one_took_the_job() {
+        let first = lease(&job(), "w1", 1, 100).unwrap();
+        let requeued = expire(&first, 100).unwrap();
+        assert!(revive(&requeued, 1, "w2", 500).is_none(), "not w2's lease");
+        let back = revive(&requeued, 1, "w1", 500).unwrap();
+        assert_eq!(back.state, first_with_deadline(&first, 500));
+        assert_eq!(back.attempts, 1, "the same attempt");
+        let taken = lease(&requeued, "w2", 2, 300).unwrap();
+        assert!(
+            revive(&taken, 1, "w1", 500).is_none(),
+            "someone else took it"
+        );
+    }
+
+    fn first_with_deadline(job: &JobRecord, deadline_unix_ms: u64) -> JobState {
+        let JobState::Leased {
+            worker_id,
+            lease_id,
+            ..
+        } = &job.state
+        else {
+            panic!("not leased")
+        };
+        JobState::Leased {
+            worker_id: worker_id.clone(),
+            lease_id: *lease_id,
+            deadline_unix_ms,
+        }
+    }
+
+    #[test]
+    fn a_late_result_wins_over_a_live_lease_and_only_the_first_counts() {
+        let first = lease(&job(), "w1", 1, 100).unwrap();
+        let requeued = expire(&first, 100).unwrap();
+        assert_eq!(requeued.expired.len(), 1);
+        let second = lease(&requeued, "w2", 2, 300).unwrap();
+        assert_eq!(
+            complete(&second, 1, "w2"),
+            Completion::NotHolder,
+            "w1's lease"
+        );
+        let Completion::Accept(done) = complete(&second, 1, "w1") else {
+            panic!("late result refused")
+        };
+        assert_eq!(
+            done.state,
+            JobState::Succeeded {
+                worker_id: "w1".into(),
+                lease_id: 1
+            }
+        );
+        assert!(
+            done.failures
+                .last()
+                .unwrap()
+                .contains("arrived later and was accepted")
+        );
+        // The live lease is void: its heartbeat cancels, its result is refused.
+        assert!(extend(&done, 2, "w2", 400).is_none());
+        assert_eq!(complete(&done, 2, "w2"), Completion::Stale);
+        assert_eq!(complete(&done, 1, "w1"), Completion::Duplicate);
+        assert_eq!(complete(&done, 7, "w3"), Completion::NotHolder);
     }
 
     #[test]
     fn stale_lease_cannot_complete_or_fail_or_extend() {
         let first = lease(&job(), "w1", 1, 100).unwrap();
-        let requeued = expire(&first, 200, 3).unwrap();
+        let requeued = expire(&first, 200).unwrap();
         let second = lease(&requeued, "w2", 2, 300).unwrap();
-        assert_eq!(complete(&second, 1), Completion::Stale);
-        assert!(fail(&second, 1, failure("x", true), 3).is_none());
-        assert!(extend(&second, 1, 400).is_none());
+        assert!(
+            extend(&second, 2, "w1", 400).is_none(),
+            "only the holder extends"
+        );
+        assert_eq!(complete(&second, 2, "w1"), Completion::NotHolder);
+        assert!(fail(&second, 2, "w1", failure("x", true), 3).is_none());
+        assert!(fail(&second, 1, "w1", failure("x", true), 3).is_none());
+        assert!(extend(&second, 1, "w1", 400).is_none());
         assert_eq!(
-            extend(&second, 2, 400).unwrap().state,
+            extend(&second, 2, "w2", 400).unwrap().state,
             JobState::Leased {
                 worker_id: "w2".into(),
                 lease_id: 2,
@@ -663,7 +925,7 @@ mod tests {
     #[test]
     fn a_non_retryable_failure_is_final() {
         let leased = lease(&job(), "w", 1, 100).unwrap();
-        let failed = fail(&leased, 1, failure("not an IDX file", false), 3).unwrap();
+        let failed = fail(&leased, 1, "w", failure("not an IDX file", false), 3).unwrap();
         assert_eq!(failed.state, JobState::Failed);
         assert_eq!(failed.failures, vec!["not an IDX file".to_string()]);
     }
@@ -692,13 +954,13 @@ mod tests {
                         }
                     }
                     1 => {
-                        if let Some(r) = expire(&record, now, 5) {
+                        if let Some(r) = expire(&record, now) {
                             record = r;
                         }
                     }
                     _ => {
                         let guess = next_random() % next_lease.max(1) + 1;
-                        if let Completion::Accept(r) = complete(&record, guess) {
+                        if let Completion::Accept(r) = complete(&record, guess, "w") {
                             record = *r;
                             accepted += 1;
                         }

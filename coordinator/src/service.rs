@@ -10,7 +10,8 @@ use subtle::ConstantTimeEq;
 use tonic::{Request, Response, Status};
 use tracing::error;
 
-use crate::coordinator::{CampaignStatus, Coordinator, CoordinatorError};
+use crate::coordinator::{CampaignStatus, Coordinator, CoordinatorError, Ending};
+use crate::store::StoreError;
 
 /// Largest message accepted or sent (results and reports are small; campaign files too).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -23,10 +24,20 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::NotFound(msg) => Status::not_found(msg),
             CoordinatorError::InvalidArgument(msg) => Status::invalid_argument(msg),
             CoordinatorError::FailedPrecondition(msg) => Status::failed_precondition(msg),
+            // A store that cannot write now (a full disk, an injected fault) may work on a
+            // retry: Unavailable, which workers answer by keeping their outcome and
+            // retrying with backoff.
+            CoordinatorError::Store(err @ (StoreError::Injected(_) | StoreError::Sled(_))) => {
+                error!(error = %err, "store failure");
+                Status::unavailable(format!(
+                    "the coordinator's database cannot be written now ({err}); retry later"
+                ))
+            }
             CoordinatorError::Store(err) => {
                 error!(error = %err, "store failure");
                 Status::internal("the coordinator's database failed; see its log")
             }
+            CoordinatorError::Conflict(msg) => Status::aborted(msg),
             CoordinatorError::Io(err) => {
                 error!(error = %err, "file failure");
                 Status::internal("the coordinator cannot read or write its files; see its log")
@@ -150,7 +161,7 @@ impl WorkerService for Service {
         let progress = req.progress.unwrap_or_default().into();
         let cancel = self
             .coordinator
-            .heartbeat(&req.job_id, req.lease_id, progress)
+            .heartbeat(&req.worker_id, &req.job_id, req.lease_id, progress)
             .await?;
         Ok(Response::new(pb::HeartbeatResponse { cancel }))
     }
@@ -184,15 +195,29 @@ impl WorkerService for Service {
             .map_err(invalid)?;
         let will_retry = if req.declined {
             coordinator
-                .decline(&req.job_id, req.lease_id, &req.reason, energy)
-                .await?
-        } else {
-            coordinator
-                .fail(
+                .decline(
+                    &req.worker_id,
                     &req.job_id,
                     req.lease_id,
                     &req.reason,
-                    req.retryable,
+                    energy,
+                )
+                .await?
+        } else {
+            let ending = if req.handed_back {
+                Ending::HandedBack
+            } else {
+                Ending::Failed {
+                    retryable: req.retryable,
+                }
+            };
+            coordinator
+                .fail(
+                    &req.worker_id,
+                    &req.job_id,
+                    req.lease_id,
+                    &req.reason,
+                    ending,
                     energy,
                 )
                 .await?

@@ -6,8 +6,17 @@
 //! [`ResultRecord`]), `workers` (worker id → [`WorkerRecord`]), `artifacts`
 //! (sha256 hex → [`ArtifactRecord`]), `pretrains` (pretrain key →
 //! [`PretrainRecord`]), `pins` (campaign key ++ dataset name → [`PinRecord`]), `meta`
-//! (`schema_version`). Values are JSON with a record
-//! version.
+//! (`schema_version`, `indexed`). Values are JSON with a record version.
+//!
+//! Two indexes over `jobs`, written in the same transaction as every job write, so that
+//! leasing and reaping touch only the jobs that matter, however many are stored:
+//! `pending` (job key → nothing) and `leased` (job key → lease deadline, Unix ms,
+//! big-endian). A job write is a compare-and-swap on the record's revision
+//! ([`JobRecord::rev`]), never on its bytes.
+//!
+//! Fault injection: when the process has `ECOBENCH_INJECT_STORE_FAULT=<path>` in its
+//! environment and that path exists, every write fails with [`StoreError::Injected`], as
+//! a full disk would (the fault suite drives it; nothing else sets it).
 
 use std::path::Path;
 
@@ -36,6 +45,9 @@ pub enum StoreError {
         /// The decoding error.
         source: serde_json::Error,
     },
+    /// A write was refused by the fault injection (`ECOBENCH_INJECT_STORE_FAULT`).
+    #[error("injected store fault: {0} exists, writes fail until it is removed")]
+    Injected(String),
     /// The database was written by another schema version.
     #[error(
         "database schema version {found} is not {SCHEMA_VERSION}: use a matching coordinator or a new --db path"
@@ -153,7 +165,13 @@ pub struct Store {
     pretrains: sled::Tree,
     artifacts: sled::Tree,
     pins: sled::Tree,
+    pending: sled::Tree,
+    leased: sled::Tree,
+    fault: Option<std::path::PathBuf>,
 }
+
+/// The environment variable naming the file whose existence makes writes fail.
+pub const FAULT_ENV: &str = "ECOBENCH_INJECT_STORE_FAULT";
 
 /// The key of a campaign: its 16-hex-digit id as a big-endian u64.
 pub fn campaign_key(campaign_id: &str) -> Option<[u8; 8]> {
@@ -171,9 +189,50 @@ pub fn job_key(campaign: [u8; 8], job_idx: u32) -> [u8; 12] {
     key
 }
 
-/// True if the stored bytes of job `key` decode to `expected`.
-fn stored_equals(key: &[u8], bytes: &[u8], expected: &JobRecord) -> bool {
-    decode::<JobRecord>("jobs", key, bytes).is_ok_and(|stored| stored == *expected)
+/// The revision of a stored job record; `None` if it does not decode.
+fn stored_rev(bytes: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Rev {
+        #[serde(default)]
+        rev: u64,
+    }
+    serde_json::from_slice::<Versioned<Rev>>(bytes)
+        .ok()
+        .map(|v| v.record.rev)
+}
+
+/// `next` as stored after `expected`: one revision later.
+fn revised(expected: &JobRecord, next: &JobRecord) -> JobRecord {
+    let mut next = next.clone();
+    next.rev = expected.rev + 1;
+    next
+}
+
+/// Writes a job record and its index entries in a transaction.
+fn write_job(
+    jobs: &sled::transaction::TransactionalTree,
+    pending: &sled::transaction::TransactionalTree,
+    leased: &sled::transaction::TransactionalTree,
+    key: &[u8],
+    job: &JobRecord,
+) -> Result<(), sled::transaction::UnabortableTransactionError> {
+    jobs.insert(key, encode(job))?;
+    if job.state == crate::scheduler::JobState::Pending {
+        pending.insert(key, &[])?;
+    } else {
+        pending.remove(key)?;
+    }
+    match &job.state {
+        crate::scheduler::JobState::Leased {
+            deadline_unix_ms, ..
+        } => {
+            leased.insert(key, &deadline_unix_ms.to_be_bytes())?;
+        }
+        _ => {
+            leased.remove(key)?;
+        }
+    }
+    Ok(())
 }
 
 fn encode<T: Serialize>(record: &T) -> Vec<u8> {
@@ -229,7 +288,7 @@ impl Store {
                 meta.insert("schema_version", encode(&SCHEMA_VERSION))?;
             }
         }
-        Ok(Store {
+        let store = Store {
             campaigns: db.open_tree("campaigns")?,
             jobs: db.open_tree("jobs")?,
             results: db.open_tree("results")?,
@@ -237,12 +296,52 @@ impl Store {
             pretrains: db.open_tree("pretrains")?,
             artifacts: db.open_tree("artifacts")?,
             pins: db.open_tree("pins")?,
+            pending: db.open_tree("pending")?,
+            leased: db.open_tree("leased")?,
+            fault: std::env::var_os(FAULT_ENV).map(std::path::PathBuf::from),
             db,
-        })
+        };
+        if meta.get("indexed")?.is_none() {
+            store.build_indexes()?;
+            meta.insert("indexed", encode(&1u32))?;
+            store.db.flush()?;
+        }
+        Ok(store)
+    }
+
+    /// Builds the job indexes of a database written before they existed.
+    fn build_indexes(&self) -> Result<(), StoreError> {
+        self.pending.clear()?;
+        self.leased.clear()?;
+        for entry in self.jobs.iter() {
+            let (key, value) = entry?;
+            let job: JobRecord = decode("jobs", &key, &value)?;
+            match &job.state {
+                crate::scheduler::JobState::Pending => {
+                    self.pending.insert(&key, &[])?;
+                }
+                crate::scheduler::JobState::Leased {
+                    deadline_unix_ms, ..
+                } => {
+                    self.leased.insert(&key, &deadline_unix_ms.to_be_bytes())?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails when the fault injection is on.
+    fn writable(&self) -> Result<(), StoreError> {
+        match &self.fault {
+            Some(path) if path.exists() => Err(StoreError::Injected(path.display().to_string())),
+            _ => Ok(()),
+        }
     }
 
     /// Writes everything to disk; call before answering a state change.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        self.writable()?;
         self.db.flush_async().await?;
         Ok(())
     }
@@ -259,14 +358,17 @@ impl Store {
         record: &CampaignRecord,
         jobs: &[JobRecord],
     ) -> Result<bool, StoreError> {
+        self.writable()?;
         let key = campaign_key(&record.spec.id).expect("campaign ids are 16 hex digits");
-        let result = (&self.campaigns, &self.jobs).transaction(|(campaigns, job_tree)| {
+        let trees = (&self.campaigns, &self.jobs, &self.pending, &self.leased);
+        let result = trees.transaction(|(campaigns, job_tree, pending, leased)| {
             if campaigns.get(key)?.is_some() {
                 return Ok(false);
             }
             campaigns.insert(&key, encode(record))?;
             for job in jobs {
-                job_tree.insert(&job_key(key, job.spec.job_idx), encode(job))?;
+                let job_key = job_key(key, job.spec.job_idx);
+                write_job(job_tree, pending, leased, &job_key, job)?;
             }
             Ok::<_, ConflictableTransactionError<bool>>(true)
         });
@@ -328,33 +430,54 @@ impl Store {
             .transpose()
     }
 
-    /// Replaces a job record if it still equals `expected`; false otherwise.
-    ///
-    /// Records are compared decoded, not as bytes: serde_json does not promise that a
-    /// decoded float encodes to the same digits (an attempt's energy, in `spent`), so a
-    /// byte comparison with the re-encoded `expected` could fail forever.
+    /// Replaces a job record if its stored revision is still `expected.rev`, writing
+    /// `next` at the revision after it (and the indexes); false, writing nothing,
+    /// otherwise.
     pub fn swap_job(
         &self,
         key: &[u8],
         expected: &JobRecord,
         next: &JobRecord,
     ) -> Result<bool, StoreError> {
-        let Some(current) = self.jobs.get(key)? else {
-            return Ok(false);
-        };
-        if !stored_equals(key, &current, expected) {
-            return Ok(false);
-        }
-        let swapped = self
-            .jobs
-            .compare_and_swap(key, Some(current), Some(encode(next)))?;
-        Ok(swapped.is_ok())
+        self.writable()?;
+        let next = revised(expected, next);
+        let trees = (&self.jobs, &self.pending, &self.leased);
+        let outcome = trees.transaction(|(jobs, pending, leased)| {
+            match jobs.get(key)? {
+                Some(current) if stored_rev(&current) == Some(expected.rev) => {}
+                _ => return Ok(false),
+            }
+            write_job(jobs, pending, leased, key, &next)?;
+            Ok::<_, ConflictableTransactionError<bool>>(true)
+        });
+        outcome.or_else(flatten)
+    }
+
+    /// The keys of the pending jobs, in key order.
+    pub fn pending_keys(&self) -> impl Iterator<Item = Result<sled::IVec, StoreError>> + '_ {
+        self.pending
+            .iter()
+            .keys()
+            .map(|key| key.map_err(StoreError::from))
+    }
+
+    /// The leased jobs' keys with their lease deadlines (Unix ms), in key order.
+    pub fn leased_keys(&self) -> impl Iterator<Item = Result<(sled::IVec, u64), StoreError>> + '_ {
+        self.leased.iter().map(|entry| {
+            let (key, value) = entry?;
+            let deadline = value
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            Ok((key, deadline))
+        })
     }
 
     /// Marks a job succeeded and stores its result (and, for a pretrain job, the record
     /// of its weights; for the campaign's first result on a dataset, its pin), in one
     /// transaction.
-    /// False, writing nothing, if the job changed since `expected` was read.
+    /// False, writing nothing, if the job changed since `expected` was read (its revision).
     pub fn complete_job(
         &self,
         key: &[u8],
@@ -364,6 +487,8 @@ impl Store {
         pretrain: Option<&PretrainRecord>,
         pin: Option<&PinRecord>,
     ) -> Result<bool, StoreError> {
+        self.writable()?;
+        let next = revised(expected, next);
         let pin = pin.map(|record| {
             let campaign = campaign_key(&record.campaign_id).expect("stored jobs have valid ids");
             (pin_key(campaign, &record.dataset), encode(record))
@@ -374,30 +499,34 @@ impl Store {
             &self.workers,
             &self.pretrains,
             &self.pins,
+            &self.pending,
+            &self.leased,
         );
-        let outcome = trees.transaction(|(jobs, results, workers, pretrains, pins)| {
-            match jobs.get(key)? {
-                Some(current) if stored_equals(key, &current, expected) => {}
-                _ => return Ok(false),
-            }
-            jobs.insert(key, encode(next))?;
-            results.insert(key, encode(result))?;
-            if let Some(record) = pretrain {
-                pretrains.insert(record.key.as_bytes(), encode(record))?;
-            }
-            if let Some((pin_key, pin)) = &pin {
-                pins.insert(pin_key.as_slice(), pin.as_slice())?;
-            }
-            if let Some(bytes) = workers.get(result.worker_id.as_bytes())?
-                && let Ok(mut worker) =
-                    decode::<WorkerRecord>("workers", result.worker_id.as_bytes(), &bytes)
-            {
-                worker.jobs_done += 1;
-                worker.last_seen_unix_ms = result.completed_unix_ms;
-                workers.insert(result.worker_id.as_bytes(), encode(&worker))?;
-            }
-            Ok::<_, ConflictableTransactionError<bool>>(true)
-        });
+        let outcome = trees.transaction(
+            |(jobs, results, workers, pretrains, pins, pending, leased)| {
+                match jobs.get(key)? {
+                    Some(current) if stored_rev(&current) == Some(expected.rev) => {}
+                    _ => return Ok(false),
+                }
+                write_job(jobs, pending, leased, key, &next)?;
+                results.insert(key, encode(result))?;
+                if let Some(record) = pretrain {
+                    pretrains.insert(record.key.as_bytes(), encode(record))?;
+                }
+                if let Some((pin_key, pin)) = &pin {
+                    pins.insert(pin_key.as_slice(), pin.as_slice())?;
+                }
+                if let Some(bytes) = workers.get(result.worker_id.as_bytes())?
+                    && let Ok(mut worker) =
+                        decode::<WorkerRecord>("workers", result.worker_id.as_bytes(), &bytes)
+                {
+                    worker.jobs_done += 1;
+                    worker.last_seen_unix_ms = result.completed_unix_ms;
+                    workers.insert(result.worker_id.as_bytes(), encode(&worker))?;
+                }
+                Ok::<_, ConflictableTransactionError<bool>>(true)
+            },
+        );
         outcome.or_else(flatten)
     }
 
@@ -450,6 +579,7 @@ impl Store {
 
     /// Stores (or replaces) a worker.
     pub fn put_worker(&self, worker: &WorkerRecord) -> Result<(), StoreError> {
+        self.writable()?;
         self.workers
             .insert(worker.worker_id.as_bytes(), encode(worker))?;
         Ok(())
@@ -477,6 +607,7 @@ impl Store {
 
     /// Records an artifact unless one with its hash is recorded; true if it was new.
     pub fn insert_artifact(&self, record: &ArtifactRecord) -> Result<bool, StoreError> {
+        self.writable()?;
         let swapped = self.artifacts.compare_and_swap(
             record.sha256.as_bytes(),
             None as Option<&[u8]>,

@@ -9,6 +9,7 @@
 //! - [`transform`]: what a job does to its images after loading.
 //! - [`telemetry`]: one tracing set-up for every binary.
 //! - [`process`]: the token file and the shutdown signal, for both binaries.
+//! - [`validate`]: range checks of every float a worker sends.
 //!
 //! Nothing here does network, database or training work; [`artifact`] reads and
 //! writes the files it is given.
@@ -22,6 +23,7 @@ pub mod pretrain;
 pub mod process;
 pub mod telemetry;
 pub mod transform;
+pub mod validate;
 
 pub use campaign::{CampaignError, CampaignSpec, Placement};
 pub use job::*;

@@ -139,6 +139,9 @@ async fn session(
         deliver(&mut client, &stored.job, stored.outcome, outbox).await?;
         outbox.remove(&stored.path);
     }
+    if *shutdown.borrow() {
+        return Ok(());
+    }
     loop {
         if *shutdown.borrow() {
             return Ok(());
@@ -174,8 +177,14 @@ async fn session(
             continue;
         }
         let stored = outbox.put(&job, &outcome);
-        if let Err(err) = &stored {
-            warn!(error = %err, dir = %outbox.dir().display(), "cannot store the outcome on disk: it is lost if it cannot be delivered now");
+        match &stored {
+            Ok(_) if matches!(outcome, Outcome::Succeeded(_)) => {
+                info!(job = %job.spec.job_id(), "training finished; outcome kept in the outbox")
+            }
+            Ok(_) => {}
+            Err(err) => {
+                warn!(error = %err, dir = %outbox.dir().display(), "cannot store the outcome on disk: it is lost if it cannot be delivered now")
+            }
         }
         deliver(&mut client, &job, outcome, outbox).await?;
         if let Ok(path) = stored {
@@ -240,8 +249,10 @@ async fn published(job: &LeasedJob, outcome: Outcome, weights: &JobWeights) -> O
     }
 }
 
-/// Sends an outcome; a refusal (stale lease) is logged and dropped, a lost
-/// connection is returned so that the caller keeps the outcome.
+/// Sends an outcome. A final refusal (the lease does not hold the job, the report is
+/// invalid: [`ClientError::is_final`]) is logged and the outcome dropped; any other error
+/// is returned, so that the caller keeps the outcome in the outbox and sends it again
+/// after reconnecting.
 async fn deliver(
     client: &mut Client,
     job: &LeasedJob,
@@ -257,7 +268,7 @@ async fn deliver(
                 // weights it does not hold.
                 let name = format!("pretrain {}", job.spec.job_id());
                 if let Err(err) = client.put_artifact(&weights, &name).await {
-                    if err.is_unreachable() {
+                    if !err.is_final() {
                         return Err(err);
                     }
                     warn!(job = %job.spec.job_id(), error = %err, "the coordinator did not take the weights");
@@ -287,11 +298,21 @@ async fn deliver(
             warn!(job = %job.spec.job_id(), %reason, "job declined");
             client.decline(job, &reason, energy.map(|e| *e)).await
         }
+        Outcome::HandedBack { energy } => {
+            info!(job = %job.spec.job_id(), "worker stopping: handing the job back");
+            client
+                .hand_back(
+                    job,
+                    "handed back: its worker was stopped",
+                    energy.map(|e| *e),
+                )
+                .await
+        }
         Outcome::Cancelled => Ok(()),
     };
     match sent {
-        Err(err) if !err.is_unreachable() => {
-            warn!(job = %job.spec.job_id(), error = %err, "the coordinator did not take the outcome; dropping it");
+        Err(err) if err.is_final() => {
+            warn!(job = %job.spec.job_id(), error = %err, "the coordinator refused the outcome for good; dropping it");
             Ok(())
         }
         other => other,

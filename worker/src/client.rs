@@ -56,6 +56,24 @@ impl ClientError {
         )
     }
 
+    /// True when the coordinator's refusal is final by contract, so that an undelivered
+    /// outcome may be dropped: the lease does not hold the job (FailedPrecondition), the
+    /// report is malformed or out of range (InvalidArgument), or the job does not exist
+    /// (NotFound). Every other answer (Internal: a failed flush; Unauthenticated: a
+    /// rotated token; ResourceExhausted, Aborted, a lost connection) may change: the
+    /// outcome stays in the outbox and is sent again.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Refused {
+                code: tonic::Code::FailedPrecondition
+                    | tonic::Code::InvalidArgument
+                    | tonic::Code::NotFound,
+                ..
+            }
+        )
+    }
+
     /// True when the coordinator refused the token.
     pub fn is_unauthenticated(&self) -> bool {
         matches!(
@@ -107,6 +125,22 @@ pub struct LeasedJob {
     pub lease_id: u64,
     /// 1-based attempt.
     pub attempt: u32,
+    /// The worker the lease was granted to: outcomes are delivered under its id, also by
+    /// a restarted worker process that found them in its outbox (empty in outcomes
+    /// stored by older workers: the delivering worker's id is used).
+    #[serde(default)]
+    pub worker_id: String,
+}
+
+impl LeasedJob {
+    /// The id to act on this lease under: its holder's, else `fallback`.
+    fn holder<'a>(&'a self, fallback: &'a str) -> &'a str {
+        if self.worker_id.is_empty() {
+            fallback
+        } else {
+            &self.worker_id
+        }
+    }
 }
 
 /// A connection to the coordinator's worker service.
@@ -199,6 +233,7 @@ impl Client {
             spec: spec.try_into()?,
             lease_id: lease.lease_id,
             attempt: lease.attempt,
+            worker_id: self.worker_id.clone(),
         }))
     }
 
@@ -209,7 +244,7 @@ impl Client {
         progress: Progress,
     ) -> Result<bool, ClientError> {
         let mut request = tonic::Request::new(pb::HeartbeatRequest {
-            worker_id: self.worker_id.clone(),
+            worker_id: job.holder(&self.worker_id).to_string(),
             job_id: job.spec.job_id(),
             lease_id: job.lease_id,
             progress: Some(progress.into()),
@@ -225,7 +260,7 @@ impl Client {
         result: JobResult,
     ) -> Result<(), ClientError> {
         let request = pb::CompleteJobRequest {
-            worker_id: self.worker_id.clone(),
+            worker_id: job.holder(&self.worker_id).to_string(),
             job_id: job.spec.job_id(),
             lease_id: job.lease_id,
             result: Some(result.into()),
@@ -243,13 +278,36 @@ impl Client {
         energy: Option<ecobench_shared::EnergyReport>,
     ) -> Result<(), ClientError> {
         let request = pb::FailJobRequest {
-            worker_id: self.worker_id.clone(),
+            worker_id: job.holder(&self.worker_id).to_string(),
             job_id: job.spec.job_id(),
             lease_id: job.lease_id,
             reason: reason.to_string(),
             retryable,
             declined: false,
             energy: energy.map(Into::into),
+            handed_back: false,
+        };
+        self.inner.fail_job(request).await?;
+        Ok(())
+    }
+
+    /// Hands a job back because this worker is stopping: it goes back to pending without
+    /// counting as a failed attempt. `energy` is what the meter measured until then.
+    pub async fn hand_back(
+        &mut self,
+        job: &LeasedJob,
+        reason: &str,
+        energy: Option<ecobench_shared::EnergyReport>,
+    ) -> Result<(), ClientError> {
+        let request = pb::FailJobRequest {
+            worker_id: job.holder(&self.worker_id).to_string(),
+            job_id: job.spec.job_id(),
+            lease_id: job.lease_id,
+            reason: reason.to_string(),
+            retryable: true,
+            declined: false,
+            energy: energy.map(Into::into),
+            handed_back: true,
         };
         self.inner.fail_job(request).await?;
         Ok(())
@@ -265,13 +323,14 @@ impl Client {
         energy: Option<ecobench_shared::EnergyReport>,
     ) -> Result<(), ClientError> {
         let request = pb::FailJobRequest {
-            worker_id: self.worker_id.clone(),
+            worker_id: job.holder(&self.worker_id).to_string(),
             job_id: job.spec.job_id(),
             lease_id: job.lease_id,
             reason: reason.to_string(),
             retryable: true,
             declined: true,
             energy: energy.map(Into::into),
+            handed_back: false,
         };
         self.inner.fail_job(request).await?;
         Ok(())
@@ -302,6 +361,15 @@ mod tests {
         assert!(!refused(tonic::Code::Internal).is_permanent());
         assert!(!refused(tonic::Code::Unavailable).is_permanent());
         assert!(!ClientError::Unreachable("reset".into()).is_permanent());
+        assert!(refused(tonic::Code::FailedPrecondition).is_final());
+        assert!(refused(tonic::Code::InvalidArgument).is_final());
+        assert!(!refused(tonic::Code::Internal).is_final(), "a failed flush");
+        assert!(
+            !refused(tonic::Code::Unauthenticated).is_final(),
+            "a rotated token"
+        );
+        assert!(!refused(tonic::Code::Aborted).is_final());
+        assert!(!ClientError::Unreachable("reset".into()).is_final());
         let short = ClientError::Artifact(ArtifactError::TooLarge {
             name: "w".into(),
             sha256: "0".repeat(64),

@@ -96,6 +96,13 @@ pub enum Outcome {
         #[serde(default)]
         energy: Option<Box<EnergyReport>>,
     },
+    /// The worker is stopping (SIGTERM): the job goes back to pending without counting
+    /// as a failed attempt.
+    HandedBack {
+        /// What the meter measured until the job was stopped.
+        #[serde(default)]
+        energy: Option<Box<EnergyReport>>,
+    },
     /// The coordinator asked to stop it (the lease is gone): report nothing.
     Cancelled,
 }
@@ -245,9 +252,7 @@ pub async fn run_job(
         return Outcome::Cancelled;
     }
     if stopping {
-        return Outcome::Failed {
-            reason: "the worker was stopped during the job".into(),
-            retryable: true,
+        return Outcome::HandedBack {
             energy: Some(Box::new(energy)),
         };
     }

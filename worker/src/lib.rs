@@ -10,6 +10,7 @@
 //!   the only module that reads `/sys` and `/proc` for energy.
 //! - [`fingerprint`]: the hardware facts sent when joining.
 //! - [`outbox`]: finished outcomes kept on disk until the coordinator has taken them.
+//! - [`state`]: the state folder's lock (one worker per folder) and the remembered worker id.
 //! - [`data`]: datasets (IDX files), resolution of dataset names, seeded stratified subsets.
 //! - [`models`]: the models (linear SVM by dual coordinate descent or smartcore's SMO;
 //!   CNN, DenseNet, VGG on the op layer of [`nn`]).
@@ -31,4 +32,5 @@ pub mod fingerprint;
 pub mod models;
 pub mod nn;
 pub mod outbox;
+pub mod state;
 pub mod train;

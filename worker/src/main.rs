@@ -26,7 +26,8 @@ struct Cli {
     /// File holding the shared token.
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// This worker's id (default: host name and process id).
+    /// This worker's id (default: the one remembered in the state folder, else the host
+    /// name and a random suffix, remembered there).
     #[arg(long)]
     worker_id: Option<String>,
     /// Country whose grid powers this machine (ISO-3166 alpha-3, e.g. FRA); world average when omitted.
@@ -219,16 +220,20 @@ fn main() -> Result<()> {
     let Some(coordinator) = cli.join.clone() else {
         bail!("say which coordinator to join: worker --join HOST:PORT");
     };
+    let state_dir = cli.state_dir.clone().unwrap_or_else(default_state_dir);
+    // Held until the worker exits: one worker per state folder.
+    let state = ecobench_worker::state::StateDir::lock(&state_dir)?;
+    let worker_id = state.worker_id(cli.worker_id.as_deref(), || {
+        format!(
+            "{}-{:08x}",
+            ecobench_worker::fingerprint::hostname(),
+            rand::random::<u32>()
+        )
+    })?;
     let config = WorkerConfig {
         coordinator,
         token: cli.token_file.as_deref().map(read_token_file).transpose()?,
-        worker_id: cli.worker_id.clone().unwrap_or_else(|| {
-            format!(
-                "{}-{}",
-                ecobench_worker::fingerprint::hostname(),
-                std::process::id()
-            )
-        }),
+        worker_id,
         exec: ExecConfig {
             exe: std::env::current_exe().context("cannot find the worker's own executable")?,
             data_dirs: data_dirs(&cli.data_dir),
@@ -242,7 +247,7 @@ fn main() -> Result<()> {
             pue: cli.pue,
             cpu_tdp_w: cli.tdp_w,
         },
-        state_dir: cli.state_dir.unwrap_or_else(default_state_dir),
+        state_dir,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {

@@ -130,6 +130,7 @@ mod tests {
             },
             lease_id,
             attempt: 1,
+            worker_id: "w".into(),
         }
     }
 

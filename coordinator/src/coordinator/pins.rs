@@ -16,21 +16,26 @@ impl Coordinator {
     #[instrument(skip_all, fields(job = %job_id))]
     pub async fn decline(
         &self,
+        worker_id: &str,
         job_id: &str,
         lease_id: u64,
         reason: &str,
         energy: Option<ecobench_shared::EnergyReport>,
     ) -> Result<bool, CoordinatorError> {
+        if let Some(energy) = &energy {
+            ecobench_shared::validate::energy(energy).map_err(|err| {
+                CoordinatorError::InvalidArgument(format!("decline of job {job_id} refused: {err}"))
+            })?;
+        }
         let key = parse_job_id(job_id)?;
-        let _guard = self.changes.lock().await;
+        let guard = self.changes.lock().await;
         let job = self.stored_job(&key, job_id)?;
-        let Some(next) = scheduler::decline(&job, lease_id, reason, energy) else {
+        let Some(next) = scheduler::decline(&job, lease_id, worker_id, reason, energy) else {
             return Err(CoordinatorError::FailedPrecondition(format!(
-                "lease {lease_id} no longer holds job {job_id}"
+                "lease {lease_id} of worker {worker_id} does not hold job {job_id}: decline refused"
             )));
         };
-        self.store.swap_job(&key, &job, &next)?;
-        self.store.flush().await?;
+        self.swap(&key, &job, &next)?;
         let worker = next.declines.last().map(|d| d.worker_id.as_str());
         warn!(worker, %reason, "job declined");
         self.publish(ecobench_shared::events::CampaignEvent::JobDeclined {
@@ -38,6 +43,8 @@ impl Coordinator {
             worker_id: worker.unwrap_or_default().to_string(),
             reason: reason.to_string(),
         });
+        drop(guard);
+        self.store.flush().await?;
         self.work.notify_waiters();
         Ok(true)
     }
@@ -63,6 +70,10 @@ impl Coordinator {
         result: &JobResult,
     ) -> Result<Option<PinRecord>, CoordinatorError> {
         let found = &result.train.dataset_sha256;
+        let holder = match &job.state {
+            JobState::Leased { worker_id, .. } => worker_id.clone(),
+            _ => String::new(),
+        };
         if found.is_empty() {
             return Ok(None);
         }
@@ -89,17 +100,14 @@ impl Coordinator {
             pin.job_id
         );
         // The refused result's training is waste: its energy joins the job's `spent`.
-        if let Some(next) = scheduler::decline(job, lease_id, &reason, Some(result.energy.clone()))
+        if let Some(next) =
+            scheduler::decline(job, lease_id, &holder, &reason, Some(result.energy.clone()))
             && self.store.swap_job(key, job, &next)?
         {
             self.store.flush().await?;
             self.work.notify_waiters();
         }
-        let holder = match &job.state {
-            JobState::Leased { worker_id, .. } => worker_id.as_str(),
-            _ => "?",
-        };
-        warn!(worker = holder, %reason, "result on another dataset copy refused");
+        warn!(worker = %holder, %reason, "result on another dataset copy refused");
         Err(CoordinatorError::FailedPrecondition(format!(
             "{reason}: result refused, the job goes to another worker"
         )))

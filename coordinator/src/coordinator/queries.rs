@@ -102,30 +102,16 @@ impl Coordinator {
     }
 }
 
-/// Refuses results that cannot be true (NaN, negative energy, accuracy outside [0, 1]).
+/// Refuses results that cannot be true (NaN, negative energy, accuracy outside [0, 1]),
+/// naming the field.
 pub(super) fn check_result(job_id: &str, result: &JobResult) -> Result<(), CoordinatorError> {
-    let e = &result.energy;
-    let figures = [
-        ("accuracy", result.train.accuracy),
-        ("train_s", result.train.train_s),
-        ("energy_kwh", e.energy_kwh),
-        ("co2_kg", e.co2_kg),
-        ("duration_s", e.duration_s),
-    ];
-    for (name, value) in figures {
-        if !value.is_finite() || value < 0.0 {
-            return Err(CoordinatorError::InvalidArgument(format!(
-                "result of job {job_id} has {name} = {value}: figures must be finite and non-negative"
-            )));
-        }
-    }
-    if result.train.accuracy > 1.0 {
-        return Err(CoordinatorError::InvalidArgument(format!(
-            "result of job {job_id} has accuracy = {} > 1",
-            result.train.accuracy
-        )));
-    }
-    Ok(())
+    ecobench_shared::validate::train(&result.train)
+        .and_then(|()| ecobench_shared::validate::energy(&result.energy))
+        .map_err(|err| {
+            CoordinatorError::InvalidArgument(format!(
+                "result of job {job_id} refused: {err}; figures must be finite and in range"
+            ))
+        })
 }
 
 #[cfg(test)]

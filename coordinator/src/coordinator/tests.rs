@@ -105,28 +105,187 @@ async fn impossible_results_are_refused_and_nothing_is_stored() {
 }
 
 #[tokio::test]
-async fn an_expired_lease_goes_back_to_pending_then_fails() {
+async fn an_expired_lease_is_not_a_failure_and_its_late_result_still_counts() {
     let config = CoordinatorConfig {
         lease_ms: 0,
-        max_attempts: 2,
+        restart_grace_ms: 0,
+        max_attempts: 1,
         ..CoordinatorConfig::default()
     };
     let c = coordinator(config);
     joined(&c, "w").await;
+    joined(&c, "w2").await;
     let submitted = c.submit("d.toml", CAMPAIGN).await.unwrap();
-    for attempt in 1..=2 {
+    let first = c.lease_job("w", 0).await.unwrap().unwrap();
+    assert_eq!(c.reap_expired().await.unwrap(), 1);
+    let second = c.lease_job("w2", 0).await.unwrap().unwrap();
+    assert_eq!(second.attempt, 2);
+    let status = c.status(&submitted.campaign_id).unwrap();
+    assert_eq!(
+        (status.leased, status.failed),
+        (1, 0),
+        "max_attempts 1, not failed"
+    );
+    // w delivers after its lease expired: nobody completed the job, so it wins; w2's
+    // lease is void (its heartbeat cancels) and its result refused.
+    let job_id = first.job.job_id();
+    c.complete("w", &job_id, first.lease_id, result(0.9))
+        .await
+        .unwrap();
+    assert!(
+        c.heartbeat("w2", &job_id, second.lease_id, Progress::default())
+            .await
+            .unwrap(),
+        "w2 is told to cancel"
+    );
+    let refused = c
+        .complete("w2", &job_id, second.lease_id, result(0.8))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("already completed"),
+        "{refused}"
+    );
+    let report = c.report("d").unwrap();
+    assert_eq!(report.jobs[0].accuracy, Some(0.9));
+    let notes = &report.jobs[0].error;
+    assert!(
+        notes.contains(&format!("lease {} expired on worker w", first.lease_id))
+            && notes.contains("arrived later and was accepted"),
+        "{notes}"
+    );
+}
+
+#[tokio::test]
+async fn an_earlier_run_s_leases_get_a_grace_after_a_restart() {
+    let config = CoordinatorConfig {
+        lease_ms: 0,
+        restart_grace_ms: 60_000,
+        ..CoordinatorConfig::default()
+    };
+    let store = Store::temporary().unwrap();
+    let before = Coordinator::new(
+        store.clone(),
+        ArtifactStore::temporary(store.clone(), 1 << 20),
+        config.clone(),
+    );
+    joined(&before, "w").await;
+    before
+        .submit(
+            "d.toml",
+            "name = \"d\"\nseeds = [1, 2]\n[[model]]\nkind = \"svm-linear\"\n",
+        )
+        .await
+        .unwrap();
+    let old = before.lease_job("w", 0).await.unwrap().unwrap();
+    drop(before);
+    // Restarted on the same store: the old lease is past its deadline but in the grace;
+    // a lease of this run expires as usual.
+    let after = Coordinator::new(
+        store.clone(),
+        ArtifactStore::temporary(store, 1 << 20),
+        config,
+    );
+    joined(&after, "w2").await;
+    let new = after.lease_job("w2", 0).await.unwrap().unwrap();
+    assert_eq!(
+        after.reap_expired().await.unwrap(),
+        1,
+        "only this run's lease"
+    );
+    // The old lease's worker comes back: it holds.
+    assert!(
+        !after
+            .heartbeat("w", &old.job.job_id(), old.lease_id, Progress::default())
+            .await
+            .unwrap()
+    );
+    // The new lease's worker comes back too, before anyone took its job: it holds again.
+    assert!(
+        !after
+            .heartbeat("w2", &new.job.job_id(), new.lease_id, Progress::default())
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn only_the_holder_acts_on_a_lease_and_bad_floats_are_refused() {
+    let c = coordinator(CoordinatorConfig::default());
+    joined(&c, "w").await;
+    joined(&c, "intruder").await;
+    c.submit("d.toml", CAMPAIGN).await.unwrap();
+    let lease = c.lease_job("w", 0).await.unwrap().unwrap();
+    let job_id = lease.job.job_id();
+    let err = c
+        .complete("intruder", &job_id, lease.lease_id, result(0.9))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("never held job"), "{err}");
+    let err = c
+        .fail(
+            "intruder",
+            &job_id,
+            lease.lease_id,
+            "x",
+            Ending::HandedBack,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not hold job"), "{err}");
+    let mut bad = result(0.9);
+    bad.energy.energy_kwh = f64::NAN;
+    let err = c
+        .complete("w", &job_id, lease.lease_id, bad)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("energy.energy_kwh = NaN is not a finite number"),
+        "{err}"
+    );
+    let nan_loss = Progress {
+        loss: f64::NAN,
+        ..Progress::default()
+    };
+    let err = c
+        .heartbeat("w", &job_id, lease.lease_id, nan_loss)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CoordinatorError::InvalidArgument(_)), "{err}");
+    // Nothing was stored by the refused calls; the holder still completes.
+    c.complete("w", &job_id, lease.lease_id, result(0.9))
+        .await
+        .unwrap();
+    assert_eq!(c.report("d").unwrap().jobs[0].accuracy, Some(0.9));
+}
+
+#[tokio::test]
+async fn a_handed_back_job_is_pending_again_without_a_failed_attempt() {
+    let c = coordinator(CoordinatorConfig {
+        max_attempts: 1,
+        ..CoordinatorConfig::default()
+    });
+    joined(&c, "w").await;
+    let submitted = c.submit("d.toml", CAMPAIGN).await.unwrap();
+    for _ in 0..3 {
         let lease = c.lease_job("w", 0).await.unwrap().unwrap();
-        assert_eq!(lease.attempt, attempt);
-        assert_eq!(c.reap_expired().await.unwrap(), 1);
+        let again = c
+            .fail(
+                "w",
+                &lease.job.job_id(),
+                lease.lease_id,
+                "stopping",
+                Ending::HandedBack,
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(again);
     }
     let status = c.status(&submitted.campaign_id).unwrap();
-    assert_eq!((status.pending, status.failed), (0, 1));
-    let report = c.report("d").unwrap();
-    assert!(
-        report.jobs[0].error.contains("lease expired on worker w"),
-        "{}",
-        report.jobs[0].error
-    );
+    assert_eq!((status.pending, status.failed), (1, 0));
 }
 
 #[tokio::test]
@@ -188,7 +347,7 @@ async fn the_first_result_pins_the_dataset_copy_and_another_copy_is_declined() {
     let next = c.lease_job("w2", 0).await.unwrap().unwrap();
     assert_eq!(next.job.expected_dataset_sha256.as_deref(), Some("ab"));
     assert!(
-        c.decline(&next.job.job_id(), next.lease_id, "other copy", None)
+        c.decline("w2", &next.job.job_id(), next.lease_id, "other copy", None)
             .await
             .unwrap()
     );
@@ -224,6 +383,7 @@ async fn events_tell_leases_progress_ends_and_lost_workers() {
     // Leases expire at once: the reaper finds them expired.
     let c = coordinator(CoordinatorConfig {
         lease_ms: 0,
+        restart_grace_ms: 0,
         max_attempts: 1,
         ..CoordinatorConfig::default()
     });
@@ -244,13 +404,18 @@ async fn events_tell_leases_progress_ends_and_lost_workers() {
         accuracy: 0.5,
         samples_per_s: 10.0,
     };
-    c.heartbeat(&first.job.job_id(), first.lease_id, Progress::default())
+    c.heartbeat(
+        "w",
+        &first.job.job_id(),
+        first.lease_id,
+        Progress::default(),
+    )
+    .await
+    .unwrap();
+    c.heartbeat("w", &first.job.job_id(), first.lease_id, progress.clone())
         .await
         .unwrap();
-    c.heartbeat(&first.job.job_id(), first.lease_id, progress.clone())
-        .await
-        .unwrap();
-    c.heartbeat(&first.job.job_id(), first.lease_id, progress.clone())
+    c.heartbeat("w", &first.job.job_id(), first.lease_id, progress.clone())
         .await
         .unwrap();
     c.complete("w", &first.job.job_id(), first.lease_id, result(0.9))
@@ -258,6 +423,20 @@ async fn events_tell_leases_progress_ends_and_lost_workers() {
         .unwrap();
     let second = c.lease_job("w", 0).await.unwrap().unwrap();
     assert_eq!(c.reap_expired().await.unwrap(), 1);
+    // Its worker was lost; the next attempt fails for good.
+    let third = c.lease_job("w", 0).await.unwrap().unwrap();
+    let retried = c
+        .fail(
+            "w",
+            &third.job.job_id(),
+            third.lease_id,
+            "no such dataset",
+            Ending::Failed { retryable: false },
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!retried);
 
     let mut seen = Vec::new();
     while let Ok(event) = events.try_recv() {
@@ -297,8 +476,22 @@ async fn events_tell_leases_progress_ends_and_lost_workers() {
             job_id: two.clone(),
         },
         CampaignEvent::JobFailed {
+            job_id: two.clone(),
+            reason: format!(
+                "attempt 1: lease {} expired on worker w (no heartbeat)",
+                second.lease_id
+            ),
+            will_retry: true,
+        },
+        CampaignEvent::JobLeased {
+            job_id: two.clone(),
+            model: "svm-linear c=1 solver=dcd".into(),
+            worker_id: "w".into(),
+            attempt: 2,
+        },
+        CampaignEvent::JobFailed {
             job_id: two,
-            reason: "attempt 1: lease expired on worker w (no heartbeat)".into(),
+            reason: "attempt 2: no such dataset".into(),
             will_retry: false,
         },
         CampaignEvent::CampaignFinished {
@@ -398,10 +591,11 @@ async fn a_failed_attempt_s_energy_is_stored_with_the_failure() {
     let spent = result(0.0).energy;
     let will_retry = c
         .fail(
+            "w",
             &lease.job.job_id(),
             lease.lease_id,
             "crashed",
-            true,
+            Ending::Failed { retryable: true },
             Some(spent.clone()),
         )
         .await

@@ -169,7 +169,7 @@ async fn a_worker_killed_mid_job_loses_nothing() {
     assert_eq!(jobs[0]["worker"], "survivor");
     assert_eq!(jobs[0]["attempts"], "2");
     assert!(
-        jobs[0]["error"].contains("lease expired on worker doomed"),
+        jobs[0]["error"].contains("expired on worker doomed (no heartbeat)"),
         "{:?}",
         jobs[0]
     );
@@ -222,7 +222,8 @@ async fn a_result_finished_while_the_coordinator_is_down_survives_the_worker_too
     let db = tmp.path().join("db");
     let mut first = CoordinatorProcess::start(&db, &[]);
     let addr = first.addr.clone();
-    let worker = WorkerProcess::start(&addr, tmp.path(), "patient", &[]);
+    let state = tmp.path().join("worker-state");
+    let worker = WorkerProcess::start_with_state(&addr, tmp.path(), "patient", &state, &[]);
     let mut client = client(&addr, None).await;
     let models = "[[model]]\nkind = \"cnn\"\nepochs = 20\n";
     let submitted = submit(
@@ -241,7 +242,9 @@ async fn a_result_finished_while_the_coordinator_is_down_survives_the_worker_too
     drop(worker); // kill -9: only the outbox on disk remembers the result
 
     let second = CoordinatorProcess::start_at(&addr, &db, &[]);
-    let successor = WorkerProcess::start(&addr, tmp.path(), "successor", &[]);
+    // Another process on the same state folder (under another id) delivers it, under the
+    // id of the worker whose lease produced it.
+    let successor = WorkerProcess::start_with_state(&addr, tmp.path(), "successor", &state, &[]);
     let mut client = crate::support::client(&second.addr, None).await;
     let status = wait_done(&mut client, &submitted.campaign_id, &[&successor]).await;
     assert_eq!((status.succeeded, status.failed), (1, 0));
@@ -261,8 +264,6 @@ async fn a_result_finished_while_the_coordinator_is_down_survives_the_worker_too
         "{}",
         successor.log_text()
     );
-    let outbox = std::fs::read_dir(tmp.path().join("worker-state/outbox"))
-        .unwrap()
-        .count();
+    let outbox = std::fs::read_dir(state.join("outbox")).unwrap().count();
     assert_eq!(outbox, 0, "delivered outcomes are removed");
 }

@@ -73,8 +73,21 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    /// Starts a worker joining `addr`.
+    /// Starts a worker joining `addr`, with its own state folder `<dir>/state-<name>`.
     pub fn start(addr: &str, dir: &Path, name: &str, extra_args: &[&str]) -> WorkerProcess {
+        let state = dir.join(format!("state-{name}"));
+        WorkerProcess::start_with_state(addr, dir, name, &state, extra_args)
+    }
+
+    /// Starts a worker joining `addr` with the state folder `state` (a restarted worker
+    /// finds there the outcomes its predecessor kept).
+    pub fn start_with_state(
+        addr: &str,
+        dir: &Path,
+        name: &str,
+        state: &Path,
+        extra_args: &[&str],
+    ) -> WorkerProcess {
         let binary =
             ecobench_coordinator::local::worker_binary().expect("the worker binary is built");
         let log = dir.join(format!("{name}.log"));
@@ -88,7 +101,7 @@ impl WorkerProcess {
                 "1",
                 "--state-dir",
             ])
-            .arg(dir.join("worker-state"))
+            .arg(state)
             .args(extra_args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

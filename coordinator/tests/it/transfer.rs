@@ -66,8 +66,8 @@ async fn fine_tunes_run_on_the_pretrain_jobs_artifact_and_a_later_campaign_reuse
     assert_eq!(sha.len(), 64);
     let original = std::fs::read(db.with_extension("artifacts").join(sha)).unwrap();
     let mut cached_copies = 0;
-    for dir in [&a, &b] {
-        let cache = dir.join("worker-state").join("artifacts");
+    for (dir, name) in [(&a, "w1"), (&b, "w2")] {
+        let cache = dir.join(format!("state-{name}")).join("artifacts");
         for name in files_in(&cache) {
             assert_eq!(&name, sha);
             assert_eq!(std::fs::read(cache.join(&name)).unwrap(), original);
