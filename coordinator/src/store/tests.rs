@@ -122,3 +122,112 @@ fn a_record_with_measured_floats_swaps_after_a_read() {
         "the stale read no longer matches"
     );
 }
+
+fn pending(store: &Store) -> usize {
+    store.pending_keys().count()
+}
+
+#[test]
+fn the_pending_and_leased_indexes_follow_every_job_write() {
+    let store = Store::temporary().unwrap();
+    let (campaign, jobs) = record();
+    store.insert_campaign(&campaign, &jobs).unwrap();
+    assert_eq!((pending(&store), store.leased_keys().count()), (2, 0));
+    let key = job_key(campaign_key(&campaign.spec.id).unwrap(), 0);
+    let leased = scheduler::lease(&jobs[0], "w1", 1, 1234).unwrap();
+    assert!(store.swap_job(&key, &jobs[0], &leased).unwrap());
+    let stored = store.job(&key).unwrap().unwrap();
+    assert_eq!(stored.rev, 1, "every write bumps the revision");
+    assert_eq!(pending(&store), 1);
+    let in_flight: Vec<(Vec<u8>, u64)> = store
+        .leased_keys()
+        .map(|e| e.map(|(k, d)| (k.to_vec(), d)).unwrap())
+        .collect();
+    assert_eq!(in_flight, vec![(key.to_vec(), 1234)]);
+    let scheduler::Completion::Accept(done) = scheduler::complete(&stored, 1, "w1") else {
+        panic!()
+    };
+    let result = ResultRecord {
+        worker_id: "w1".into(),
+        lease_id: 1,
+        completed_unix_ms: 1,
+        result: serde_json::from_str(RESULT).unwrap(),
+        fingerprint: None,
+    };
+    assert!(
+        !store
+            .complete_job(&key, &jobs[0], &done, &result, None, None)
+            .unwrap(),
+        "a stale revision"
+    );
+    assert!(
+        store
+            .complete_job(&key, &stored, &done, &result, None, None)
+            .unwrap()
+    );
+    assert_eq!((pending(&store), store.leased_keys().count()), (1, 0));
+    assert_eq!(store.results_of(&campaign.spec.id).unwrap().len(), 1);
+}
+
+const RESULT: &str = r#"{"train":{"accuracy":0.5,"train_s":1.0,"eval_s":0.1,"samples_per_s":1.0,
+"n_train":1,"n_test":1,"solver":"t","epochs":[]},"energy":{"method":"model","duration_s":1.0,
+"cpu_time_s":1.0,"cpu_energy_kwh":0.0,"ram_energy_kwh":0.0,"energy_kwh":0.0,
+"machine_energy_kwh":null,"avg_power_w":0.0,"carbon_intensity_g_per_kwh":475.0,
+"carbon_region":"world","pue":1.0,"co2_kg":0.0,"tdp_w":null,"uncertainty":0.5,
+"sample_interval_s":1.0,"n_samples":1,"peak_rss_bytes":1}}"#;
+
+#[test]
+fn a_database_written_before_the_indexes_gets_them_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let (campaign, mut jobs) = record();
+    jobs[1] = scheduler::lease(&jobs[1], "w", 7, 99).unwrap();
+    {
+        // The layout before the indexes: jobs only, no `indexed` mark.
+        let db = sled::open(&path).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", encode(&SCHEMA_VERSION))
+            .unwrap();
+        let key = campaign_key(&campaign.spec.id).unwrap();
+        db.open_tree("campaigns")
+            .unwrap()
+            .insert(key, encode(&campaign))
+            .unwrap();
+        let tree = db.open_tree("jobs").unwrap();
+        for job in &jobs {
+            tree.insert(job_key(key, job.spec.job_idx), encode(job))
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(pending(&store), 1);
+    let leased: Vec<u64> = store.leased_keys().map(|e| e.unwrap().1).collect();
+    assert_eq!(leased, vec![99]);
+}
+
+#[test]
+fn an_injected_fault_fails_every_write_and_loses_nothing_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::temporary().unwrap();
+    let switch = dir.path().join("disk-full");
+    store.fault = Some(switch.clone());
+    let (campaign, jobs) = record();
+    store.insert_campaign(&campaign, &jobs).unwrap();
+    std::fs::write(&switch, "").unwrap();
+    let key = job_key(campaign_key(&campaign.spec.id).unwrap(), 0);
+    let leased = scheduler::lease(&jobs[0], "w1", 1, 100).unwrap();
+    let err = store.swap_job(&key, &jobs[0], &leased).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Injected(_)) && err.to_string().contains("disk-full exists"),
+        "{err}"
+    );
+    assert_eq!(
+        store.job(&key).unwrap().unwrap(),
+        jobs[0],
+        "reads still work"
+    );
+    std::fs::remove_file(&switch).unwrap();
+    assert!(store.swap_job(&key, &jobs[0], &leased).unwrap(), "healed");
+}

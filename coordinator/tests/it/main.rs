@@ -9,6 +9,7 @@ mod errors;
 mod html;
 mod machines;
 mod report;
+mod signals;
 mod support;
 mod transfer;
 mod watch;
