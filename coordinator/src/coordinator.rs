@@ -283,6 +283,10 @@ impl Coordinator {
 
     /// Publishes the campaign's end when its last job has just ended.
     fn publish_if_finished(&self, campaign_id: &str) {
+        // The indexes answer "not yet" without reading the campaign's jobs.
+        if self.store.has_unfinished(campaign_id).unwrap_or(true) {
+            return;
+        }
         match self.snapshot(campaign_id) {
             Ok(snapshot) if snapshot.finished() => self.publish(snapshot.finished_event()),
             Ok(_) => {}

@@ -461,6 +461,15 @@ impl Store {
             .map(|key| key.map_err(StoreError::from))
     }
 
+    /// Whether a campaign still has a pending or leased job (read from the indexes).
+    pub fn has_unfinished(&self, campaign_id: &str) -> Result<bool, StoreError> {
+        let Some(key) = campaign_key(campaign_id) else {
+            return Ok(false);
+        };
+        Ok(self.pending.scan_prefix(key).next().transpose()?.is_some()
+            || self.leased.scan_prefix(key).next().transpose()?.is_some())
+    }
+
     /// The leased jobs' keys with their lease deadlines (Unix ms), in key order.
     pub fn leased_keys(&self) -> impl Iterator<Item = Result<(sled::IVec, u64), StoreError>> + '_ {
         self.leased.iter().map(|entry| {
