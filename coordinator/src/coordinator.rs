@@ -154,6 +154,8 @@ pub struct Coordinator {
     started_unix_ms: u64,
     /// Lease ids below this were granted before this start (ids grow across restarts).
     first_lease_of_run: u64,
+    /// Each campaign's placement, once read (campaigns never change once stored).
+    placements: std::sync::Mutex<HashMap<String, campaign::Placement>>,
     /// Set when the server stops: long polls answer "no job" at once.
     closing: std::sync::atomic::AtomicBool,
 }
@@ -215,6 +217,7 @@ impl Coordinator {
             contacts: std::sync::Mutex::new(HashMap::new()),
             started_unix_ms: now_unix_ms(),
             first_lease_of_run,
+            placements: std::sync::Mutex::new(HashMap::new()),
             closing: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -442,9 +445,8 @@ impl Coordinator {
         // instead of training them again. Read (from the `leased` index) when a pending
         // pretrain job first comes up.
         let mut in_flight: Option<Vec<String>> = None;
-        // Campaigns' placements and, for those that bind a seed to a worker, the owner
-        // of each seed: read when a pending job of theirs comes up, once per call.
-        let mut placements: HashMap<String, campaign::Placement> = HashMap::new();
+        // For campaigns that bind a seed to a worker, the owner of each seed: read when
+        // a pending job of theirs comes up, once per call.
         let mut owners: HashMap<(String, u64), Option<String>> = HashMap::new();
         let mut alive: Option<HashMap<String, bool>> = None;
         let mut settled = false;
@@ -512,14 +514,7 @@ impl Coordinator {
                 continue;
             }
             let campaign_id = &job.spec.campaign_id;
-            if !placements.contains_key(campaign_id) {
-                let placement = self
-                    .store
-                    .campaign(campaign_id)?
-                    .map_or(campaign::Placement::Any, |c| c.spec.placement);
-                placements.insert(campaign_id.clone(), placement);
-            }
-            let placement = placements[campaign_id];
+            let placement = self.placement(campaign_id)?;
             let seed = (campaign_id.clone(), job.spec.seed);
             if placement == campaign::Placement::SameWorkerPerSeed && !owners.contains_key(&seed) {
                 let alive = match &mut alive {
@@ -579,11 +574,32 @@ impl Coordinator {
         Ok(None)
     }
 
+    /// A campaign's placement, read once (a stored campaign never changes; its record
+    /// holds every job spec, too large to decode per lease).
+    fn placement(&self, campaign_id: &str) -> Result<campaign::Placement, CoordinatorError> {
+        if let Some(placement) = self
+            .placements
+            .lock()
+            .expect("placements lock")
+            .get(campaign_id)
+        {
+            return Ok(*placement);
+        }
+        let placement = self
+            .store
+            .campaign(campaign_id)?
+            .map_or(campaign::Placement::Any, |c| c.spec.placement);
+        self.placements
+            .lock()
+            .expect("placements lock")
+            .insert(campaign_id.to_string(), placement);
+        Ok(placement)
+    }
+
     /// The keys of the pretrainings leased now.
     fn pretrains_in_flight(&self) -> Result<Vec<String>, CoordinatorError> {
         let mut keys = Vec::new();
-        for entry in self.store.leased_keys() {
-            let (key, _) = entry?;
+        for (key, _) in self.store.leased_keys() {
             if let Some(job) = self.store.job(&key)?
                 && let Stage::Pretrain { key, .. } = job.spec.stage
             {
@@ -914,12 +930,10 @@ impl Coordinator {
         let due: Vec<Vec<u8>> = self
             .store
             .leased_keys()
-            .filter_map(|entry| match entry {
-                Ok((key, deadline)) if deadline <= now => Some(Ok(key.to_vec())),
-                Ok(_) => None,
-                Err(err) => Some(Err(err)),
-            })
-            .collect::<Result<_, _>>()?;
+            .into_iter()
+            .filter(|(_, deadline)| *deadline <= now)
+            .map(|(key, _)| key)
+            .collect();
         for key in due {
             let Some(job) = self.store.job(&key)? else {
                 continue;

@@ -6,13 +6,20 @@
 //! [`ResultRecord`]), `workers` (worker id → [`WorkerRecord`]), `artifacts`
 //! (sha256 hex → [`ArtifactRecord`]), `pretrains` (pretrain key →
 //! [`PretrainRecord`]), `pins` (campaign key ++ dataset name → [`PinRecord`]), `meta`
-//! (`schema_version`, `indexed`). Values are JSON with a record version.
+//! (`schema_version`). Values are JSON with a record version.
 //!
-//! Two indexes over `jobs`, written in the same transaction as every job write, so that
-//! leasing and reaping touch only the jobs that matter, however many are stored:
-//! `pending` (job key → nothing) and `leased` (job key → lease deadline, Unix ms,
-//! big-endian). A job write is a compare-and-swap on the record's revision
-//! ([`JobRecord::rev`]), never on its bytes.
+//! A job write is one atomic sled operation: a compare-and-swap against the bytes just
+//! read, made only if their revision ([`JobRecord::rev`]) is the expected one (never a
+//! comparison with a re-encoding). Two in-memory indexes over `jobs`, built when the
+//! database opens and updated with every job write, let leasing and reaping touch only
+//! the jobs that matter, however many are stored: the pending jobs' keys, and the leased
+//! jobs' keys with their deadlines.
+//!
+//! A completion writes the result (with its pin and pretraining record) first and the
+//! job's new state last, each an atomic operation, so that hot paths need no sled
+//! transaction (sled 0.34 transactions deadlock against a concurrent flush, which group
+//! commit needs). A crash in between leaves a result whose job is not marked
+//! succeeded: opening the database finishes that completion from the result record.
 //!
 //! Fault injection: when the process has `ECOBENCH_INJECT_STORE_FAULT=<path>` in its
 //! environment and that path exists, every write fails with [`StoreError::Injected`], as
@@ -165,9 +172,98 @@ pub struct Store {
     pretrains: sled::Tree,
     artifacts: sled::Tree,
     pins: sled::Tree,
-    pending: sled::Tree,
-    leased: sled::Tree,
+    index: std::sync::Arc<std::sync::Mutex<JobIndex>>,
     fault: Option<std::path::PathBuf>,
+    durability: std::sync::Arc<Durability>,
+}
+
+/// The pending and leased jobs, by key (in memory; rebuilt when the database opens).
+#[derive(Debug, Default)]
+struct JobIndex {
+    pending: std::collections::BTreeSet<Vec<u8>>,
+    leased: std::collections::BTreeMap<Vec<u8>, u64>,
+}
+
+impl JobIndex {
+    fn update(&mut self, key: &[u8], state: &crate::scheduler::JobState) {
+        use crate::scheduler::JobState;
+        if *state == JobState::Pending {
+            self.pending.insert(key.to_vec());
+        } else {
+            self.pending.remove(key);
+        }
+        match state {
+            JobState::Leased {
+                deadline_unix_ms, ..
+            } => {
+                self.leased.insert(key.to_vec(), *deadline_unix_ms);
+            }
+            _ => {
+                self.leased.remove(key);
+            }
+        }
+    }
+}
+
+/// The pending jobs' keys in key order, read lazily (each step takes the index lock
+/// briefly, so that the caller may write jobs while it walks).
+#[derive(Debug)]
+pub struct PendingKeys {
+    index: std::sync::Arc<std::sync::Mutex<JobIndex>>,
+    after: Option<Vec<u8>>,
+}
+
+impl Iterator for PendingKeys {
+    type Item = Result<Vec<u8>, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::ops::Bound;
+        let index = self.index.lock().expect("index lock");
+        let from = match &self.after {
+            Some(key) => Bound::Excluded(key.clone()),
+            None => Bound::Unbounded,
+        };
+        let next = index
+            .pending
+            .range((from, Bound::Unbounded))
+            .next()
+            .cloned()?;
+        self.after = Some(next.clone());
+        Some(Ok(next))
+    }
+}
+
+/// Group commit. A write bumps `written` once done; a flush syncs every write counted
+/// before it started, so that one disk sync serves every caller waiting on it, and
+/// callers whose writes an earlier sync covered return at once. Plain writes go on
+/// during a sync; the rare transactions (a campaign's insertion) never overlap one
+/// (`gate`): sled 0.34 deadlocks when a transaction waits for its write lock while a
+/// flush holding a read lock waits for the log's I/O threads, which then wait behind
+/// the transaction.
+#[derive(Debug, Default)]
+struct Durability {
+    gate: std::sync::RwLock<()>,
+    written: std::sync::atomic::AtomicU64,
+    flushed: std::sync::atomic::AtomicU64,
+    flusher: tokio::sync::Mutex<()>,
+}
+
+impl Durability {
+    /// Runs a transaction outside any sync, and counts it.
+    fn transaction<T>(&self, f: impl FnOnce() -> T) -> T {
+        let out = {
+            let _open = self.gate.read().unwrap_or_else(|e| e.into_inner());
+            f()
+        };
+        self.count();
+        out
+    }
+
+    /// Counts a write (after it is done).
+    fn count(&self) {
+        self.written
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// The environment variable naming the file whose existence makes writes fail.
@@ -206,33 +302,6 @@ fn revised(expected: &JobRecord, next: &JobRecord) -> JobRecord {
     let mut next = next.clone();
     next.rev = expected.rev + 1;
     next
-}
-
-/// Writes a job record and its index entries in a transaction.
-fn write_job(
-    jobs: &sled::transaction::TransactionalTree,
-    pending: &sled::transaction::TransactionalTree,
-    leased: &sled::transaction::TransactionalTree,
-    key: &[u8],
-    job: &JobRecord,
-) -> Result<(), sled::transaction::UnabortableTransactionError> {
-    jobs.insert(key, encode(job))?;
-    if job.state == crate::scheduler::JobState::Pending {
-        pending.insert(key, &[])?;
-    } else {
-        pending.remove(key)?;
-    }
-    match &job.state {
-        crate::scheduler::JobState::Leased {
-            deadline_unix_ms, ..
-        } => {
-            leased.insert(key, &deadline_unix_ms.to_be_bytes())?;
-        }
-        _ => {
-            leased.remove(key)?;
-        }
-    }
-    Ok(())
 }
 
 fn encode<T: Serialize>(record: &T) -> Vec<u8> {
@@ -296,38 +365,62 @@ impl Store {
             pretrains: db.open_tree("pretrains")?,
             artifacts: db.open_tree("artifacts")?,
             pins: db.open_tree("pins")?,
-            pending: db.open_tree("pending")?,
-            leased: db.open_tree("leased")?,
+            index: Default::default(),
             fault: std::env::var_os(FAULT_ENV).map(std::path::PathBuf::from),
+            durability: std::sync::Arc::new(Durability::default()),
             db,
         };
-        if meta.get("indexed")?.is_none() {
-            store.build_indexes()?;
-            meta.insert("indexed", encode(&1u32))?;
-            store.db.flush()?;
-        }
+        store.finish_completions()?;
+        store.build_indexes()?;
         Ok(store)
     }
 
-    /// Builds the job indexes of a database written before they existed.
+    /// Marks succeeded every job whose result is stored but whose state is not (a crash
+    /// between the two writes of a completion).
+    fn finish_completions(&self) -> Result<(), StoreError> {
+        use crate::scheduler::JobState;
+        let mut repaired = 0;
+        for entry in self.results.iter() {
+            let (key, value) = entry?;
+            let Some(bytes) = self.jobs.get(&key)? else {
+                continue;
+            };
+            let mut job: JobRecord = decode("jobs", &key, &bytes)?;
+            if matches!(job.state, JobState::Succeeded { .. }) {
+                continue;
+            }
+            let result: ResultRecord = decode("results", &key, &value)?;
+            job.state = JobState::Succeeded {
+                worker_id: result.worker_id,
+                lease_id: result.lease_id,
+            };
+            job.rev += 1;
+            self.jobs.insert(&key, encode(&job))?;
+            repaired += 1;
+        }
+        if repaired > 0 {
+            self.db.flush()?;
+            tracing::warn!(
+                repaired,
+                "finished completions a crash interrupted (result stored, job not yet marked)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Builds the in-memory indexes from the stored jobs (only their states are read).
     fn build_indexes(&self) -> Result<(), StoreError> {
-        self.pending.clear()?;
-        self.leased.clear()?;
+        #[derive(Deserialize)]
+        struct StateOnly {
+            state: crate::scheduler::JobState,
+        }
+        let mut index = JobIndex::default();
         for entry in self.jobs.iter() {
             let (key, value) = entry?;
-            let job: JobRecord = decode("jobs", &key, &value)?;
-            match &job.state {
-                crate::scheduler::JobState::Pending => {
-                    self.pending.insert(&key, &[])?;
-                }
-                crate::scheduler::JobState::Leased {
-                    deadline_unix_ms, ..
-                } => {
-                    self.leased.insert(&key, &deadline_unix_ms.to_be_bytes())?;
-                }
-                _ => {}
-            }
+            let job: StateOnly = decode("jobs", &key, &value)?;
+            index.update(&key, &job.state);
         }
+        *self.index.lock().expect("index lock") = index;
         Ok(())
     }
 
@@ -339,10 +432,32 @@ impl Store {
         }
     }
 
-    /// Writes everything to disk; call before answering a state change.
+    /// Makes every write made so far durable; call before answering a state change.
+    /// Concurrent callers share one disk sync (see `Durability`).
     pub async fn flush(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
         self.writable()?;
-        self.db.flush_async().await?;
+        let d = &self.durability;
+        let target = d.written.load(SeqCst);
+        if d.flushed.load(SeqCst) >= target && target > 0 {
+            return Ok(());
+        }
+        let _one = d.flusher.lock().await;
+        if d.flushed.load(SeqCst) >= target && target > 0 {
+            return Ok(());
+        }
+        let (db, durability) = (self.db.clone(), self.durability.clone());
+        let upto = tokio::task::spawn_blocking(move || {
+            let upto = durability.written.load(SeqCst);
+            // No transaction may run during the sync (see `Durability`).
+            let _closed = durability.gate.write().unwrap_or_else(|e| e.into_inner());
+            db.flush().map(|_| upto)
+        })
+        .await
+        .map_err(|err| {
+            StoreError::Sled(sled::Error::ReportableBug(format!("flush task: {err}")))
+        })??;
+        d.flushed.fetch_max(upto, SeqCst);
         Ok(())
     }
 
@@ -360,19 +475,28 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.writable()?;
         let key = campaign_key(&record.spec.id).expect("campaign ids are 16 hex digits");
-        let trees = (&self.campaigns, &self.jobs, &self.pending, &self.leased);
-        let result = trees.transaction(|(campaigns, job_tree, pending, leased)| {
-            if campaigns.get(key)?.is_some() {
-                return Ok(false);
-            }
-            campaigns.insert(&key, encode(record))?;
-            for job in jobs {
-                let job_key = job_key(key, job.spec.job_idx);
-                write_job(job_tree, pending, leased, &job_key, job)?;
-            }
-            Ok::<_, ConflictableTransactionError<bool>>(true)
+        let trees = (&self.campaigns, &self.jobs);
+        let result = self.durability.transaction(|| {
+            trees.transaction(|(campaigns, job_tree)| {
+                if campaigns.get(key)?.is_some() {
+                    return Ok(false);
+                }
+                campaigns.insert(&key, encode(record))?;
+                for job in jobs {
+                    let job_key = job_key(key, job.spec.job_idx);
+                    job_tree.insert(&job_key, encode(job))?;
+                }
+                Ok::<_, ConflictableTransactionError<bool>>(true)
+            })
         });
-        result.or_else(flatten)
+        let created = result.or_else(flatten)?;
+        if created {
+            let mut index = self.index.lock().expect("index lock");
+            for job in jobs {
+                index.update(&job_key(key, job.spec.job_idx), &job.state);
+            }
+        }
+        Ok(created)
     }
 
     /// Every campaign, in key order.
@@ -431,8 +555,8 @@ impl Store {
     }
 
     /// Replaces a job record if its stored revision is still `expected.rev`, writing
-    /// `next` at the revision after it (and the indexes); false, writing nothing,
-    /// otherwise.
+    /// `next` at the revision after it; false, writing nothing, otherwise. One atomic
+    /// compare-and-swap against the bytes read.
     pub fn swap_job(
         &self,
         key: &[u8],
@@ -440,47 +564,55 @@ impl Store {
         next: &JobRecord,
     ) -> Result<bool, StoreError> {
         self.writable()?;
+        let Some(current) = self.jobs.get(key)? else {
+            return Ok(false);
+        };
+        if stored_rev(&current) != Some(expected.rev) {
+            return Ok(false);
+        }
         let next = revised(expected, next);
-        let trees = (&self.jobs, &self.pending, &self.leased);
-        let outcome = trees.transaction(|(jobs, pending, leased)| {
-            match jobs.get(key)? {
-                Some(current) if stored_rev(&current) == Some(expected.rev) => {}
-                _ => return Ok(false),
-            }
-            write_job(jobs, pending, leased, key, &next)?;
-            Ok::<_, ConflictableTransactionError<bool>>(true)
-        });
-        outcome.or_else(flatten)
+        let swapped = self
+            .jobs
+            .compare_and_swap(key, Some(current), Some(encode(&next)))?
+            .is_ok();
+        self.durability.count();
+        if swapped {
+            self.index
+                .lock()
+                .expect("index lock")
+                .update(key, &next.state);
+        }
+        Ok(swapped)
     }
 
-    /// The keys of the pending jobs, in key order.
-    pub fn pending_keys(&self) -> impl Iterator<Item = Result<sled::IVec, StoreError>> + '_ {
-        self.pending
-            .iter()
-            .keys()
-            .map(|key| key.map_err(StoreError::from))
+    /// The keys of the pending jobs, in key order (read lazily).
+    pub fn pending_keys(&self) -> PendingKeys {
+        PendingKeys {
+            index: self.index.clone(),
+            after: None,
+        }
     }
 
-    /// Whether a campaign still has a pending or leased job (read from the indexes).
+    /// Whether a campaign still has a pending or leased job (from the indexes).
     pub fn has_unfinished(&self, campaign_id: &str) -> Result<bool, StoreError> {
         let Some(key) = campaign_key(campaign_id) else {
             return Ok(false);
         };
-        Ok(self.pending.scan_prefix(key).next().transpose()?.is_some()
-            || self.leased.scan_prefix(key).next().transpose()?.is_some())
+        let index = self.index.lock().expect("index lock");
+        let pending = index.pending.range(key.to_vec()..).next();
+        let leased = index.leased.range(key.to_vec()..).next().map(|(k, _)| k);
+        Ok(pending.is_some_and(|k| k.starts_with(&key))
+            || leased.is_some_and(|k| k.starts_with(&key)))
     }
 
     /// The leased jobs' keys with their lease deadlines (Unix ms), in key order.
-    pub fn leased_keys(&self) -> impl Iterator<Item = Result<(sled::IVec, u64), StoreError>> + '_ {
-        self.leased.iter().map(|entry| {
-            let (key, value) = entry?;
-            let deadline = value
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
-            Ok((key, deadline))
-        })
+    pub fn leased_keys(&self) -> Vec<(Vec<u8>, u64)> {
+        let index = self.index.lock().expect("index lock");
+        index
+            .leased
+            .iter()
+            .map(|(key, deadline)| (key.clone(), *deadline))
+            .collect()
     }
 
     /// Marks a job succeeded and stores its result (and, for a pretrain job, the record
@@ -502,41 +634,47 @@ impl Store {
             let campaign = campaign_key(&record.campaign_id).expect("stored jobs have valid ids");
             (pin_key(campaign, &record.dataset), encode(record))
         });
-        let trees = (
-            &self.jobs,
-            &self.results,
-            &self.workers,
-            &self.pretrains,
-            &self.pins,
-            &self.pending,
-            &self.leased,
-        );
-        let outcome = trees.transaction(
-            |(jobs, results, workers, pretrains, pins, pending, leased)| {
-                match jobs.get(key)? {
-                    Some(current) if stored_rev(&current) == Some(expected.rev) => {}
-                    _ => return Ok(false),
-                }
-                write_job(jobs, pending, leased, key, &next)?;
-                results.insert(key, encode(result))?;
-                if let Some(record) = pretrain {
-                    pretrains.insert(record.key.as_bytes(), encode(record))?;
-                }
-                if let Some((pin_key, pin)) = &pin {
-                    pins.insert(pin_key.as_slice(), pin.as_slice())?;
-                }
-                if let Some(bytes) = workers.get(result.worker_id.as_bytes())?
-                    && let Ok(mut worker) =
-                        decode::<WorkerRecord>("workers", result.worker_id.as_bytes(), &bytes)
-                {
-                    worker.jobs_done += 1;
-                    worker.last_seen_unix_ms = result.completed_unix_ms;
-                    workers.insert(result.worker_id.as_bytes(), encode(&worker))?;
-                }
-                Ok::<_, ConflictableTransactionError<bool>>(true)
-            },
-        );
-        outcome.or_else(flatten)
+        // The job's revision first: refuse without writing anything if it changed.
+        let Some(current) = self.jobs.get(key)? else {
+            return Ok(false);
+        };
+        if stored_rev(&current) != Some(expected.rev) {
+            return Ok(false);
+        }
+        // The result and what comes with it, then the job's state: a crash in between is
+        // finished when the database opens (`finish_completions`).
+        self.results.insert(key, encode(result))?;
+        if let Some(record) = pretrain {
+            self.pretrains
+                .insert(record.key.as_bytes(), encode(record))?;
+        }
+        if let Some((pin_key, pin)) = &pin {
+            self.pins.insert(pin_key.as_slice(), pin.as_slice())?;
+        }
+        let swapped = self
+            .jobs
+            .compare_and_swap(key, Some(current), Some(encode(&next)))?
+            .is_ok();
+        self.durability.count();
+        if !swapped {
+            // Cannot happen under the coordinator's change lock; take the result back.
+            self.results.remove(key)?;
+            return Ok(false);
+        }
+        self.index
+            .lock()
+            .expect("index lock")
+            .update(key, &next.state);
+        if let Some(bytes) = self.workers.get(result.worker_id.as_bytes())?
+            && let Ok(mut worker) =
+                decode::<WorkerRecord>("workers", result.worker_id.as_bytes(), &bytes)
+        {
+            worker.jobs_done += 1;
+            worker.last_seen_unix_ms = result.completed_unix_ms;
+            self.workers
+                .insert(result.worker_id.as_bytes(), encode(&worker))?;
+        }
+        Ok(true)
     }
 
     /// The fingerprint `campaign_id` is pinned to for `dataset`, if a result pinned it.
@@ -591,6 +729,7 @@ impl Store {
         self.writable()?;
         self.workers
             .insert(worker.worker_id.as_bytes(), encode(worker))?;
+        self.durability.count();
         Ok(())
     }
 
@@ -622,6 +761,7 @@ impl Store {
             None as Option<&[u8]>,
             Some(encode(record)),
         )?;
+        self.durability.count();
         Ok(swapped.is_ok())
     }
 

@@ -132,17 +132,14 @@ fn the_pending_and_leased_indexes_follow_every_job_write() {
     let store = Store::temporary().unwrap();
     let (campaign, jobs) = record();
     store.insert_campaign(&campaign, &jobs).unwrap();
-    assert_eq!((pending(&store), store.leased_keys().count()), (2, 0));
+    assert_eq!((pending(&store), store.leased_keys().len()), (2, 0));
     let key = job_key(campaign_key(&campaign.spec.id).unwrap(), 0);
     let leased = scheduler::lease(&jobs[0], "w1", 1, 1234).unwrap();
     assert!(store.swap_job(&key, &jobs[0], &leased).unwrap());
     let stored = store.job(&key).unwrap().unwrap();
     assert_eq!(stored.rev, 1, "every write bumps the revision");
     assert_eq!(pending(&store), 1);
-    let in_flight: Vec<(Vec<u8>, u64)> = store
-        .leased_keys()
-        .map(|e| e.map(|(k, d)| (k.to_vec(), d)).unwrap())
-        .collect();
+    let in_flight = store.leased_keys();
     assert_eq!(in_flight, vec![(key.to_vec(), 1234)]);
     let scheduler::Completion::Accept(done) = scheduler::complete(&stored, 1, "w1") else {
         panic!()
@@ -165,7 +162,7 @@ fn the_pending_and_leased_indexes_follow_every_job_write() {
             .complete_job(&key, &stored, &done, &result, None, None)
             .unwrap()
     );
-    assert_eq!((pending(&store), store.leased_keys().count()), (1, 0));
+    assert_eq!((pending(&store), store.leased_keys().len()), (1, 0));
     assert_eq!(store.results_of(&campaign.spec.id).unwrap().len(), 1);
 }
 
@@ -177,34 +174,40 @@ const RESULT: &str = r#"{"train":{"accuracy":0.5,"train_s":1.0,"eval_s":0.1,"sam
 "sample_interval_s":1.0,"n_samples":1,"peak_rss_bytes":1}}"#;
 
 #[test]
-fn a_database_written_before_the_indexes_gets_them_on_open() {
+fn reopening_rebuilds_the_indexes_and_finishes_an_interrupted_completion() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let (campaign, mut jobs) = record();
-    jobs[1] = scheduler::lease(&jobs[1], "w", 7, 99).unwrap();
+    let (campaign, jobs) = record();
+    let key = |idx| job_key(campaign_key(&campaign.spec.id).unwrap(), idx);
     {
-        // The layout before the indexes: jobs only, no `indexed` mark.
-        let db = sled::open(&path).unwrap();
-        db.open_tree("meta")
-            .unwrap()
-            .insert("schema_version", encode(&SCHEMA_VERSION))
-            .unwrap();
-        let key = campaign_key(&campaign.spec.id).unwrap();
-        db.open_tree("campaigns")
-            .unwrap()
-            .insert(key, encode(&campaign))
-            .unwrap();
-        let tree = db.open_tree("jobs").unwrap();
-        for job in &jobs {
-            tree.insert(job_key(key, job.spec.job_idx), encode(job))
-                .unwrap();
-        }
-        db.flush().unwrap();
+        let store = Store::open(&path).unwrap();
+        store.insert_campaign(&campaign, &jobs).unwrap();
+        let leased = scheduler::lease(&jobs[1], "w", 7, 99).unwrap();
+        assert!(store.swap_job(&key(1), &jobs[1], &leased).unwrap());
+        // A crash between a completion's two writes: job 0's result is stored, its state
+        // is still pending.
+        let result = ResultRecord {
+            worker_id: "w".into(),
+            lease_id: 3,
+            completed_unix_ms: 1,
+            result: serde_json::from_str(RESULT).unwrap(),
+            fingerprint: None,
+        };
+        store.results.insert(key(0), encode(&result)).unwrap();
+        store.db.flush().unwrap();
     }
     let store = Store::open(&path).unwrap();
-    assert_eq!(pending(&store), 1);
-    let leased: Vec<u64> = store.leased_keys().map(|e| e.unwrap().1).collect();
-    assert_eq!(leased, vec![99]);
+    assert_eq!(pending(&store), 0);
+    assert_eq!(store.leased_keys(), vec![(key(1).to_vec(), 99)]);
+    assert_eq!(
+        store.job(&key(0)).unwrap().unwrap().state,
+        scheduler::JobState::Succeeded {
+            worker_id: "w".into(),
+            lease_id: 3
+        }
+    );
+    assert!(!store.has_unfinished("0000000000000000").unwrap());
+    assert!(store.has_unfinished(&campaign.spec.id).unwrap());
 }
 
 #[test]
