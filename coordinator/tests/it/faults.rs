@@ -23,7 +23,7 @@ const TOKEN: &str = "fault-suite-token";
 const N_JOBS: usize = 40;
 /// The main campaign's models: small nets that train for about 1–3 s each in a debug
 /// build, long enough to be killed mid-job.
-const MODELS: &str = "[[model]]\nkind = \"cnn\"\nepochs = 3\n\n[[model]]\nkind = \"cnn\"\nepochs = 3\nlearning_rate = 0.01\n";
+const MODELS: &str = "[[model]]\nkind = \"cnn\"\nepochs = 8\nbatch_size = 1\n\n[[model]]\nkind = \"cnn\"\nepochs = 16\nbatch_size = 2\nlearning_rate = 0.01\n";
 /// The coordinator's lease: short, so that killed workers' jobs come back soon.
 const LEASE_S: u64 = 6;
 /// The long coordinator outage: longer than the lease.
@@ -220,6 +220,14 @@ async fn fault_suite() {
     check_diverged(&mut client, &wild.campaign_id, &mut checks).await;
     let rows = csv_rows(&report_file(&report(&mut client, &id).await, "jobs.csv"));
     let summary = tally(&rows, &id, &coordinator, &[&w1, &w2, &w3], &mut checks);
+    let durations: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r["duration_s"].parse().ok())
+        .collect();
+    let mean_s = durations.iter().sum::<f64>() / durations.len().max(1) as f64;
+    progress(&format!(
+        "jobs lasted {mean_s:.2} s on average (metered duration)"
+    ));
     let mut attempts: Vec<&str> = rows.iter().map(|r| r["attempts"].as_str()).collect();
     attempts.sort();
     attempts.dedup();

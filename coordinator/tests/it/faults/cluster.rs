@@ -202,15 +202,6 @@ impl Worker {
             .map(|n| self.log_dir.join(format!("{}-{n}.log", self.id)))
             .collect()
     }
-
-    /// All its logs as one text.
-    pub fn log_text(&self) -> String {
-        self.logs()
-            .iter()
-            .map(|path| std::fs::read_to_string(path).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("")
-    }
 }
 
 impl Drop for Worker {

@@ -8,9 +8,14 @@ use std::path::PathBuf;
 /// one line per training that ran to its end.
 pub const TRAINED_MARKER: &str = "outcome kept in the outbox";
 
-/// What a worker logs once the coordinator took a success (its delivery log): the
-/// count of trainings until workers log [`TRAINED_MARKER`].
+/// What a worker logs once the coordinator took a success (its delivery log); the
+/// coordinator logs the same when it stores one.
 pub const DELIVERED_MARKER: &str = "job succeeded";
+
+/// What a worker logs when it drops an outcome the coordinator refused. Until workers
+/// log [`TRAINED_MARKER`], a finished training is counted by one of this or
+/// [`DELIVERED_MARKER`] (in this suite every outcome of the main campaign is a success).
+pub const DROPPED_MARKER: &str = "did not take the outcome";
 
 /// Lines holding `marker` per job (the `job=<id>` field of the line) in all `logs`.
 pub fn lines_per_job(logs: &[PathBuf], marker: &str) -> BTreeMap<String, usize> {
@@ -30,14 +35,18 @@ pub fn lines_per_job(logs: &[PathBuf], marker: &str) -> BTreeMap<String, usize> 
 }
 
 /// Trainings that ran to their end, per job: [`TRAINED_MARKER`] lines when the workers
-/// log them, else [`DELIVERED_MARKER`] lines. Returns the counts and the marker used.
+/// log them, else [`DELIVERED_MARKER`] and [`DROPPED_MARKER`] lines. Returns the counts
+/// and what was counted.
 pub fn trainings_per_job(logs: &[PathBuf]) -> (BTreeMap<String, usize>, &'static str) {
     let trained = lines_per_job(logs, TRAINED_MARKER);
-    if trained.is_empty() {
-        (lines_per_job(logs, DELIVERED_MARKER), DELIVERED_MARKER)
-    } else {
-        (trained, TRAINED_MARKER)
+    if !trained.is_empty() {
+        return (trained, TRAINED_MARKER);
     }
+    let mut counts = lines_per_job(logs, DELIVERED_MARKER);
+    for (job, n) in lines_per_job(logs, DROPPED_MARKER) {
+        *counts.entry(job).or_default() += n;
+    }
+    (counts, "job succeeded + did not take the outcome")
 }
 
 /// The value of the `job=` field of a log line (`job=<id>` or `job="<id>"`).
