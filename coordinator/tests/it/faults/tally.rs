@@ -1,7 +1,7 @@
 //! Counting what the faults did: lines per job in the processes' logs, the suite's
 //! checks, and the one summary line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 /// What a worker logs once it has stored a finished training's outcome in its outbox:
@@ -137,6 +137,55 @@ impl std::fmt::Display for Summary {
             self.trained_twice,
             self.duplicated
         )
+    }
+}
+
+/// The main campaign's outcome: its report rows (one per job), the trainings that ran
+/// to their end and the successes the coordinator logged, per job.
+pub fn summarise(
+    rows: &[HashMap<String, String>],
+    campaign: &str,
+    trainings: &BTreeMap<String, usize>,
+    successes: &BTreeMap<String, usize>,
+    checks: &mut Checks,
+) -> Summary {
+    let prefix = format!("{campaign}-");
+    let ours = |job: &&String| job.starts_with(&prefix);
+    let mut rows_per_job = BTreeMap::<String, usize>::new();
+    for row in rows {
+        *rows_per_job.entry(row["job_id"].clone()).or_default() += 1;
+    }
+    let succeeded: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r["status"] == "succeeded")
+        .map(|r| r["job_id"].as_str())
+        .collect();
+    let not_succeeded: Vec<_> = rows.iter().filter(|r| r["status"] != "succeeded").collect();
+    let what = format!("every job succeeded; these did not: {not_succeeded:?}");
+    checks.check(not_succeeded.is_empty(), what);
+    let more_than_once = |counts: &BTreeMap<String, usize>| -> BTreeSet<String> {
+        counts
+            .iter()
+            .filter(|(job, n)| ours(job) && **n > 1)
+            .map(|(job, _)| job.clone())
+            .collect()
+    };
+    let twice = more_than_once(trainings);
+    let mut duplicated = more_than_once(&rows_per_job);
+    duplicated.extend(more_than_once(successes));
+    checks.check(
+        twice.is_empty(),
+        format!("trained more than once: {twice:?}"),
+    );
+    let what = format!("more than one result, report row or success: {duplicated:?}");
+    checks.check(duplicated.is_empty(), what);
+    Summary {
+        injected: checks.injected,
+        n_jobs: rows.len(),
+        succeeded: succeeded.len(),
+        lost: rows.len() - succeeded.len(),
+        trained_twice: twice.len(),
+        duplicated: duplicated.len(),
     }
 }
 
