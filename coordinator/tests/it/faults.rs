@@ -21,16 +21,17 @@ const N_JOBS: usize = 40;
 /// The main campaign's models: small nets that train for about 1.5 s each in a debug
 /// build on an idle core, long enough to be killed mid-job.
 const MODELS: &str = "[[model]]\nkind = \"cnn\"\nepochs = 8\nbatch_size = 1\n\n[[model]]\nkind = \"cnn\"\nepochs = 16\nbatch_size = 2\nlearning_rate = 0.01\n";
-/// The coordinator's lease: short, so that killed workers' jobs come back soon, yet
-/// three heartbeats long on a loaded machine.
-const LEASE_S: u64 = 6;
+/// The coordinator's lease: short, so that killed workers' jobs come back soon, yet long
+/// enough that a worker whose line or store was away for [`CUT`] or [`STORE_OUTAGE`]
+/// gets a heartbeat or its result through (after its reconnect backoff: 0.5 s, 1 s,
+/// 2 s… ± 50 %) before the deadline, so that no one else trains its job.
+const LEASE_S: u64 = 10;
 /// The long coordinator outage: longer than the lease.
-const LONG_OUTAGE: Duration = Duration::from_secs(10);
-/// How long a worker's line stays cut: less than a third of the lease, so that a
-/// heartbeat gets through before the deadline and no one else trains its job.
-const CUT: Duration = Duration::from_secs(1);
-/// How long the store fails.
-const STORE_OUTAGE: Duration = Duration::from_secs(3);
+const LONG_OUTAGE: Duration = Duration::from_secs(14);
+/// How long a worker's line stays cut.
+const CUT: Duration = Duration::from_secs(2);
+/// How long every store write fails.
+const STORE_OUTAGE: Duration = Duration::from_secs(2);
 /// The longest one step waits for its cue.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest the campaign may take to end once every fault was injected.
