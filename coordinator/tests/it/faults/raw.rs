@@ -119,11 +119,8 @@ pub async fn wire_faults(addr: &str, token: &str, toml: &str, checks: &mut Check
         .into_inner()
         .lease
         .expect("the replay campaign's job is leased to the raw worker");
-    let job_id = lease
-        .job
-        .as_ref()
-        .map(|j| format!("{}-{}", j.campaign_id, j.job_idx));
-    let job_id = job_id.unwrap();
+    let job = lease.job.as_ref().expect("a lease names its job");
+    let job_id = format!("{}-{}", job.campaign_id, job.job_idx);
     let complete = |worker_id: &str| pb::CompleteJobRequest {
         worker_id: worker_id.into(),
         job_id: job_id.clone(),
@@ -142,12 +139,38 @@ pub async fn wire_faults(addr: &str, token: &str, toml: &str, checks: &mut Check
         );
     }
 
+    let campaign = replay.campaign_id.as_str();
+    let holder = &mut holder;
+    replays(
+        addr,
+        token,
+        holder,
+        &mut campaigns,
+        campaign,
+        complete,
+        checks,
+    )
+    .await;
+    checks.injected += foreign_client_certificate(addr, checks).await;
+}
+
+/// The raw worker completes its job, replays the completion, and an impostor replays it
+/// too: one result, the holder's.
+async fn replays(
+    addr: &str,
+    token: &str,
+    holder: &mut RawWorker,
+    campaigns: &mut RawClient,
+    campaign: &str,
+    complete: impl Fn(&str) -> pb::CompleteJobRequest,
+    checks: &mut Checks,
+) {
     let first = holder.complete_job(complete("replayer")).await;
     checks.check(
         first.as_ref().is_ok_and(|a| !a.get_ref().duplicate),
         format!("the raw worker's first completion is stored: {first:?}"),
     );
-    let (stored_once, _) = stored(&mut campaigns, &replay.campaign_id).await;
+    let (stored_once, _) = stored(campaigns, campaign).await;
 
     checks.injected("replayed completion (same worker, same lease)");
     let again = holder.complete_job(complete("replayer")).await;
@@ -164,11 +187,8 @@ pub async fn wire_faults(addr: &str, token: &str, toml: &str, checks: &mut Check
         stolen.is_err(),
         format!("a completion from a worker that does not hold the lease is refused: {stolen:?}"),
     );
-    let (after, _) = stored(&mut campaigns, &replay.campaign_id).await;
-    let rows = csv_rows(&report_file(
-        &report(&mut campaigns, &replay.campaign_id).await,
-        "jobs.csv",
-    ));
+    let (after, _) = stored(campaigns, campaign).await;
+    let rows = csv_rows(&report_file(&report(campaigns, campaign).await, "jobs.csv"));
     checks.check(
         rows.len() == 1 && rows[0]["worker"] == "replayer" && rows[0]["attempts"] == "1",
         format!("the replayed job has one result, the raw worker's: {rows:?}"),
@@ -177,8 +197,6 @@ pub async fn wire_faults(addr: &str, token: &str, toml: &str, checks: &mut Check
         after == stored_once,
         format!("replays change nothing stored\nbefore: {stored_once}\nafter: {after}"),
     );
-
-    checks.injected += foreign_client_certificate(addr, checks).await;
 }
 
 /// Joins a raw worker.
