@@ -72,7 +72,7 @@ fn result() -> pb::JobResult {
             carbon_intensity_g_per_kwh: 475.0,
             carbon_region: "WORLD".into(),
             pue: 1.0,
-            co2_kg: 5e-10,
+            co2_kg: 1.1e-6 * 475.0 / 1000.0,
             tdp_w: Some(65.0),
             uncertainty: 0.3,
             sample_interval_s: 0.1,
