@@ -6,6 +6,7 @@ mod artifacts;
 mod cluster;
 mod decline;
 mod errors;
+mod faults;
 mod html;
 mod machines;
 mod report;
