@@ -45,9 +45,19 @@ impl Suite {
         let coordinator = Coordinator::start(CoordinatorSpec {
             listen: format!("127.0.0.1:{}", free_port()),
             db: dir.join("db"),
-            args: ["--token-file", &token_arg, "--lease-s", &lease]
-                .map(String::from)
-                .to_vec(),
+            // The previous run's leases wait 15 s after a restart (deliveries come 1-10 s
+            // after it, with the workers' backoff), not the default 60 s, so that a worker
+            // killed just before a restart does not hold its job a minute.
+            args: [
+                "--token-file",
+                &token_arg,
+                "--lease-s",
+                &lease,
+                "--restart-grace-s",
+                "15",
+            ]
+            .map(String::from)
+            .to_vec(),
             env: vec![("ECOBENCH_INJECT_STORE_FAULT".into(), store_fault.clone())],
             log_dir: dir.clone(),
         });
