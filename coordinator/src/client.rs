@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ecobench_proto::artifact::{self, ArtifactClient};
-use ecobench_proto::auth::{BearerToken, endpoint_uri};
+use ecobench_proto::auth::BearerToken;
 use ecobench_proto::pb::{self, campaign_service_client::CampaignServiceClient};
+use ecobench_proto::tls::{self, ClientTls};
 use ecobench_shared::events::CampaignEvent;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::service::MAX_MESSAGE_BYTES;
 
@@ -19,28 +20,54 @@ use crate::service::MAX_MESSAGE_BYTES;
 pub struct Client {
     inner: CampaignServiceClient<InterceptedService<Channel, BearerToken>>,
     artifacts: ArtifactClient,
+    /// Whether the connection is TLS, for the hints of [`explain`].
+    tls: bool,
 }
 
-/// A gRPC status as an error a user can act on.
-fn explain(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{} ({:?})", status.message(), status.code())
+/// A gRPC status as an error a user can act on; a broken connection says whether TLS
+/// (`--ca`, `--cert`) is the likely cause.
+fn explain(status: tonic::Status, tls: bool) -> anyhow::Error {
+    let text = match std::error::Error::source(&status) {
+        Some(cause) => format!("{}: {}", status.message(), tls::error_chain(cause)),
+        None => status.message().to_string(),
+    };
+    match tls::tls_hint(&text, tls) {
+        Some(hint) => anyhow::anyhow!("{text} ({:?}): {hint}", status.code()),
+        None => anyhow::anyhow!("{text} ({:?})", status.code()),
+    }
 }
 
 impl Client {
-    /// Connects to the coordinator at `addr` (`host:port`).
+    /// Connects to the coordinator at `addr` (`host:port`) over plain HTTP/2.
     pub async fn connect(addr: &str, token: Option<&str>) -> Result<Client> {
-        let endpoint = Endpoint::from_shared(endpoint_uri(addr))
-            .with_context(|| format!("{addr:?} is not a valid address: use host:port"))?
+        Client::connect_with(addr, token, None).await
+    }
+
+    /// Connects to the coordinator at `addr` (`host:port`), over TLS when `tls` is given.
+    pub async fn connect_with(
+        addr: &str,
+        token: Option<&str>,
+        tls: Option<&ClientTls>,
+    ) -> Result<Client> {
+        let endpoint = tls::endpoint(addr, tls)
+            .map_err(anyhow::Error::msg)?
             .connect_timeout(Duration::from_secs(10));
-        let channel = endpoint.connect().await.with_context(|| {
-            format!("cannot reach the coordinator at {addr}: is `coordinator serve` running there?")
+        let channel = endpoint.connect().await.map_err(|err| {
+            let why = tls::with_tls_hint(tls::error_chain(&err), tls.is_some());
+            anyhow::anyhow!(
+                "cannot reach the coordinator at {addr} ({why}): is `coordinator serve` running there?"
+            )
         })?;
         let token = BearerToken::new(token)?;
         let artifacts = artifact::artifact_client(channel.clone(), token.clone());
         let inner = CampaignServiceClient::with_interceptor(channel, token)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(Client { inner, artifacts })
+        Ok(Client {
+            inner,
+            artifacts,
+            tls: tls.is_some(),
+        })
     }
 
     /// Uploads the file at `path` as an artifact named `name`; returns its SHA-256 (hex).
@@ -68,7 +95,7 @@ impl Client {
             .inner
             .submit_campaign(request)
             .await
-            .map_err(explain)?
+            .map_err(|status| explain(status, self.tls))?
             .into_inner())
     }
 
@@ -81,7 +108,7 @@ impl Client {
             .inner
             .get_campaign(request)
             .await
-            .map_err(explain)?
+            .map_err(|status| explain(status, self.tls))?
             .into_inner())
     }
 
@@ -91,7 +118,7 @@ impl Client {
             .inner
             .list_campaigns(pb::ListCampaignsRequest {})
             .await
-            .map_err(explain)?
+            .map_err(|status| explain(status, self.tls))?
             .into_inner()
             .campaigns)
     }
@@ -102,7 +129,7 @@ impl Client {
             .inner
             .list_workers(pb::ListWorkersRequest {})
             .await
-            .map_err(explain)?
+            .map_err(|status| explain(status, self.tls))?
             .into_inner()
             .workers)
     }
@@ -116,14 +143,15 @@ impl Client {
         let request = pb::WatchCampaignRequest {
             campaign: campaign.to_string(),
         };
+        let tls = self.tls;
         let stream = self
             .inner
             .watch_campaign(request)
             .await
-            .map_err(explain)?
+            .map_err(|status| explain(status, tls))?
             .into_inner();
-        Ok(stream.map(|event| {
-            let event = event.map_err(explain)?;
+        Ok(stream.map(move |event| {
+            let event = event.map_err(|status| explain(status, tls))?;
             CampaignEvent::try_from(event)
                 .context("the coordinator sent an event this client cannot read")
         }))
@@ -144,7 +172,7 @@ impl Client {
             .inner
             .get_report(request)
             .await
-            .map_err(explain)?
+            .map_err(|status| explain(status, self.tls))?
             .into_inner())
     }
 }

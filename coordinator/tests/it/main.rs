@@ -3,12 +3,14 @@
 //! real IDX format.
 
 mod artifacts;
+mod certs;
 mod cluster;
 mod decline;
 mod errors;
 mod html;
 mod machines;
 mod report;
+mod security;
 mod support;
 mod transfer;
 mod watch;
