@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use ecobench_proto::artifact::{self, ArtifactClient};
 use ecobench_proto::auth::BearerToken;
 use ecobench_proto::pb::{self, campaign_service_client::CampaignServiceClient};
-use ecobench_proto::tls::{self, ClientTls};
+use ecobench_proto::tls::{self, ClientTls, Transport};
 use ecobench_shared::events::CampaignEvent;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -20,18 +20,18 @@ use crate::service::MAX_MESSAGE_BYTES;
 pub struct Client {
     inner: CampaignServiceClient<InterceptedService<Channel, BearerToken>>,
     artifacts: ArtifactClient,
-    /// Whether the connection is TLS, for the hints of [`explain`].
-    tls: bool,
+    /// Plain or TLS, for the hints of [`explain`].
+    transport: Transport,
 }
 
 /// A gRPC status as an error a user can act on; a broken connection says whether TLS
 /// (`--ca`, `--cert`) is the likely cause.
-fn explain(status: tonic::Status, tls: bool) -> anyhow::Error {
+fn explain(status: tonic::Status, transport: Transport) -> anyhow::Error {
     let text = match std::error::Error::source(&status) {
-        Some(cause) => format!("{}: {}", status.message(), tls::error_chain(cause)),
+        Some(cause) => tls::message_with_causes(status.message(), cause),
         None => status.message().to_string(),
     };
-    match tls::tls_hint(&text, tls) {
+    match tls::tls_hint(&text, transport) {
         Some(hint) => anyhow::anyhow!("{text} ({:?}): {hint}", status.code()),
         None => anyhow::anyhow!("{text} ({:?})", status.code()),
     }
@@ -53,10 +53,13 @@ impl Client {
             .map_err(anyhow::Error::msg)?
             .connect_timeout(Duration::from_secs(10));
         let channel = endpoint.connect().await.map_err(|err| {
-            let why = tls::with_tls_hint(tls::error_chain(&err), tls.is_some());
-            anyhow::anyhow!(
-                "cannot reach the coordinator at {addr} ({why}): is `coordinator serve` running there?"
-            )
+            let why = tls::error_chain(&err);
+            match tls::tls_hint(&why, Transport::of(tls)) {
+                Some(hint) => anyhow::anyhow!("cannot reach the coordinator at {addr} ({why}): {hint}"),
+                None => anyhow::anyhow!(
+                    "cannot reach the coordinator at {addr} ({why}): is `coordinator serve` running there?"
+                ),
+            }
         })?;
         let token = BearerToken::new(token)?;
         let artifacts = artifact::artifact_client(channel.clone(), token.clone());
@@ -66,7 +69,7 @@ impl Client {
         Ok(Client {
             inner,
             artifacts,
-            tls: tls.is_some(),
+            transport: Transport::of(tls),
         })
     }
 
@@ -95,7 +98,7 @@ impl Client {
             .inner
             .submit_campaign(request)
             .await
-            .map_err(|status| explain(status, self.tls))?
+            .map_err(|status| explain(status, self.transport))?
             .into_inner())
     }
 
@@ -108,7 +111,7 @@ impl Client {
             .inner
             .get_campaign(request)
             .await
-            .map_err(|status| explain(status, self.tls))?
+            .map_err(|status| explain(status, self.transport))?
             .into_inner())
     }
 
@@ -118,7 +121,7 @@ impl Client {
             .inner
             .list_campaigns(pb::ListCampaignsRequest {})
             .await
-            .map_err(|status| explain(status, self.tls))?
+            .map_err(|status| explain(status, self.transport))?
             .into_inner()
             .campaigns)
     }
@@ -129,7 +132,7 @@ impl Client {
             .inner
             .list_workers(pb::ListWorkersRequest {})
             .await
-            .map_err(|status| explain(status, self.tls))?
+            .map_err(|status| explain(status, self.transport))?
             .into_inner()
             .workers)
     }
@@ -143,15 +146,15 @@ impl Client {
         let request = pb::WatchCampaignRequest {
             campaign: campaign.to_string(),
         };
-        let tls = self.tls;
+        let transport = self.transport;
         let stream = self
             .inner
             .watch_campaign(request)
             .await
-            .map_err(|status| explain(status, tls))?
+            .map_err(|status| explain(status, transport))?
             .into_inner();
         Ok(stream.map(move |event| {
-            let event = event.map_err(|status| explain(status, tls))?;
+            let event = event.map_err(|status| explain(status, transport))?;
             CampaignEvent::try_from(event)
                 .context("the coordinator sent an event this client cannot read")
         }))
@@ -172,7 +175,7 @@ impl Client {
             .inner
             .get_report(request)
             .await
-            .map_err(|status| explain(status, self.tls))?
+            .map_err(|status| explain(status, self.transport))?
             .into_inner())
     }
 }

@@ -269,9 +269,42 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// A status `message` followed by the chain of its `cause`, without repeating what
+/// the chain already says.
+pub fn message_with_causes(message: &str, cause: &(dyn std::error::Error + 'static)) -> String {
+    let chain = error_chain(cause);
+    if chain.contains(message) {
+        chain
+    } else {
+        format!("{message}: {chain}")
+    }
+}
+
+/// How a client connects, for [`tls_hint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain HTTP/2.
+    Plain,
+    /// TLS without a client certificate.
+    Tls,
+    /// TLS with a client certificate.
+    TlsWithCertificate,
+}
+
+impl Transport {
+    /// How a client with `tls` connects.
+    pub fn of(tls: Option<&ClientTls>) -> Transport {
+        match tls {
+            None => Transport::Plain,
+            Some(tls) if tls.has_client_certificate() => Transport::TlsWithCertificate,
+            Some(_) => Transport::Tls,
+        }
+    }
+}
+
 /// What to do about a failed connection or call whose error chain reads `text`, when
-/// TLS is the likely cause; `tls` says whether this client used TLS.
-pub fn tls_hint(text: &str, tls: bool) -> Option<&'static str> {
+/// TLS is the likely cause.
+pub fn tls_hint(text: &str, transport: Transport) -> Option<&'static str> {
     let has = |needle: &str| text.contains(needle);
     if has("CertificateRequired") {
         return Some(
@@ -291,11 +324,14 @@ pub fn tls_hint(text: &str, tls: bool) -> Option<&'static str> {
             "the coordinator's certificate does not check out against --ca: pass the CA bundle that signed it, and an address its certificate names",
         );
     }
-    if tls && (has("InvalidContentType") || has("corrupt message") || has("InvalidMessage")) {
+    let plain = transport == Transport::Plain;
+    if !plain && (has("InvalidContentType") || has("corrupt message") || has("InvalidMessage")) {
         return Some(
             "the coordinator does not speak TLS: drop --ca, or serve with --tls-cert and --tls-key",
         );
     }
+    // A refused client certificate may show only as a closed connection: the
+    // coordinator's alert can be lost when it closes at once.
     let broken = has("h2 protocol error")
         || has("connection closed")
         || has("connection reset")
@@ -303,15 +339,21 @@ pub fn tls_hint(text: &str, tls: bool) -> Option<&'static str> {
         || has("frame with invalid size")
         || has("broken pipe")
         || has("unexpected end of file");
-    if !tls && broken {
-        return Some("if the coordinator serves TLS (--tls-cert), pass --ca FILE");
+    match transport {
+        _ if !broken => None,
+        Transport::Plain => Some("if the coordinator serves TLS (--tls-cert), pass --ca FILE"),
+        Transport::Tls => Some(
+            "the coordinator closed the TLS connection: if it checks client certificates (--client-ca), pass --cert FILE --key FILE",
+        ),
+        Transport::TlsWithCertificate => Some(
+            "the coordinator closed the TLS connection: if it checks client certificates, pass --cert/--key signed by its --client-ca",
+        ),
     }
-    None
 }
 
 /// `message` with the TLS hint that fits it, if any.
-pub fn with_tls_hint(message: String, tls: bool) -> String {
-    match tls_hint(&message, tls) {
+pub fn with_tls_hint(message: String, transport: Transport) -> String {
+    match tls_hint(&message, transport) {
         Some(hint) => format!("{message} ({hint})"),
         None => message,
     }
@@ -364,18 +406,25 @@ mod tests {
 
     #[test]
     fn hints_name_the_flag_to_fix() {
+        use Transport::*;
         let plain = tls_hint(
             "transport error: h2 protocol error: frame with invalid size",
-            false,
+            Plain,
         );
         assert!(plain.unwrap().contains("--ca"));
-        assert_eq!(tls_hint("transport error: connection refused", true), None);
-        assert_eq!(tls_hint("transport error: connection refused", false), None);
-        let to_plain = tls_hint("received corrupt message of type InvalidContentType", true);
+        for transport in [Plain, Tls, TlsWithCertificate] {
+            let refused = tls_hint("transport error: connection refused", transport);
+            assert_eq!(refused, None, "{transport:?}");
+        }
+        let to_plain = tls_hint("received corrupt message of type InvalidContentType", Tls);
         assert!(to_plain.unwrap().contains("does not speak TLS"));
-        let no_cert = tls_hint("received fatal alert: CertificateRequired", true);
+        let no_cert = tls_hint("received fatal alert: CertificateRequired", Tls);
         assert!(no_cert.unwrap().contains("--cert"));
-        let server = tls_hint("invalid peer certificate: UnknownIssuer", true);
+        let closed = tls_hint("operation was canceled: connection closed", Tls);
+        assert!(closed.unwrap().contains("--cert"));
+        let closed = tls_hint("connection closed", TlsWithCertificate);
+        assert!(closed.unwrap().contains("--client-ca"));
+        let server = tls_hint("invalid peer certificate: UnknownIssuer", Tls);
         assert!(server.unwrap().contains("--ca"));
     }
 }

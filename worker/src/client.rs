@@ -6,7 +6,7 @@ use std::time::Duration;
 use ecobench_proto::artifact::{self, ArtifactClient, TransferError};
 use ecobench_proto::auth::BearerToken;
 use ecobench_proto::pb::{self, worker_service_client::WorkerServiceClient};
-use ecobench_proto::tls::{self, ClientTls};
+use ecobench_proto::tls::{self, ClientTls, Transport};
 use ecobench_shared::{HardwareFingerprint, JobResult, JobSpec, Progress};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -88,12 +88,12 @@ impl From<tonic::Status> for ClientError {
 
 /// `status` as an error, its message completed with its causes and a TLS hint when
 /// the connection itself failed.
-fn with_hint(status: tonic::Status, tls: bool) -> ClientError {
+fn with_hint(status: tonic::Status, transport: Transport) -> ClientError {
     let Some(cause) = std::error::Error::source(&status) else {
         return status.into();
     };
-    let text = format!("{}: {}", status.message(), tls::error_chain(cause));
-    let text = tls::with_tls_hint(text, tls);
+    let text = tls::message_with_causes(status.message(), cause);
+    let text = tls::with_tls_hint(text, transport);
     tonic::Status::new(status.code(), text).into()
 }
 
@@ -127,8 +127,8 @@ pub struct Client {
     inner: WorkerServiceClient<InterceptedService<Channel, BearerToken>>,
     artifacts: ArtifactClient,
     worker_id: String,
-    /// Whether the connection is TLS, for the hints on a failed join.
-    tls: bool,
+    /// Plain or TLS, for the hints on a failed join.
+    transport: Transport,
 }
 
 impl Client {
@@ -155,7 +155,7 @@ impl Client {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(10));
         let channel = endpoint.connect().await.map_err(|err| {
-            let why = tls::with_tls_hint(tls::error_chain(&err), tls.is_some());
+            let why = tls::with_tls_hint(tls::error_chain(&err), Transport::of(tls));
             ClientError::Unreachable(format!("{addr}: {why}"))
         })?;
         let token = BearerToken::new(token)?;
@@ -165,7 +165,7 @@ impl Client {
             inner,
             artifacts,
             worker_id: worker_id.to_string(),
-            tls: tls.is_some(),
+            transport: Transport::of(tls),
         })
     }
 
@@ -201,7 +201,7 @@ impl Client {
             .inner
             .join(request)
             .await
-            .map_err(|status| with_hint(status, self.tls))?
+            .map_err(|status| with_hint(status, self.transport))?
             .into_inner();
         Ok(Duration::from_millis(
             answer.heartbeat_interval_ms.max(100).into(),

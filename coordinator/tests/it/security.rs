@@ -110,13 +110,15 @@ async fn mtls_admits_only_client_certificates_from_the_client_ca() {
     let err = list_over(addr, Some(&client_tls(&pki.ca, None)))
         .await
         .unwrap_err();
-    assert!(err.contains("wants a client certificate"), "{err}");
+    // The coordinator's alert, or only a closed connection if it is lost: either way
+    // the client is told to pass a certificate.
+    assert!(err.contains("--cert FILE --key FILE"), "{err}");
     let intruder = client_tls(
         &pki.ca,
         Some((&pki.other_client_cert, &pki.other_client_key)),
     );
     let err = list_over(addr, Some(&intruder)).await.unwrap_err();
-    assert!(err.contains("refused this client certificate"), "{err}");
+    assert!(err.contains("signed by its --client-ca"), "{err}");
     let member = client_tls(&pki.ca, Some((&pki.client_cert, &pki.client_key)));
     assert_eq!(list_over(addr, Some(&member)).await, Ok(0));
 }
