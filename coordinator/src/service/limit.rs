@@ -74,7 +74,8 @@ impl JoinLimiter {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+            let wait_s = (1.0 - bucket.tokens) / rate;
+            Err(Duration::try_from_secs_f64(wait_s).unwrap_or(Duration::MAX))
         }
     }
 }
@@ -116,6 +117,18 @@ mod tests {
             assert_eq!(limiter.admit(a, much_later), Ok(()));
         }
         assert!(limiter.admit(a, much_later).is_err());
+    }
+
+    #[test]
+    fn a_zero_rate_waits_for_ever_without_panicking() {
+        let limiter = JoinLimiter::new(JoinLimit {
+            per_second: 0.0,
+            burst: 1,
+        });
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let now = Instant::now();
+        limiter.admit(ip, now).unwrap();
+        assert_eq!(limiter.admit(ip, now), Err(Duration::MAX));
     }
 
     #[test]
