@@ -6,7 +6,6 @@ use std::sync::Arc;
 use ecobench_proto::pb::{
     self, campaign_service_server::CampaignService, worker_service_server::WorkerService,
 };
-use ecobench_proto::tls::ServerTls;
 use tonic::{Request, Response, Status};
 use tracing::error;
 
@@ -24,62 +23,11 @@ const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 mod artifact;
 mod auth;
 mod limit;
+mod security;
 
 pub use auth::{Auth, Tokens};
 pub use limit::{DEFAULT_JOIN_BURST, DEFAULT_JOIN_RATE, JoinLimit, JoinLimiter};
-
-/// How the server guards its door.
-#[derive(Debug, Clone, Default)]
-pub struct Security {
-    /// The tokens each side must present.
-    pub tokens: Tokens,
-    /// TLS, and client certificates when it has a client CA; plain without.
-    pub tls: Option<ServerTls>,
-    /// Joins per peer address.
-    pub join_limit: JoinLimit,
-    /// Allow a non-loopback address with a side nobody authenticates (`--insecure`).
-    pub insecure: bool,
-}
-
-impl Security {
-    /// Everything [`serve`] would refuse, before binding: an exposure without
-    /// authentication ([`Security::check_exposure`]), a certificate that is not its key's.
-    pub fn check(&self, addr: std::net::SocketAddr) -> Result<(), String> {
-        self.check_exposure(addr)?;
-        if let Some(tls) = &self.tls {
-            tonic::transport::Server::builder()
-                .tls_config(tls.config())
-                .map_err(|err| {
-                    format!(
-                        "--tls-cert and --tls-key are not a usable certificate and key pair: {}",
-                        ecobench_proto::tls::error_chain(&err)
-                    )
-                })?;
-        }
-        Ok(())
-    }
-
-    /// Refuses to serve on `addr` beyond loopback when workers or clients could call
-    /// without a token or a client certificate, unless `insecure`.
-    pub fn check_exposure(&self, addr: std::net::SocketAddr) -> Result<(), String> {
-        if addr.ip().is_loopback() || self.insecure {
-            return Ok(());
-        }
-        let certified = self.tls.as_ref().is_some_and(ServerTls::verifies_clients);
-        if certified || (self.tokens.guards_workers() && self.tokens.guards_clients()) {
-            return Ok(());
-        }
-        let open = match (self.tokens.guards_workers(), self.tokens.guards_clients()) {
-            (false, false) => "without a token",
-            (true, false) => "with no token for clients",
-            _ => "with no token for workers",
-        };
-        Err(format!(
-            "refusing to listen on {addr} {open}: pass --token-file FILE (or --worker-token-file and \
-             --client-token-file, or --client-ca with TLS), or --insecure on a trusted network"
-        ))
-    }
-}
+pub use security::Security;
 
 impl From<CoordinatorError> for Status {
     fn from(err: CoordinatorError) -> Status {
