@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use ecobench_proto::artifact::{self, ArtifactClient};
-use ecobench_proto::auth::{BearerToken, endpoint_uri};
+use ecobench_proto::auth::BearerToken;
 use ecobench_proto::pb::{self, campaign_service_client::CampaignServiceClient};
+use ecobench_proto::tls::{self, ClientTls, Transport};
 use ecobench_shared::events::CampaignEvent;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::service::MAX_MESSAGE_BYTES;
 
@@ -19,28 +20,57 @@ use crate::service::MAX_MESSAGE_BYTES;
 pub struct Client {
     inner: CampaignServiceClient<InterceptedService<Channel, BearerToken>>,
     artifacts: ArtifactClient,
+    /// Plain or TLS, for the hints of [`explain`].
+    transport: Transport,
 }
 
-/// A gRPC status as an error a user can act on.
-fn explain(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{} ({:?})", status.message(), status.code())
+/// A gRPC status as an error a user can act on; a broken connection says whether TLS
+/// (`--ca`, `--cert`) is the likely cause.
+fn explain(status: tonic::Status, transport: Transport) -> anyhow::Error {
+    let text = match std::error::Error::source(&status) {
+        Some(cause) => tls::message_with_causes(status.message(), cause),
+        None => status.message().to_string(),
+    };
+    match tls::tls_hint(&text, transport) {
+        Some(hint) => anyhow::anyhow!("{text} ({:?}): {hint}", status.code()),
+        None => anyhow::anyhow!("{text} ({:?})", status.code()),
+    }
 }
 
 impl Client {
-    /// Connects to the coordinator at `addr` (`host:port`).
+    /// Connects to the coordinator at `addr` (`host:port`) over plain HTTP/2.
     pub async fn connect(addr: &str, token: Option<&str>) -> Result<Client> {
-        let endpoint = Endpoint::from_shared(endpoint_uri(addr))
-            .with_context(|| format!("{addr:?} is not a valid address: use host:port"))?
+        Client::connect_with(addr, token, None).await
+    }
+
+    /// Connects to the coordinator at `addr` (`host:port`), over TLS when `tls` is given.
+    pub async fn connect_with(
+        addr: &str,
+        token: Option<&str>,
+        tls: Option<&ClientTls>,
+    ) -> Result<Client> {
+        let endpoint = tls::endpoint(addr, tls)
+            .map_err(anyhow::Error::msg)?
             .connect_timeout(Duration::from_secs(10));
-        let channel = endpoint.connect().await.with_context(|| {
-            format!("cannot reach the coordinator at {addr}: is `coordinator serve` running there?")
+        let channel = endpoint.connect().await.map_err(|err| {
+            let why = tls::error_chain(&err);
+            match tls::tls_hint(&why, Transport::of(tls)) {
+                Some(hint) => anyhow::anyhow!("cannot reach the coordinator at {addr} ({why}): {hint}"),
+                None => anyhow::anyhow!(
+                    "cannot reach the coordinator at {addr} ({why}): is `coordinator serve` running there?"
+                ),
+            }
         })?;
         let token = BearerToken::new(token)?;
         let artifacts = artifact::artifact_client(channel.clone(), token.clone());
         let inner = CampaignServiceClient::with_interceptor(channel, token)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(Client { inner, artifacts })
+        Ok(Client {
+            inner,
+            artifacts,
+            transport: Transport::of(tls),
+        })
     }
 
     /// Uploads the file at `path` as an artifact named `name`; returns its SHA-256 (hex).
@@ -68,7 +98,7 @@ impl Client {
             .inner
             .submit_campaign(request)
             .await
-            .map_err(explain)?
+            .map_err(|status| explain(status, self.transport))?
             .into_inner())
     }
 
@@ -81,7 +111,7 @@ impl Client {
             .inner
             .get_campaign(request)
             .await
-            .map_err(explain)?
+            .map_err(|status| explain(status, self.transport))?
             .into_inner())
     }
 
@@ -91,7 +121,7 @@ impl Client {
             .inner
             .list_campaigns(pb::ListCampaignsRequest {})
             .await
-            .map_err(explain)?
+            .map_err(|status| explain(status, self.transport))?
             .into_inner()
             .campaigns)
     }
@@ -102,7 +132,7 @@ impl Client {
             .inner
             .list_workers(pb::ListWorkersRequest {})
             .await
-            .map_err(explain)?
+            .map_err(|status| explain(status, self.transport))?
             .into_inner()
             .workers)
     }
@@ -116,14 +146,15 @@ impl Client {
         let request = pb::WatchCampaignRequest {
             campaign: campaign.to_string(),
         };
+        let transport = self.transport;
         let stream = self
             .inner
             .watch_campaign(request)
             .await
-            .map_err(explain)?
+            .map_err(|status| explain(status, transport))?
             .into_inner();
-        Ok(stream.map(|event| {
-            let event = event.map_err(explain)?;
+        Ok(stream.map(move |event| {
+            let event = event.map_err(|status| explain(status, transport))?;
             CampaignEvent::try_from(event)
                 .context("the coordinator sent an event this client cannot read")
         }))
@@ -144,7 +175,7 @@ impl Client {
             .inner
             .get_report(request)
             .await
-            .map_err(explain)?
+            .map_err(|status| explain(status, self.transport))?
             .into_inner())
     }
 }

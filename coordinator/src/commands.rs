@@ -279,10 +279,8 @@ pub async fn run(options: RunOptions) -> Result<()> {
     let addr = listener.local_addr()?.to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = crate::ServeConfig {
-        db,
-        token: None,
-        coordinator: crate::CoordinatorConfig::default(),
         max_artifact_bytes: options.max_artifact_bytes,
+        ..crate::ServeConfig::new(db)
     };
     let server = tokio::spawn(crate::run(listener, config, async {
         let _ = stopped.await;

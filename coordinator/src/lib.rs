@@ -40,23 +40,39 @@ use crate::store::Store;
 pub struct ServeConfig {
     /// Where the sled database lives.
     pub db: PathBuf,
-    /// Shared token callers must present; `None` accepts every caller.
-    pub token: Option<String>,
+    /// Tokens, TLS, the join rate, and whether to serve unguarded beyond loopback.
+    pub security: service::Security,
     /// Leases, attempts, limits.
     pub coordinator: CoordinatorConfig,
     /// Largest artifact accepted, in bytes.
     pub max_artifact_bytes: u64,
 }
 
+impl ServeConfig {
+    /// A loopback configuration over `db`: no token, no TLS, default limits.
+    pub fn new(db: PathBuf) -> ServeConfig {
+        ServeConfig {
+            db,
+            security: service::Security::default(),
+            coordinator: CoordinatorConfig::default(),
+            max_artifact_bytes: artifacts::DEFAULT_MAX_ARTIFACT_BYTES,
+        }
+    }
+}
+
 /// Serves the coordinator on `listener` until `shutdown` completes.
 ///
 /// The caller binds the listener (so tests can bind `127.0.0.1:0`) and decides
-/// what shutdown means.
+/// what shutdown means. Refuses a listener beyond loopback that would let callers in
+/// unauthenticated, or a TLS key that is not its certificate's (see
+/// [`service::Security::check`]).
 pub async fn run(
     listener: TcpListener,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    config.security.check(addr).map_err(anyhow::Error::msg)?;
     let store = Store::open(&config.db)
         .with_context(|| format!("cannot open the database {}", config.db.display()))?;
     let artifacts_dir = artifacts::artifacts_dir(&config.db);
@@ -64,7 +80,8 @@ pub async fn run(
         .context("cannot open the artifacts folder")?;
     let coordinator = Arc::new(Coordinator::new(store, artifacts, config.coordinator));
     let reaper = tokio::spawn(reap_forever(coordinator.clone()));
-    info!(addr = %listener.local_addr()?, db = %config.db.display(), "coordinator serving");
+    let tls = config.security.tls.as_ref();
+    info!(%addr, db = %config.db.display(), tls = tls.is_some(), client_certificates = tls.is_some_and(|t| t.verifies_clients()), "coordinator serving");
     // On shutdown: stop accepting calls, end long polls at once, let calls in flight
     // finish (tonic's graceful shutdown), then flush the database before exiting.
     let closing = {
@@ -75,7 +92,7 @@ pub async fn run(
             coordinator.close();
         }
     };
-    let served = service::serve(listener, coordinator.clone(), config.token, closing).await;
+    let served = service::serve(listener, coordinator.clone(), config.security, closing).await;
     reaper.abort();
     let flushed = coordinator.flush().await;
     served.context("the gRPC server failed")?;

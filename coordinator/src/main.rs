@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use ecobench_coordinator::artifacts::DEFAULT_MAX_ARTIFACT_BYTES;
 use ecobench_coordinator::client::Client;
 use ecobench_coordinator::commands::{self, RunOptions};
+use ecobench_coordinator::service::{
+    DEFAULT_JOIN_BURST, DEFAULT_JOIN_RATE, JoinLimit, Security, Tokens,
+};
 use ecobench_coordinator::{CoordinatorConfig, ServeConfig};
+use ecobench_proto::tls::{ClientTls, ServerTls};
 use ecobench_shared::process::read_token_file;
 
 /// The ecobench coordinator: stores campaigns and results, leases jobs to workers, serves reports.
@@ -29,12 +33,8 @@ enum Command {
         /// The sled database folder.
         #[arg(long, default_value = "results/ecobench.db")]
         db: PathBuf,
-        /// File holding the shared token callers must present.
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-        /// Allow a non-loopback address without a token.
-        #[arg(long)]
-        insecure: bool,
+        #[command(flatten)]
+        security: SecurityArgs,
         /// Seconds a lease lives without a heartbeat: a worker that stops heartbeating
         /// loses its job after this long.
         #[arg(long, default_value_t = 15)]
@@ -122,15 +122,89 @@ enum Command {
     },
 }
 
+/// How `serve` guards its door: tokens, TLS, the join rate.
+#[derive(Debug, clap::Args)]
+struct SecurityArgs {
+    /// File holding the shared token callers must present (workers and clients alike).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// File holding the token workers must present (the shared one works too).
+    #[arg(long)]
+    worker_token_file: Option<PathBuf>,
+    /// File holding the token clients (submit, status, report) must present (the shared
+    /// one works too).
+    #[arg(long)]
+    client_token_file: Option<PathBuf>,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM bundle): mTLS. Needs --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// Joins per second one address may sustain.
+    #[arg(long, default_value_t = DEFAULT_JOIN_RATE, value_name = "PER_S")]
+    join_rate: f64,
+    /// Joins one address may make at once (every worker a host starts together).
+    #[arg(long, default_value_t = DEFAULT_JOIN_BURST, value_name = "N")]
+    join_burst: u32,
+    /// Allow a non-loopback address that lets workers or clients in without a token or a
+    /// client certificate.
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl SecurityArgs {
+    fn load(&self) -> Result<Security> {
+        let token = |path: &Option<PathBuf>| path.as_deref().map(read_token_file).transpose();
+        if !(self.join_rate.is_finite() && self.join_rate > 0.0) || self.join_burst == 0 {
+            bail!(
+                "--join-rate {} --join-burst {}: both must be above zero",
+                self.join_rate,
+                self.join_burst
+            );
+        }
+        Ok(Security {
+            tokens: Tokens {
+                shared: token(&self.token_file)?,
+                worker: token(&self.worker_token_file)?,
+                client: token(&self.client_token_file)?,
+            },
+            tls: ServerTls::from_flags(
+                self.tls_cert.as_deref(),
+                self.tls_key.as_deref(),
+                self.client_ca.as_deref(),
+            )?,
+            join_limit: JoinLimit {
+                per_second: self.join_rate,
+                burst: self.join_burst,
+            },
+            insecure: self.insecure,
+        })
+    }
+}
+
 /// Where the coordinator is and how to authenticate.
 #[derive(Debug, clap::Args)]
 struct Connection {
     /// The coordinator's host:port.
     #[arg(long, default_value = "127.0.0.1:50051")]
     addr: String,
-    /// File holding the shared token.
+    /// File holding the token (the client token, or the shared one).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// Connect with TLS, trusting this CA bundle (PEM) for the coordinator's certificate.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a coordinator that requires one (--client-ca); needs
+    /// --key and --ca.
+    #[arg(long, value_name = "FILE", requires_all = ["key", "ca"])]
+    cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 impl Connection {
@@ -140,7 +214,12 @@ impl Connection {
             .as_deref()
             .map(read_token_file)
             .transpose()?;
-        Client::connect(&self.addr, token.as_deref()).await
+        let tls = ClientTls::from_flags(
+            self.ca.as_deref(),
+            self.cert.as_deref(),
+            self.key.as_deref(),
+        )?;
+        Client::connect_with(&self.addr, token.as_deref(), tls.as_ref()).await
     }
 }
 
@@ -167,20 +246,17 @@ async fn main() -> Result<()> {
         Command::Serve {
             listen,
             db,
-            token_file,
-            insecure,
+            security,
             lease_s,
             restart_grace_s,
             max_attempts,
             max_jobs,
             max_artifact_bytes,
         } => {
-            let token = token_file.as_deref().map(read_token_file).transpose()?;
-            if token.is_none() && !listen.ip().is_loopback() && !insecure {
-                bail!(
-                    "refusing to listen on {listen} without a token: pass --token-file FILE (or --insecure on a trusted network)"
-                );
-            }
+            let security = security.load()?;
+            security
+                .check_exposure(listen)
+                .map_err(anyhow::Error::msg)?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
@@ -196,7 +272,7 @@ async fn main() -> Result<()> {
                 listener,
                 ServeConfig {
                     db,
-                    token,
+                    security,
                     coordinator,
                     max_artifact_bytes,
                 },

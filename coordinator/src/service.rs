@@ -6,7 +6,6 @@ use std::sync::Arc;
 use ecobench_proto::pb::{
     self, campaign_service_server::CampaignService, worker_service_server::WorkerService,
 };
-use subtle::ConstantTimeEq;
 use tonic::{Request, Response, Status};
 use tracing::error;
 
@@ -15,8 +14,21 @@ use crate::store::StoreError;
 
 /// Largest message accepted or sent (results and reports are small; campaign files too).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest campaign file accepted by `SubmitCampaign`.
+pub const MAX_CAMPAIGN_TOML_BYTES: usize = 1024 * 1024;
+/// Largest message of the health service either way (a service name, a status).
+const MAX_HEALTH_MESSAGE_BYTES: usize = 4 * 1024;
+/// Largest block of request headers (the token, gRPC's own headers).
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
 mod artifact;
+mod auth;
+mod limit;
+mod security;
+
+pub use auth::{Auth, Tokens};
+pub use limit::{DEFAULT_JOIN_BURST, DEFAULT_JOIN_RATE, JoinLimit, JoinLimiter};
+pub use security::Security;
 
 impl From<CoordinatorError> for Status {
     fn from(err: CoordinatorError) -> Status {
@@ -46,60 +58,40 @@ impl From<CoordinatorError> for Status {
     }
 }
 
-/// Checks `authorization: Bearer <token>` in constant time when a token is set.
-#[derive(Clone)]
-pub struct Auth {
-    token: Option<Arc<[u8]>>,
-}
-
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth")
-            .field("token", &self.token.as_ref().map(|_| "<set>"))
-            .finish()
-    }
-}
-
-impl Auth {
-    /// No token: every call is accepted.
-    pub fn new(token: Option<String>) -> Auth {
-        Auth {
-            token: token.map(|t| Arc::from(t.into_bytes().into_boxed_slice())),
-        }
-    }
-}
-
-impl tonic::service::Interceptor for Auth {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.token else {
-            return Ok(request);
-        };
-        let given = request
-            .metadata()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if bool::from(given.as_bytes().ct_eq(expected)) {
-            Ok(request)
-        } else {
-            Err(Status::unauthenticated(
-                "missing or wrong token: pass the coordinator's token with --token-file",
-            ))
-        }
-    }
-}
-
 /// The tonic services over one shared coordinator.
 #[derive(Debug, Clone)]
 pub struct Service {
     coordinator: Arc<Coordinator>,
+    joins: Arc<JoinLimiter>,
 }
 
 impl Service {
-    /// Services backed by `coordinator`.
+    /// Services backed by `coordinator`, with the default join limit.
     pub fn new(coordinator: Arc<Coordinator>) -> Service {
-        Service { coordinator }
+        Service::with_join_limit(coordinator, JoinLimit::default())
+    }
+
+    /// Services backed by `coordinator`, admitting joins as `limit` allows.
+    pub fn with_join_limit(coordinator: Arc<Coordinator>, limit: JoinLimit) -> Service {
+        Service {
+            coordinator,
+            joins: Arc::new(JoinLimiter::new(limit)),
+        }
+    }
+
+    /// Takes one join for the caller's address, or says to slow down.
+    fn admit_join<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(ip) = request.remote_addr().map(|addr| addr.ip()) else {
+            return Ok(());
+        };
+        self.joins
+            .admit(ip, std::time::Instant::now())
+            .map_err(|wait| {
+                Status::resource_exhausted(format!(
+                    "too many joins from {ip}: slow down and join again in {:.1} s (the coordinator's --join-rate and --join-burst)",
+                    wait.as_secs_f64()
+                ))
+            })
     }
 }
 
@@ -125,6 +117,7 @@ impl WorkerService for Service {
         &self,
         request: Request<pb::JoinRequest>,
     ) -> Result<Response<pb::JoinResponse>, Status> {
+        self.admit_join(&request)?;
         let req = request.into_inner();
         let fingerprint = req.fingerprint.unwrap_or_default().into();
         let heartbeat_interval_ms = self.coordinator.join(&req.worker_id, fingerprint).await?;
@@ -315,6 +308,14 @@ impl CampaignService for Service {
         request: Request<pb::SubmitCampaignRequest>,
     ) -> Result<Response<pb::SubmitCampaignResponse>, Status> {
         let req = request.into_inner();
+        if req.toml.len() > MAX_CAMPAIGN_TOML_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "campaign file {} is {} bytes, over the limit of {MAX_CAMPAIGN_TOML_BYTES}: \
+                 describe the matrix with lists of values instead of one table per job",
+                req.file_name,
+                req.toml.len()
+            )));
+        }
         let uploads = req.uploads.into_iter().collect();
         let submitted = self
             .coordinator
@@ -391,11 +392,12 @@ impl CampaignService for Service {
 }
 
 /// Serves the worker, campaign and artifact services, plus `grpc.health.v1`, on an
-/// already bound listener until `shutdown` completes.
+/// already bound listener until `shutdown` completes: over TLS when `security` has it,
+/// each service behind the tokens it accepts.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     coordinator: Arc<Coordinator>,
-    token: Option<String>,
+    security: Security,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     use ecobench_proto::artifact::MAX_ARTIFACT_MESSAGE_BYTES;
@@ -405,8 +407,7 @@ pub async fn serve(
     use tonic::service::interceptor::InterceptedService;
     use tonic_health::ServingStatus;
 
-    let auth = Auth::new(token);
-    let service = Service::new(coordinator);
+    let service = Service::with_join_limit(coordinator, security.join_limit);
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in [
         "ecobench.v1.WorkerService",
@@ -417,6 +418,9 @@ pub async fn serve(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
+    let health_service = health_service
+        .max_decoding_message_size(MAX_HEALTH_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_HEALTH_MESSAGE_BYTES);
     let workers = WorkerServiceServer::new(service.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -426,11 +430,17 @@ pub async fn serve(
     let artifacts = ArtifactServiceServer::new(service)
         .max_decoding_message_size(MAX_ARTIFACT_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_ARTIFACT_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
+    let mut server =
+        tonic::transport::Server::builder().http2_max_header_list_size(MAX_HEADER_LIST_BYTES);
+    if let Some(tls) = &security.tls {
+        server = server.tls_config(tls.config())?;
+    }
+    let tokens = &security.tokens;
+    server
         .add_service(health_service)
-        .add_service(InterceptedService::new(workers, auth.clone()))
-        .add_service(InterceptedService::new(campaigns, auth.clone()))
-        .add_service(InterceptedService::new(artifacts, auth))
+        .add_service(InterceptedService::new(workers, tokens.for_workers()))
+        .add_service(InterceptedService::new(campaigns, tokens.for_clients()))
+        .add_service(InterceptedService::new(artifacts, tokens.for_artifacts()))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,

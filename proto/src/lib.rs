@@ -6,6 +6,7 @@
 pub mod artifact;
 pub mod auth;
 mod convert;
+pub mod tls;
 
 pub use convert::WireError;
 

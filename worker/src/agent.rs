@@ -30,6 +30,8 @@ pub struct WorkerConfig {
     pub coordinator: String,
     /// The shared token, if the coordinator wants one.
     pub token: Option<String>,
+    /// TLS (the coordinator's CA, a client certificate), or `None` for plain HTTP/2.
+    pub tls: Option<ecobench_proto::tls::ClientTls>,
     /// This worker's id, stable across reconnects.
     pub worker_id: String,
     /// How jobs run.
@@ -125,9 +127,10 @@ async fn session(
     backoff: &mut Backoff,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ClientError> {
-    let mut client = Client::connect(
+    let mut client = Client::connect_with(
         &config.coordinator,
         config.token.as_deref(),
+        config.tls.as_ref(),
         &config.worker_id,
     )
     .await?;

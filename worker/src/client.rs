@@ -4,11 +4,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use ecobench_proto::artifact::{self, ArtifactClient, TransferError};
-use ecobench_proto::auth::{BearerToken, endpoint_uri};
+use ecobench_proto::auth::BearerToken;
 use ecobench_proto::pb::{self, worker_service_client::WorkerServiceClient};
+use ecobench_proto::tls::{self, ClientTls, Transport};
 use ecobench_shared::{HardwareFingerprint, JobResult, JobSpec, Progress};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Failures talking to the coordinator.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +104,17 @@ impl From<tonic::Status> for ClientError {
     }
 }
 
+/// `status` as an error, its message completed with its causes and a TLS hint when
+/// the connection itself failed.
+fn with_hint(status: tonic::Status, transport: Transport) -> ClientError {
+    let Some(cause) = std::error::Error::source(&status) else {
+        return status.into();
+    };
+    let text = tls::message_with_causes(status.message(), cause);
+    let text = tls::with_tls_hint(text, transport);
+    tonic::Status::new(status.code(), text).into()
+}
+
 impl From<TransferError> for ClientError {
     fn from(err: TransferError) -> Self {
         match err {
@@ -149,29 +161,37 @@ pub struct Client {
     inner: WorkerServiceClient<InterceptedService<Channel, BearerToken>>,
     artifacts: ArtifactClient,
     worker_id: String,
+    /// Plain or TLS, for the hints on a failed join.
+    transport: Transport,
 }
 
 impl Client {
-    /// Connects to `addr` (`host:port`).
+    /// Connects to `addr` (`host:port`) over plain HTTP/2.
     pub async fn connect(
         addr: &str,
         token: Option<&str>,
         worker_id: &str,
     ) -> Result<Client, ClientError> {
-        let endpoint = Endpoint::from_shared(endpoint_uri(addr))
-            .map_err(|err| {
-                ClientError::Unreachable(format!(
-                    "{addr:?} is not a valid address ({err}): use host:port"
-                ))
-            })?
+        Client::connect_with(addr, token, None, worker_id).await
+    }
+
+    /// Connects to `addr` (`host:port`), over TLS when `tls` is given.
+    pub async fn connect_with(
+        addr: &str,
+        token: Option<&str>,
+        tls: Option<&ClientTls>,
+        worker_id: &str,
+    ) -> Result<Client, ClientError> {
+        let endpoint = tls::endpoint(addr, tls)
+            .map_err(ClientError::Unreachable)?
             .connect_timeout(Duration::from_secs(5))
             .tcp_keepalive(Some(Duration::from_secs(10)))
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(10));
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|err| ClientError::Unreachable(format!("{addr}: {err}")))?;
+        let channel = endpoint.connect().await.map_err(|err| {
+            let why = tls::with_tls_hint(tls::error_chain(&err), Transport::of(tls));
+            ClientError::Unreachable(format!("{addr}: {why}"))
+        })?;
         let token = BearerToken::new(token)?;
         let artifacts = artifact::artifact_client(channel.clone(), token.clone());
         let inner = WorkerServiceClient::with_interceptor(channel, token);
@@ -179,6 +199,7 @@ impl Client {
             inner,
             artifacts,
             worker_id: worker_id.to_string(),
+            transport: Transport::of(tls),
         })
     }
 
@@ -209,7 +230,13 @@ impl Client {
             worker_id: self.worker_id.clone(),
             fingerprint: Some(fingerprint.into()),
         };
-        let answer = self.inner.join(request).await?.into_inner();
+        // The first call of a connection: where a TLS mistake shows, so say what to do.
+        let answer = self
+            .inner
+            .join(request)
+            .await
+            .map_err(|status| with_hint(status, self.transport))?
+            .into_inner();
         Ok(Duration::from_millis(
             answer.heartbeat_interval_ms.max(100).into(),
         ))

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use ecobench_proto::tls::ClientTls;
 use ecobench_shared::SvmConfig;
 use ecobench_shared::process::read_token_file;
 use ecobench_worker::agent::{self, WorkerConfig};
@@ -23,9 +24,19 @@ struct Cli {
     /// The coordinator's host:port.
     #[arg(long, value_name = "HOST:PORT")]
     join: Option<String>,
-    /// File holding the shared token.
+    /// File holding the token (the worker token, or the shared one).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// Connect with TLS, trusting this CA bundle (PEM) for the coordinator's certificate.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a coordinator that requires one (--client-ca); needs
+    /// --key and --ca.
+    #[arg(long, value_name = "FILE", requires_all = ["key", "ca"])]
+    cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
     /// This worker's id (default: the one remembered in the state folder, else the host
     /// name and a random suffix, remembered there).
     #[arg(long)]
@@ -233,6 +244,7 @@ fn main() -> Result<()> {
     let config = WorkerConfig {
         coordinator,
         token: cli.token_file.as_deref().map(read_token_file).transpose()?,
+        tls: ClientTls::from_flags(cli.ca.as_deref(), cli.cert.as_deref(), cli.key.as_deref())?,
         worker_id,
         exec: ExecConfig {
             exe: std::env::current_exe().context("cannot find the worker's own executable")?,

@@ -3,6 +3,7 @@
 //! real IDX format.
 
 mod artifacts;
+mod certs;
 mod cluster;
 mod decline;
 mod errors;
@@ -10,6 +11,7 @@ mod faults;
 mod html;
 mod machines;
 mod report;
+mod security;
 mod signals;
 mod support;
 mod transfer;
