@@ -7,6 +7,7 @@ mod cluster;
 mod decline;
 mod errors;
 mod html;
+mod load;
 mod machines;
 mod report;
 mod support;
