@@ -168,10 +168,12 @@ async fn load(cli: &Cli, addr: &str, token: &BearerToken) -> Result<Outcome> {
     let deadline = started + Duration::from_secs(cli.seconds);
     start.send_replace(Some(deadline));
     let refill = tokio::spawn(pool.refill_until(tracker.clone(), deadline));
+    let progress = tokio::spawn(report_progress(tracker.clone(), started, deadline));
     for worker in workers {
         stats.merge(worker.await.context("a simulated worker panicked")?);
     }
     let elapsed = started.elapsed();
+    progress.abort();
     let (pool_stats, n_campaigns) = refill.await.context("the pool task panicked")?;
     stats.merge(pool_stats);
     let backlog_jobs = match backlog {
@@ -190,6 +192,25 @@ async fn load(cli: &Cli, addr: &str, token: &BearerToken) -> Result<Outcome> {
         campaigns: n_campaigns,
         backlog_jobs,
     })
+}
+
+/// Prints the completions of each twelfth of the run to stderr: whether the rate holds
+/// as the store grows.
+async fn report_progress(tracker: Arc<Tracker>, started: Instant, deadline: Instant) {
+    let step = ((deadline - started) / 12).max(Duration::from_secs(1));
+    let mut ticks = tokio::time::interval_at(started + step, step);
+    let mut last = 0;
+    loop {
+        let now = ticks.tick().await;
+        let done = tracker.completed();
+        eprintln!(
+            "loadgen: {:5.1} s, {done} jobs, {:.1} jobs/s in the last {:.1} s",
+            (now - started).as_secs_f64(),
+            (done - last) as f64 / step.as_secs_f64(),
+            step.as_secs_f64()
+        );
+        last = done;
+    }
 }
 
 impl Outcome {
