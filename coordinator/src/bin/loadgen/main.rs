@@ -58,7 +58,7 @@ struct Cli {
     backlog: u32,
     /// Jobs per submitted campaign; another is submitted whenever fewer than this many
     /// remain not completed (at least 4 per worker).
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 2000)]
     chunk: u32,
     /// Longest wait of one LeaseJob, in milliseconds.
     #[arg(long, default_value_t = 200)]
@@ -98,6 +98,14 @@ async fn main() -> Result<()> {
     let token = BearerToken::new(token.as_deref())?;
     let outcome = load(&cli, &addr, &token).await;
     let peak_rss = spawned.as_ref().and_then(|s| stats::peak_rss_bytes(s.pid));
+    let coordinator_cpu_s = spawned
+        .as_ref()
+        .and_then(|s| stats::cpu_seconds(&s.pid.to_string()));
+    if let (Some(coordinator), Some(me)) = (coordinator_cpu_s, stats::cpu_seconds("self")) {
+        eprintln!(
+            "loadgen: CPU used: coordinator {coordinator:.1} s, loadgen {me:.1} s (from their start)"
+        );
+    }
     if let Some(spawned) = spawned {
         spawned.stop().await;
     }
