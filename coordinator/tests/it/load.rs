@@ -1,6 +1,6 @@
-//! The load generator end to end: `loadgen` spawns a real coordinator, 10 simulated
-//! workers lease and complete jobs for a few seconds, and its summary line shows work
-//! done without an error or a duplicate. No speed is asserted.
+//! The load generator end to end: `loadgen` spawns a real coordinator, stores a small
+//! backlog, 10 simulated workers lease, heartbeat and complete jobs for a few seconds, and
+//! its summary line shows work done without an error or a duplicate. No speed is asserted.
 
 use std::process::Command;
 
@@ -20,6 +20,7 @@ fn figure(line: &str, label: &str, before: bool) -> u64 {
 fn loadgen_completes_jobs_without_errors_or_duplicates() {
     let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--workers", "10", "--seconds", "3", "--chunk", "200"])
+        .args(["--heartbeat", "--backlog", "50"])
         .output()
         .expect("loadgen runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -46,5 +47,11 @@ fn loadgen_completes_jobs_without_errors_or_duplicates() {
         figure(summary, "duplicates", false),
         0,
         "{stdout}\n{stderr}"
+    );
+    // The backlog: its pretrain job and 50 fine-tunes, stored and never leased.
+    assert_eq!(figure(summary, "backlog", false), 51, "{summary}");
+    assert!(
+        stdout.contains("  heartbeat "),
+        "no heartbeat latencies in:\n{stdout}"
     );
 }
