@@ -52,6 +52,10 @@ struct Cli {
     /// temporary folder, deleted at the end.
     #[arg(long)]
     coordinator_log: Option<PathBuf>,
+    /// `--lease-s` of the spawned coordinator (default: its own); a long lease keeps the
+    /// backlog's held pretrain lease alive when heartbeats queue for seconds.
+    #[arg(long)]
+    lease_s: Option<u64>,
     /// Pending jobs stored before the load that the workers never get: fine-tune jobs
     /// waiting for a pretrain job whose lease a holder keeps alive.
     #[arg(long, default_value_t = 0)]
@@ -84,7 +88,7 @@ async fn main() -> Result<()> {
                 Some(bin) => bin.clone(),
                 None => target::default_binary()?,
             };
-            let spawned = Spawned::start(&bin, cli.coordinator_log.as_deref()).await?;
+            let spawned = Spawned::start(&bin, cli.coordinator_log.as_deref(), cli.lease_s).await?;
             eprintln!(
                 "loadgen: coordinator {} (pid {}) on {}, log {}",
                 bin.display(),

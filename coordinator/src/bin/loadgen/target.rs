@@ -47,8 +47,9 @@ pub fn default_binary() -> Result<PathBuf> {
 
 impl Spawned {
     /// Starts `bin serve --listen 127.0.0.1:0` on a fresh database; its stderr goes to
-    /// `log` (default: a file in the temporary folder). Returns once it listens.
-    pub async fn start(bin: &Path, log: Option<&Path>) -> Result<Spawned> {
+    /// `log` (default: a file in the temporary folder), with `--lease-s lease_s` when
+    /// given. Returns once it listens.
+    pub async fn start(bin: &Path, log: Option<&Path>, lease_s: Option<u64>) -> Result<Spawned> {
         if !bin.is_file() {
             bail!(
                 "no coordinator binary at {}: build it (cargo build [--release] -p ecobench-coordinator) or pass --coordinator-bin",
@@ -62,11 +63,16 @@ impl Spawned {
         let log = log.map_or_else(|| dir.path().join("coordinator.log"), Path::to_path_buf);
         let log_file = std::fs::File::create(&log)
             .with_context(|| format!("cannot create the coordinator log {}", log.display()))?;
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--max-jobs"])
             .arg(MAX_JOBS.to_string())
             .arg("--db")
-            .arg(dir.path().join("db"))
+            .arg(dir.path().join("db"));
+        if let Some(lease_s) = lease_s {
+            command.arg("--lease-s").arg(lease_s.to_string());
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(log_file)
             .kill_on_drop(true)
