@@ -9,6 +9,7 @@ mod decline;
 mod errors;
 mod faults;
 mod html;
+mod load;
 mod machines;
 mod report;
 mod security;
