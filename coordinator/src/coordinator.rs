@@ -444,7 +444,7 @@ impl Coordinator {
         // Pretrainings in flight: a second job with the same key waits for their weights
         // instead of training them again. Read (from the `leased` index) when a pending
         // pretrain job first comes up.
-        let mut in_flight: Option<Vec<String>> = None;
+        let mut in_flight: Option<Vec<(String, Vec<u8>)>> = None;
         // For campaigns that bind a seed to a worker, the owner of each seed: read when
         // a pending job of theirs comes up, once per call.
         let mut owners: HashMap<(String, u64), Option<String>> = HashMap::new();
@@ -475,7 +475,9 @@ impl Coordinator {
                         Some(keys) => keys,
                         None => in_flight.insert(self.pretrains_in_flight()?),
                     };
-                    if in_flight.contains(pretrain) {
+                    if let Some((_, training)) = in_flight.iter().find(|(k, _)| k == pretrain) {
+                        // It waits for those weights: out of the leasable jobs until then.
+                        self.store.park(&key, training);
                         continue;
                     }
                 }
@@ -491,7 +493,13 @@ impl Coordinator {
                             *artifact_sha256 = sha;
                         }
                     }
-                    scheduler::Readiness::Waiting => continue,
+                    scheduler::Readiness::Waiting => {
+                        // Out of the leasable jobs until its pretrain job's state changes.
+                        let campaign = campaign_key(&job.spec.campaign_id)
+                            .expect("stored jobs have valid ids");
+                        self.store.park(&key, &job_key(campaign, *idx));
+                        continue;
+                    }
                     scheduler::Readiness::Doomed(reason) => {
                         if let Some(next) = scheduler::doom(&job, reason)
                             && self.store.swap_job(&key, &job, &next)?
@@ -596,14 +604,14 @@ impl Coordinator {
         Ok(placement)
     }
 
-    /// The keys of the pretrainings leased now.
-    fn pretrains_in_flight(&self) -> Result<Vec<String>, CoordinatorError> {
+    /// The pretrainings leased now: their keys, with their jobs' store keys.
+    fn pretrains_in_flight(&self) -> Result<Vec<(String, Vec<u8>)>, CoordinatorError> {
         let mut keys = Vec::new();
-        for (key, _) in self.store.leased_keys() {
-            if let Some(job) = self.store.job(&key)?
+        for (job_key, _) in self.store.leased_keys() {
+            if let Some(job) = self.store.job(&job_key)?
                 && let Stage::Pretrain { key, .. } = job.spec.stage
             {
-                keys.push(key);
+                keys.push((key, job_key));
             }
         }
         Ok(keys)

@@ -178,19 +178,38 @@ pub struct Store {
 }
 
 /// The pending and leased jobs, by key (in memory; rebuilt when the database opens).
+/// A pending job that waits for another job (a fine-tune for its pretrain job, a
+/// pretraining for the same one in flight) is parked behind it, out of `pending`, until
+/// that job's record is written with a state other than leased.
 #[derive(Debug, Default)]
 struct JobIndex {
     pending: std::collections::BTreeSet<Vec<u8>>,
     leased: std::collections::BTreeMap<Vec<u8>, u64>,
+    /// Job key → the pending jobs parked behind it.
+    parked: std::collections::HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    /// Every parked job's key.
+    waiting: std::collections::BTreeSet<Vec<u8>>,
 }
 
 impl JobIndex {
     fn update(&mut self, key: &[u8], state: &crate::scheduler::JobState) {
         use crate::scheduler::JobState;
+        self.waiting.remove(key);
         if *state == JobState::Pending {
             self.pending.insert(key.to_vec());
         } else {
             self.pending.remove(key);
+        }
+        // What waited for this job may be ready now (a heartbeat, which leaves it
+        // leased, changes nothing for them).
+        if !matches!(state, JobState::Leased { .. })
+            && let Some(waiting) = self.parked.remove(key)
+        {
+            for job in waiting {
+                if self.waiting.remove(&job) {
+                    self.pending.insert(job);
+                }
+            }
         }
         match state {
             JobState::Leased {
@@ -593,6 +612,20 @@ impl Store {
         }
     }
 
+    /// Takes pending job `key` out of the leasable ones until job `behind` is written
+    /// with a state other than leased (it waits for that job).
+    pub fn park(&self, key: &[u8], behind: &[u8]) {
+        let mut index = self.index.lock().expect("index lock");
+        if index.pending.remove(key) {
+            index.waiting.insert(key.to_vec());
+            index
+                .parked
+                .entry(behind.to_vec())
+                .or_default()
+                .push(key.to_vec());
+        }
+    }
+
     /// Whether a campaign still has a pending or leased job (from the indexes).
     pub fn has_unfinished(&self, campaign_id: &str) -> Result<bool, StoreError> {
         let Some(key) = campaign_key(campaign_id) else {
@@ -601,8 +634,10 @@ impl Store {
         let index = self.index.lock().expect("index lock");
         let pending = index.pending.range(key.to_vec()..).next();
         let leased = index.leased.range(key.to_vec()..).next().map(|(k, _)| k);
+        let waiting = index.waiting.range(key.to_vec()..).next();
         Ok(pending.is_some_and(|k| k.starts_with(&key))
-            || leased.is_some_and(|k| k.starts_with(&key)))
+            || leased.is_some_and(|k| k.starts_with(&key))
+            || waiting.is_some_and(|k| k.starts_with(&key)))
     }
 
     /// The leased jobs' keys with their lease deadlines (Unix ms), in key order.

@@ -234,3 +234,30 @@ fn an_injected_fault_fails_every_write_and_loses_nothing_stored() {
     std::fs::remove_file(&switch).unwrap();
     assert!(store.swap_job(&key, &jobs[0], &leased).unwrap(), "healed");
 }
+
+#[test]
+fn a_parked_job_waits_until_the_job_it_waits_for_leaves_the_leased_state() {
+    let store = Store::temporary().unwrap();
+    let (campaign, jobs) = record();
+    store.insert_campaign(&campaign, &jobs).unwrap();
+    let key = |idx| job_key(campaign_key(&campaign.spec.id).unwrap(), idx).to_vec();
+    let leased = scheduler::lease(&jobs[0], "w", 1, 100).unwrap();
+    assert!(store.swap_job(&key(0), &jobs[0], &leased).unwrap());
+    store.park(&key(1), &key(0));
+    assert_eq!(pending(&store), 0, "parked: not leasable");
+    assert!(
+        store.has_unfinished(&campaign.spec.id).unwrap(),
+        "but not finished"
+    );
+    // A heartbeat rewrites job 0, still leased: job 1 stays parked.
+    let read = store.job(&key(0)).unwrap().unwrap();
+    let extended = scheduler::extend(&read, 1, "w", 200).unwrap();
+    assert!(store.swap_job(&key(0), &read, &extended).unwrap());
+    assert_eq!(pending(&store), 0);
+    // Job 0 goes back to pending (its lease expired): job 1 is leasable again.
+    let read = store.job(&key(0)).unwrap().unwrap();
+    let expired = scheduler::expire(&read, 300).unwrap();
+    assert!(store.swap_job(&key(0), &read, &expired).unwrap());
+    let keys: Vec<Vec<u8>> = store.pending_keys().map(Result::unwrap).collect();
+    assert_eq!(keys, vec![key(0), key(1)]);
+}
