@@ -394,7 +394,25 @@ impl Coordinator {
         };
         let created = {
             let _guard = self.changes.lock().await;
-            self.store.insert_campaign(&record, &jobs)?
+            let created = self.store.insert_campaign(&record, &jobs)?;
+            if created {
+                // Its fine-tunes wait for their pretrain jobs: out of the leasable jobs
+                // from the start, so that no lease walks past them.
+                let campaign = campaign_key(&spec.id).expect("campaign ids are 16 hex digits");
+                for job in &jobs {
+                    if let Stage::FineTune {
+                        pretrain_job: Some(idx),
+                        ..
+                    } = &job.spec.stage
+                    {
+                        self.store.park(
+                            &job_key(campaign, job.spec.job_idx),
+                            &job_key(campaign, *idx),
+                        );
+                    }
+                }
+            }
+            created
         };
         self.store.flush().await?;
         info!(campaign = %spec.id, name = %spec.name, n_jobs = jobs.len(), created, "campaign submitted");

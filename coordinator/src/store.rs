@@ -33,6 +33,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 use crate::scheduler::JobRecord;
 
+/// sled's page cache size.
+const CACHE_BYTES: u64 = 128 << 20;
+
 /// Version of the on-disk layout; a database of another version is refused.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -355,7 +358,13 @@ fn flatten<T>(err: TransactionError<T>) -> Result<T, StoreError> {
 impl Store {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::from_db(sled::open(path)?)
+        // sled's page cache defaults to 1 GiB; the hot records (pending and leased jobs,
+        // recent results) fit in far less.
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_BYTES)
+            .open()?;
+        Store::from_db(db)
     }
 
     /// A database in a temporary directory, removed when dropped.
