@@ -9,7 +9,12 @@ use ecobench_shared::{EnergyMethod, EnergyReport, JobResult, TrainReport};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use ecobench_coordinator::client::Client;
+use ecobench_proto::tls::ClientTls;
+
 use super::tally::Checks;
+use crate::certs::TestPki;
+use crate::support::CoordinatorProcess;
 use crate::support::{RawClient, client, csv_rows, report, report_file, submit};
 
 /// A raw worker client.
@@ -151,7 +156,7 @@ pub async fn wire_faults(addr: &str, token: &str, toml: &str, checks: &mut Check
         checks,
     )
     .await;
-    checks.injected += foreign_client_certificate(addr, checks).await;
+    foreign_client_certificate(addr, checks).await;
 }
 
 /// The raw worker completes its job, replays the completion, and an impostor replays it
@@ -262,11 +267,35 @@ async fn refused_unauthenticated(
     }
 }
 
-/// INTEGRATOR (TLS): the slot for "a client certificate from another CA". Once serve
-/// takes `--tls-cert/--tls-key/--client-ca`, start the suite's coordinator with them,
-/// connect here with a certificate signed by another CA, check that the handshake or
-/// the first call is refused and nothing stored changes, and return 1 (faults
-/// injected). Until then it injects nothing.
-async fn foreign_client_certificate(_addr: &str, _checks: &mut Checks) -> usize {
-    0
+/// A client certificate from another CA: an mTLS coordinator beside the cluster (its own
+/// database, the test PKI) refuses it, stores nothing, and keeps serving its own
+/// clients. The cluster's coordinator runs with tokens and plain TCP, so that its
+/// workers and proxy stay simple; the TLS paths are covered in `security.rs`.
+async fn foreign_client_certificate(_addr: &str, checks: &mut Checks) {
+    checks.injected("a client certificate from another CA (mTLS coordinator)");
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(&tmp.path().join("pki"));
+    let serve = pki.serve_args(true);
+    let serve: Vec<&str> = serve.iter().map(String::as_str).collect();
+    let coordinator = CoordinatorProcess::start(&tmp.path().join("db"), &serve);
+    let tls = |identity: (&std::path::Path, &std::path::Path)| {
+        ClientTls::from_flags(Some(&pki.ca), Some(identity.0), Some(identity.1))
+            .unwrap()
+            .expect("--ca given")
+    };
+    let intruder = tls((&pki.other_client_cert, &pki.other_client_key));
+    let refused = match Client::connect_with(&coordinator.addr, None, Some(&intruder)).await {
+        Err(_) => true,
+        Ok(mut client) => client.campaigns().await.is_err(),
+    };
+    checks.check(refused, "a client certificate from another CA is refused");
+    let member = tls((&pki.client_cert, &pki.client_key));
+    let served = match Client::connect_with(&coordinator.addr, None, Some(&member)).await {
+        Ok(mut client) => client.campaigns().await.map(|c| c.len()).ok(),
+        Err(_) => None,
+    };
+    checks.check(
+        served == Some(0),
+        format!("the mTLS coordinator still serves its own clients, nothing stored: {served:?}"),
+    );
 }
