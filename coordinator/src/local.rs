@@ -67,8 +67,9 @@ impl LocalWorkers {
                     "--worker-id",
                 ])
                 .arg(format!("local-{idx}-{}", std::process::id()))
+                // One state folder per worker: a worker locks its own.
                 .arg("--state-dir")
-                .arg(log_dir.join("worker-state"))
+                .arg(log_dir.join(format!("worker-{idx}-state")))
                 .args(extra_args)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
