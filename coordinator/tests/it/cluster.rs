@@ -234,6 +234,11 @@ async fn a_result_finished_while_the_coordinator_is_down_survives_the_worker_too
     .await
     .unwrap();
     wait_leased(&mut client, &submitted.campaign_id).await;
+    // The worker got the lease (not only the store: a kill right after the write can
+    // cut the answer) and its training runs.
+    while !worker.log_text().contains("job started") {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     first.kill();
     // The job ends while nobody listens: delivery fails, the result stays in the outbox.
     while !worker.log_text().contains("lost the coordinator") {

@@ -27,6 +27,11 @@ async fn a_stopped_worker_hands_its_job_back_and_exits() {
     .await
     .unwrap();
     wait_leased(&mut client, &submitted.campaign_id).await;
+    // The worker has the lease and trains (a stop during the lease call itself leaves the
+    // lease to expire).
+    while !leaving.log_text().contains("job started") {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     terminate(leaving.pid());
     let status = leaving
         .wait_exit(Duration::from_secs(30))
