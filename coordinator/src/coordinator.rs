@@ -25,7 +25,7 @@ pub struct CoordinatorConfig {
     pub lease_ms: u64,
     /// After the coordinator starts, no lease expires for this long: workers that kept
     /// training through an outage reconnect and heartbeat (their backoff tops out at
-    /// 45 s) before their jobs are given to others.
+    /// 15 s) before their jobs are given to others.
     pub restart_grace_ms: u64,
     /// How often workers are asked to send heartbeats.
     pub heartbeat_interval_ms: u32,

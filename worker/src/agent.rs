@@ -43,7 +43,8 @@ pub struct WorkerConfig {
     pub state_dir: PathBuf,
 }
 
-/// Exponential backoff from 0.5 s to 30 s with ±50 % jitter.
+/// Exponential backoff from 0.5 s to 10 s with ±50 % jitter: after an outage a worker is
+/// back within 15 s, inside the coordinator's restart grace.
 #[derive(Debug)]
 struct Backoff {
     next_s: f64,
@@ -51,7 +52,7 @@ struct Backoff {
 
 impl Backoff {
     const FIRST_S: f64 = 0.5;
-    const MAX_S: f64 = 30.0;
+    const MAX_S: f64 = 10.0;
 
     fn new() -> Backoff {
         Backoff {

@@ -196,21 +196,6 @@ impl Worker {
             .is_some_and(|child| !crate::support::children_of(child.id()).is_empty())
     }
 
-    /// True while it trains a job on its first attempt: killing it then costs the job
-    /// one attempt, never its last.
-    pub fn mid_first_attempt(&self) -> bool {
-        self.mid_job() && self.attempt() == Some(1)
-    }
-
-    /// The attempt of the job it leased last (its current process's log).
-    fn attempt(&self) -> Option<u32> {
-        let log = std::fs::read_to_string(self.logs().last()?).ok()?;
-        let leased = log.lines().rev().find(|l| l.contains("job leased"))?;
-        let value = &leased[leased.find("attempt=")? + "attempt=".len()..];
-        let digits: String = value.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().ok()
-    }
-
     /// Every log its processes wrote, oldest first.
     pub fn logs(&self) -> Vec<PathBuf> {
         (0..self.incarnations)

@@ -137,13 +137,13 @@ impl Suite {
         self.progress("3 workers started (w3 through the proxy)");
     }
 
-    /// kill -9 of worker `idx` (0-based) mid-job (a job on its first attempt, so that
-    /// kills never fail a job for good), then the same worker started again on its
-    /// state folder.
+    /// kill -9 of worker `idx` (0-based) mid-job (an expired lease is not a failed
+    /// attempt: kills never fail a job for good), then the same worker started again on
+    /// its state folder.
     pub async fn kill_worker_mid_job(&mut self, idx: usize) {
         let worker = &self.workers[idx];
         let what = format!("{} mid-job", worker.id);
-        if wait_for(&mut self.checks, &what, || worker.mid_first_attempt()).await {
+        if wait_for(&mut self.checks, &what, || worker.mid_job()).await {
             let worker = &mut self.workers[idx];
             worker.kill();
             self.checks.injected(&format!("kill -9 of {what}"));
