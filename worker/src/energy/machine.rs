@@ -191,7 +191,8 @@ pub fn detect(proc_root: &Path, dmi_root: &Path) -> io::Result<Machine> {
 pub fn parse_cpuinfo(text: &str) -> Machine {
     let mut model_name = None;
     let mut vendor = String::new();
-    let (mut family, mut model, mut stepping) = (None, None, None);
+    let (mut family, mut model, mut stepping): (Option<u32>, Option<u32>, Option<u32>) =
+        (None, None, None);
     let mut threads = 0u32;
     let mut sockets = BTreeSet::new();
     let mut cores = BTreeSet::new();

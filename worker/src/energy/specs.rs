@@ -89,7 +89,7 @@ pub fn lookup(cpu_model: &str) -> Option<CpuSpec> {
     }
     if let Some((_, row_name, note)) = ALIASES
         .iter()
-        .find(|(word, _, _)| tokens.iter().any(|token| token == word))
+        .find(|(word, _, _)| tokens.iter().any(|token| token.as_str() == *word))
     {
         let row = TABLE.iter().find(|row| row.name == *row_name)?;
         return Some(spec(row, (*note).to_string()));

@@ -263,13 +263,15 @@ fn real_child_is_metered_by_the_model() {
     assert!(report.duration_s >= report.cpu_time_s * 0.5, "{report:?}");
     // The model charges each interval's CPU seconds at the watts per busy thread of the
     // machine's load then (it used to charge TDP × 0.9 ÷ threads whatever the load): the
-    // total lies between the full-load and the one-thread rates.
+    // total lies between the full-load and the one-thread rates, for the CPU time counted in
+    // clock ticks (the total rounded to a tick: up to half a tick either way).
     let power = meter.cpu_power();
     let cpu_j = report.cpu_energy_kwh * model::J_PER_KWH;
     let (low_w, high_w) = (power.w_per_busy_thread(1.0), power.w_per_busy_thread(0.0));
+    let half_tick_s = 0.5 / procfs::clock_ticks_per_s();
     assert!(
-        cpu_j >= report.cpu_time_s * low_w * (1.0 - 1e-9)
-            && cpu_j <= report.cpu_time_s * high_w * (1.0 + 1e-9),
+        cpu_j >= (report.cpu_time_s - half_tick_s) * low_w * (1.0 - 1e-9)
+            && cpu_j <= (report.cpu_time_s + half_tick_s) * high_w * (1.0 + 1e-9),
         "{cpu_j} J for {} s at {low_w}..{high_w} W",
         report.cpu_time_s
     );
