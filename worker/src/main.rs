@@ -50,9 +50,13 @@ struct Cli {
     /// Power usage effectiveness of the room.
     #[arg(long, default_value_t = 1.0)]
     pue: f64,
-    /// The CPU's TDP in watts, overriding the built-in table.
+    /// The CPU's TDP in watts (one package), overriding the built-in table.
     #[arg(long)]
     tdp_w: Option<f64>,
+    /// Watts of one vCPU (or hardware thread) at full load as a TDP share (TDP ÷ threads of
+    /// the host part), overriding the table and the per-vCPU coefficients.
+    #[arg(long, value_name = "W")]
+    cpu_w_per_vcpu: Option<f64>,
     /// Folder holding datasets (<dir>/fashion-mnist/…); may be repeated; searched before ./data.
     #[arg(long)]
     data_dir: Vec<PathBuf>,
@@ -69,6 +73,9 @@ struct Cli {
     /// Root of procfs (for tests and containers).
     #[arg(long, default_value = "/proc")]
     proc_root: PathBuf,
+    /// The DMI strings directory, read to tell a VM (for tests and containers).
+    #[arg(long, default_value = "/sys/class/dmi/id")]
+    dmi_root: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +96,49 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The energy meter's diagnostics.
+    Meter {
+        #[command(subcommand)]
+        command: MeterCommand,
+    },
+}
+
+/// `worker meter` subcommands.
+#[derive(Debug, Subcommand)]
+enum MeterCommand {
+    /// The CPU model's watts for the machine described (bare metal with one socket unless
+    /// the flags say otherwise, whatever machine this runs on) at a load, and the table row
+    /// or rule used.
+    Estimate(EstimateArgs),
+}
+
+/// `worker meter estimate` flags.
+#[derive(Debug, clap::Args)]
+struct EstimateArgs {
+    /// The CPU model string, as /proc/cpuinfo gives it (`Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz`).
+    #[arg(long)]
+    cpu: String,
+    /// Busy fraction of the CPUs, 0 to 1.
+    #[arg(long)]
+    load: f64,
+    /// Packages (bare metal).
+    #[arg(long, default_value_t = 1, conflicts_with = "vm")]
+    sockets: u32,
+    /// A virtual machine on a host with this CPU (needs --vcpus).
+    #[arg(long, requires = "vcpus")]
+    vm: bool,
+    /// The VM's vCPUs.
+    #[arg(long, value_name = "N", requires = "vm")]
+    vcpus: Option<u32>,
+    /// The TDP of one package, overriding the table.
+    #[arg(long, value_name = "W")]
+    tdp_w: Option<f64>,
+    /// Watts of one vCPU at full load as a TDP share, overriding the table and rules.
+    #[arg(long, value_name = "W")]
+    cpu_w_per_vcpu: Option<f64>,
+    /// Print one JSON object instead of a line.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `worker bench` flags.
@@ -225,6 +275,9 @@ fn main() -> Result<()> {
             return run_bench_svm(args.clone());
         }
         Some(Command::Calibrate { json }) => return calibrate(&cli.proc_root, *json),
+        Some(Command::Meter {
+            command: MeterCommand::Estimate(args),
+        }) => return meter_estimate(args),
         None => {}
     }
     ecobench_shared::telemetry::init();
@@ -258,6 +311,8 @@ fn main() -> Result<()> {
             carbon_intensity_g_per_kwh: cli.carbon_intensity,
             pue: cli.pue,
             cpu_tdp_w: cli.tdp_w,
+            cpu_w_per_vcpu: cli.cpu_w_per_vcpu,
+            dmi_root: cli.dmi_root,
         },
         state_dir,
     };
@@ -270,6 +325,34 @@ fn main() -> Result<()> {
         });
         agent::run(config, stopped).await
     })
+}
+
+/// `worker meter estimate`: the model's CPU watts for the machine described.
+fn meter_estimate(args: &EstimateArgs) -> Result<()> {
+    let overrides = ecobench_worker::energy::PowerOverrides {
+        tdp_w: args.tdp_w,
+        w_per_vcpu: args.cpu_w_per_vcpu,
+    };
+    let estimate = ecobench_worker::energy::power::estimate(
+        &args.cpu,
+        args.load,
+        args.sockets,
+        args.vcpus,
+        overrides,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&estimate)?);
+    } else {
+        println!(
+            "{:.2} W CPU at load {} (idle {:.2} W, ±{:.0} %): {}",
+            estimate.cpu_watts,
+            estimate.load,
+            estimate.idle_watts,
+            estimate.uncertainty * 100.0,
+            estimate.rule
+        );
+    }
+    Ok(())
 }
 
 /// `worker calibrate`: the score the worker would send, with the CPU it was measured on.

@@ -4,17 +4,23 @@
 //! - [`powercap`]: zone discovery and wrap-aware counter arithmetic.
 //! - [`procfs`]: machine and process CPU time, memory and CPU model from `/proc`, and
 //!   `getrusage` for reaped children.
-//! - [`tdp`]: CPU model → TDP from the embedded table.
+//! - [`tdp`]: CPU model → TDP from the embedded CodeCarbon table.
+//! - [`specs`]: CPU model → TDP, cores, threads, microarchitecture (Boavizta table).
+//! - [`machine`]: VM or bare metal, sockets, cores, threads, CPUID → microarchitecture.
+//! - [`power`]: the CPU model's rule for this machine (per package, per vCPU).
 //! - [`model`]: the load → power curve and the memory model.
 //!
 //! The job runner calls [`Meter::start`] when it spawns the training child,
 //! [`MeterRun::sample`] every [`SAMPLE_INTERVAL`] while it runs, and [`MeterRun::finish`]
 //! once it has been reaped. Only this module reads `/sys` and `/proc` for energy.
 
+pub mod machine;
 pub mod model;
+pub mod power;
 pub mod powercap;
 pub mod procfs;
 mod run;
+pub mod specs;
 pub mod tdp;
 #[cfg(test)]
 mod tests;
@@ -25,6 +31,8 @@ use std::time::Duration;
 use ecobench_shared::EnergyMethod;
 use ecobench_shared::carbon::{self, CarbonError};
 
+pub use machine::{Machine, Microarch, Virtualisation};
+pub use power::{CpuPower, HostDescription, PowerError, PowerOverrides};
 pub use powercap::{Probe, Zone, ZoneKind, counter_delta};
 pub use procfs::{ChildUsage, CpuInfo};
 pub use run::MeterRun;
@@ -47,8 +55,12 @@ pub struct MeterConfig {
     pub carbon_intensity_g_per_kwh: Option<f64>,
     /// Power usage effectiveness of the data centre (1.0 for none).
     pub pue: f64,
-    /// The CPU's TDP, overriding the table.
+    /// The CPU's TDP (one package), overriding the table.
     pub cpu_tdp_w: Option<f64>,
+    /// The TDP share of one vCPU (or hardware thread), overriding the table and the rules.
+    pub cpu_w_per_vcpu: Option<f64>,
+    /// The DMI strings directory (`/sys/class/dmi/id`), read to tell a VM.
+    pub dmi_root: PathBuf,
 }
 
 impl Default for MeterConfig {
@@ -60,6 +72,8 @@ impl Default for MeterConfig {
             carbon_intensity_g_per_kwh: None,
             pue: 1.0,
             cpu_tdp_w: None,
+            cpu_w_per_vcpu: None,
+            dmi_root: PathBuf::from("/sys/class/dmi/id"),
         }
     }
 }
@@ -86,6 +100,9 @@ pub enum EnergyError {
     /// The TDP override is not a positive number.
     #[error("CPU TDP override {0} W is invalid: give a positive number of watts, e.g. 150")]
     InvalidTdp(f64),
+    /// The CPU model cannot describe this machine with the overrides given.
+    #[error("CPU power model: {0}")]
+    Power(#[from] PowerError),
 }
 
 /// Where the meter's energy figures come from.
@@ -104,8 +121,9 @@ pub struct Meter {
     pub(crate) source: Source,
     /// Why counters are not used, when they are not.
     probe_note: Option<String>,
-    pub(crate) tdp: Tdp,
     pub(crate) cpu_info: CpuInfo,
+    pub(crate) machine: Machine,
+    pub(crate) cpu_power: CpuPower,
     pub(crate) g_per_kwh: f64,
     pub(crate) region_label: String,
     pub(crate) clock_ticks_per_s: f64,
@@ -130,7 +148,19 @@ impl Meter {
                 path: config.proc_root.join("cpuinfo"),
                 source,
             })?;
-        let tdp = Tdp::resolve(&cpu_info.model, cpu_info.physical_cores, config.cpu_tdp_w);
+        let machine = machine::detect(&config.proc_root, &config.dmi_root).map_err(|source| {
+            EnergyError::CpuInfo {
+                path: config.proc_root.join("cpuinfo"),
+                source,
+            }
+        })?;
+        let cpu_power = CpuPower::resolve(
+            &HostDescription::from(&machine),
+            PowerOverrides {
+                tdp_w: config.cpu_tdp_w,
+                w_per_vcpu: config.cpu_w_per_vcpu,
+            },
+        )?;
         let (source, probe_note) = match powercap::probe(&config.powercap_root) {
             Probe::Counters(zones) => (Source::Rapl(zones), None),
             Probe::Unavailable(reason) => (Source::Model, Some(reason)),
@@ -139,8 +169,9 @@ impl Meter {
             config,
             source,
             probe_note,
-            tdp,
             cpu_info,
+            machine,
+            cpu_power,
             g_per_kwh,
             region_label,
             clock_ticks_per_s: procfs::clock_ticks_per_s(),
@@ -156,8 +187,9 @@ impl Meter {
         Ok(meter)
     }
 
-    /// What the meter measures with: `rapl: package-0, dram-0` or
-    /// `model: Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz TDP 150 W (table: Intel Xeon Gold 6248)`.
+    /// What the meter measures with: `rapl: package-0, dram-0` or `model: Intel(R) Xeon(R)
+    /// Gold 6248 CPU @ 2.50GHz; bare metal: TDP 150 W (row `Intel Xeon Gold 6248`) × 1
+    /// socket on the Teads/Boavizta load curve; ±40 %`.
     pub fn describe(&self) -> String {
         match &self.source {
             Source::Rapl(zones) => {
@@ -170,10 +202,10 @@ impl Meter {
                 format!("rapl: {}{ram}", labels.join(", "))
             }
             Source::Model => format!(
-                "model: {} TDP {} W ({})",
-                self.cpu_info.model,
-                self.tdp.tdp_w,
-                self.tdp.note()
+                "model: {}; {}; ±{:.0} %",
+                self.machine.model_name,
+                self.cpu_power.rule,
+                self.cpu_power.uncertainty * 100.0
             ),
         }
     }
@@ -191,9 +223,24 @@ impl Meter {
         }
     }
 
-    /// The TDP the model uses; `None` when counters are used.
+    /// The TDP of one package the model uses; `None` when counters are used or the model
+    /// uses per-vCPU coefficients.
     pub fn tdp_w(&self) -> Option<f64> {
-        (self.source == Source::Model).then_some(self.tdp.tdp_w)
+        if self.source == Source::Model {
+            self.cpu_power.tdp_w
+        } else {
+            None
+        }
+    }
+
+    /// The machine as procfs and DMI describe it (VM or bare metal, sockets, threads).
+    pub fn machine(&self) -> &Machine {
+        &self.machine
+    }
+
+    /// The CPU power model for this machine (used when no counter is).
+    pub fn cpu_power(&self) -> &CpuPower {
+        &self.cpu_power
     }
 
     /// Where the carbon intensity comes from: an ISO3 code, `world` or `override`.

@@ -1,18 +1,25 @@
-//! The energy model used when no counter exists: CPU power from the TDP, memory power from
-//! the resident set.
+//! The energy model used when no counter exists: CPU power from the TDP through a load
+//! curve (or per-vCPU coefficients, see [`super::power`]), memory power from the resident
+//! set.
 //!
-//! CPU. The package's power follows a linear load curve with an idle floor:
-//! `P(load) = TDP × (IDLE_FRACTION + (1 − IDLE_FRACTION) × load)`, where `load` is the
-//! busy fraction of all logical cores. The floor is paid whether or not a job runs, so it is
-//! not charged to the process; the process gets the active part in proportion to its CPU
-//! time: one core-second of CPU time costs `TDP × (1 − IDLE_FRACTION) / logical_cores`
-//! joules. The TDP is a design limit, not a measurement, hence the wide uncertainty.
+//! CPU. A package's power is not linear in load: Teads measured it (and Boavizta fitted
+//! it) at 12 / 32 / 75 / 102 % of the TDP at 0 / 10 / 50 / 100 % load
+//! ([`TEADS_CURVE`]); between the points power is interpolated linearly. The idle floor
+//! (12 %) is paid whether or not a job runs, so it is not charged to the process; the
+//! process gets the active part above it in proportion to its share of the busy CPU time.
+//! The TDP is a design limit, not a measurement, hence the wide uncertainty.
 //!
 //! Memory. 0.375 W per GiB of the process's mean resident set (3 W per 8 GiB, CodeCarbon's
 //! figure) over the process's wall time.
 
-/// Share of the TDP drawn by an idle package (typical of servers, 5–15 %).
-pub const IDLE_FRACTION: f64 = 0.1;
+/// Package power as a fraction of the TDP at a load in [0, 1]: (load, fraction) points
+/// measured by Teads on servers and published by Boavizta (BoaviztAPI's default CPU
+/// consumption profile, "Building an AWS EC2 carbon emissions dataset", Teads
+/// Engineering, 2021).
+pub const TEADS_CURVE: [(f64, f64); 4] = [(0.0, 0.12), (0.1, 0.32), (0.5, 0.75), (1.0, 1.02)];
+
+/// Share of the TDP drawn by an idle package (the curve at load 0).
+pub const IDLE_FRACTION: f64 = TEADS_CURVE[0].1;
 
 /// Memory power per GiB resident.
 pub const RAM_W_PER_GIB: f64 = 0.375;
@@ -22,6 +29,19 @@ pub const CPU_UNCERTAINTY_KNOWN_TDP: f64 = 0.4;
 
 /// Relative uncertainty of the CPU estimate when the TDP is guessed from the core count.
 pub const CPU_UNCERTAINTY_FALLBACK_TDP: f64 = 0.6;
+
+/// Relative uncertainty of a VM's CPU estimate from the host part's TDP ÷ its threads.
+pub const CPU_UNCERTAINTY_VCPU_SHARE: f64 = 0.5;
+
+/// Relative uncertainty of a VM's CPU estimate from a microarchitecture's per-vCPU
+/// coefficients.
+pub const CPU_UNCERTAINTY_MICROARCH: f64 = 0.5;
+
+/// Relative uncertainty of a VM's CPU estimate from the cloud-wide average coefficients.
+pub const CPU_UNCERTAINTY_CLOUD_AVERAGE: f64 = 0.7;
+
+/// Relative uncertainty of the CPU estimate from a user-given per-vCPU figure.
+pub const CPU_UNCERTAINTY_OVERRIDE_W_PER_VCPU: f64 = 0.3;
 
 /// Relative uncertainty of the memory estimate.
 pub const RAM_UNCERTAINTY: f64 = 0.5;
@@ -34,14 +54,26 @@ pub const J_PER_KWH: f64 = 3.6e6;
 
 const BYTES_PER_GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
-/// Package power at a machine load in [0, 1].
-pub fn package_power_w(tdp_w: f64, load: f64) -> f64 {
-    tdp_w * (IDLE_FRACTION + (1.0 - IDLE_FRACTION) * load.clamp(0.0, 1.0))
+/// Package power as a fraction of the TDP at a load in [0, 1], on [`TEADS_CURVE`].
+pub fn tdp_fraction(load: f64) -> f64 {
+    let load = if load.is_nan() {
+        0.0
+    } else {
+        load.clamp(0.0, 1.0)
+    };
+    TEADS_CURVE
+        .windows(2)
+        .find(|pair| load <= pair[1].0)
+        .map(|pair| {
+            let ((l0, f0), (l1, f1)) = (pair[0], pair[1]);
+            f0 + (f1 - f0) * (load - l0) / (l1 - l0)
+        })
+        .unwrap_or(TEADS_CURVE[3].1)
 }
 
-/// CPU energy attributed to a process that used `cpu_time_s` of CPU time.
-pub fn cpu_energy_j(cpu_time_s: f64, tdp_w: f64, logical_cores: u32) -> f64 {
-    cpu_time_s.max(0.0) * tdp_w * (1.0 - IDLE_FRACTION) / f64::from(logical_cores.max(1))
+/// Package power at a machine load in [0, 1].
+pub fn package_power_w(tdp_w: f64, load: f64) -> f64 {
+    tdp_w * tdp_fraction(load)
 }
 
 /// Memory energy of a process holding `mean_rss_bytes` for `duration_s`.
@@ -63,20 +95,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn load_curve_has_an_idle_floor() {
-        assert!((package_power_w(150.0, 0.0) - 15.0).abs() < 1e-12);
-        assert!((package_power_w(150.0, 0.5) - 82.5).abs() < 1e-12);
-        assert!((package_power_w(150.0, 1.0) - 150.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn cpu_energy_is_the_active_share_of_its_cores() {
-        // 40 core-seconds on a 150 W, 40-thread CPU: 40 × 150 × 0.9 / 40 = 135 J.
-        assert!((cpu_energy_j(40.0, 150.0, 40) - 135.0).abs() < 1e-9);
-        // Saturating every core for 10 s costs the active part of the curve at full load.
-        let all_cores_j = cpu_energy_j(10.0 * 8.0, 80.0, 8);
-        let curve_j = (package_power_w(80.0, 1.0) - package_power_w(80.0, 0.0)) * 10.0;
-        assert!((all_cores_j - curve_j).abs() < 1e-9);
+    fn load_curve_goes_through_the_teads_points() {
+        for (load, fraction) in TEADS_CURVE {
+            assert!((package_power_w(150.0, load) - 150.0 * fraction).abs() < 1e-9);
+        }
+        assert!((package_power_w(150.0, 0.0) - 18.0).abs() < 1e-9);
+        assert!((package_power_w(150.0, 1.0) - 153.0).abs() < 1e-9);
+        // Halfway between 10 % and 50 %: halfway between 32 % and 75 %.
+        assert!((tdp_fraction(0.3) - 0.535).abs() < 1e-12);
+        // Out of range clamps.
+        assert_eq!(tdp_fraction(-1.0), 0.12);
+        assert_eq!(tdp_fraction(2.0), 1.02);
+        // Concave: the first 10 % of load costs more than any later 10 %.
+        assert!(tdp_fraction(0.1) - tdp_fraction(0.0) > tdp_fraction(0.6) - tdp_fraction(0.5));
     }
 
     #[test]

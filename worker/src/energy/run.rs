@@ -5,6 +5,9 @@
 //! machine's energy is the sum of the package and DRAM deltas. The last interval ends after
 //! the child was reaped, when `/proc/<pid>` is gone: its process ticks are the exact total
 //! from `getrusage(RUSAGE_CHILDREN)` minus what the samples already saw.
+//!
+//! Without counters, each interval charges the process's CPU seconds at the model's watts
+//! per busy thread at the machine's load in that interval ([`CpuPower::w_per_busy_thread`]).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,7 +17,7 @@ use ecobench_shared::{EnergyMethod, EnergyReport};
 
 use super::model::{self, J_PER_KWH};
 use super::procfs::{self, ChildUsage, MachineJiffies};
-use super::{Meter, SAMPLE_INTERVAL, Source, TdpSource, ZoneKind};
+use super::{CpuPower, Meter, SAMPLE_INTERVAL, Source, ZoneKind};
 
 /// The metering of one child process, from [`Meter::start`] to [`MeterRun::finish`].
 #[derive(Debug)]
@@ -22,9 +25,9 @@ pub struct MeterRun {
     pid: u32,
     proc_root: PathBuf,
     source: Source,
-    tdp_w: f64,
-    tdp_known: bool,
-    logical_cores: u32,
+    cpu_power: CpuPower,
+    /// CPU joules charged by the model so far (no counters).
+    model_cpu_j: f64,
     g_per_kwh: f64,
     region_label: String,
     pue: f64,
@@ -53,9 +56,8 @@ impl MeterRun {
             pid,
             proc_root: meter.config.proc_root.clone(),
             source: meter.source.clone(),
-            tdp_w: meter.tdp.tdp_w,
-            tdp_known: meter.tdp.source != TdpSource::CoresFallback,
-            logical_cores: meter.cpu_info.logical_cores,
+            cpu_power: meter.cpu_power.clone(),
+            model_cpu_j: 0.0,
             g_per_kwh: meter.g_per_kwh,
             region_label: meter.region_label.clone(),
             pue: meter.config.pue,
@@ -77,8 +79,8 @@ impl MeterRun {
         };
         if let Source::Rapl(zones) = &run.source {
             run.last_counters_uj = zones.iter().map(|zone| zone.read_uj().ok()).collect();
-            run.last_jiffies = procfs::machine_jiffies(&run.proc_root).ok();
         }
+        run.last_jiffies = procfs::machine_jiffies(&run.proc_root).ok();
         run
     }
 
@@ -108,7 +110,7 @@ impl MeterRun {
         if self.peak_rss_bytes == 0 {
             self.peak_rss_bytes = usage_now.max_rss_bytes;
         }
-        let (cpu_j, ram_j) = self.joules(cpu_time_s, duration_s);
+        let (cpu_j, ram_j) = self.joules(duration_s);
         let (method, machine_energy_kwh, uncertainty) = match &self.source {
             Source::Rapl(zones) => {
                 let has_dram = zones.iter().any(|zone| zone.kind == ZoneKind::Dram);
@@ -128,13 +130,8 @@ impl MeterRun {
                 )
             }
             Source::Model => {
-                let cpu_uncertainty = if self.tdp_known {
-                    model::CPU_UNCERTAINTY_KNOWN_TDP
-                } else {
-                    model::CPU_UNCERTAINTY_FALLBACK_TDP
-                };
                 let uncertainty = model::combined_uncertainty(&[
-                    (cpu_j, cpu_uncertainty),
+                    (cpu_j, self.cpu_power.uncertainty),
                     (ram_j, model::RAM_UNCERTAINTY),
                 ]);
                 (EnergyMethod::Model, None, uncertainty)
@@ -158,7 +155,11 @@ impl MeterRun {
             carbon_region: self.region_label.clone(),
             pue: self.pue,
             co2_kg: carbon::co2_kg(energy_kwh, self.pue, self.g_per_kwh),
-            tdp_w: (method == EnergyMethod::Model).then_some(self.tdp_w),
+            tdp_w: if method == EnergyMethod::Model {
+                self.cpu_power.tdp_w
+            } else {
+                None
+            },
             uncertainty,
             sample_interval_s: SAMPLE_INTERVAL.as_secs_f64(),
             n_samples: self.n_samples,
@@ -171,14 +172,13 @@ impl MeterRun {
     /// The CPU time is the sampled one, never more than `finish` will count.
     pub fn energy_so_far_kwh(&mut self) -> f64 {
         self.sample();
-        let cpu_time_s = self.last_process_ticks as f64 / self.clock_ticks_per_s;
-        let (cpu_j, ram_j) = self.joules(cpu_time_s, self.started.elapsed().as_secs_f64());
+        let (cpu_j, ram_j) = self.joules(self.started.elapsed().as_secs_f64());
         (cpu_j + ram_j) / J_PER_KWH
     }
 
-    /// CPU and RAM joules for `cpu_time_s` of process CPU time over `duration_s`: the
-    /// counters' share with RAPL (RAM by the model without a DRAM zone), else the models.
-    fn joules(&self, cpu_time_s: f64, duration_s: f64) -> (f64, f64) {
+    /// CPU and RAM joules of the intervals closed so far, over `duration_s`: the counters'
+    /// share with RAPL (RAM by the model without a DRAM zone), else the models.
+    fn joules(&self, duration_s: f64) -> (f64, f64) {
         let mean_rss_bytes = if self.n_rss_samples > 0 {
             self.rss_sum_bytes / f64::from(self.n_rss_samples)
         } else {
@@ -195,11 +195,28 @@ impl MeterRun {
                 };
                 (self.process_cpu_j, ram_j)
             }
-            Source::Model => (
-                model::cpu_energy_j(cpu_time_s, self.tdp_w, self.logical_cores),
-                ram_model_j,
-            ),
+            Source::Model => (self.model_cpu_j, ram_model_j),
         }
+    }
+
+    /// Closes one interval without counters: the process's CPU seconds at the model's watts
+    /// per busy thread at the machine's load over the interval (one busy thread when the
+    /// machine's CPU time cannot be read).
+    fn model_step(&mut self, process_delta: u64) {
+        let jiffies = procfs::machine_jiffies(&self.proc_root).ok();
+        let one_thread = 1.0 / f64::from(self.cpu_power.threads.max(1));
+        let load = match (self.last_jiffies, jiffies) {
+            (Some(prev), Some(cur)) if cur.total > prev.total => {
+                let busy = cur.busy.saturating_sub(prev.busy).max(process_delta);
+                (busy as f64 / (cur.total - prev.total) as f64).max(one_thread)
+            }
+            _ => one_thread,
+        };
+        if jiffies.is_some() {
+            self.last_jiffies = jiffies;
+        }
+        let cpu_s = process_delta as f64 / self.clock_ticks_per_s;
+        self.model_cpu_j += cpu_s * self.cpu_power.w_per_busy_thread(load);
     }
 
     /// Closes one interval: accumulates counter deltas and the process's share of them.
@@ -207,6 +224,7 @@ impl MeterRun {
         let process_delta = process_ticks.saturating_sub(self.last_process_ticks);
         self.last_process_ticks = self.last_process_ticks.max(process_ticks);
         let Source::Rapl(zones) = &self.source else {
+            self.model_step(process_delta);
             return;
         };
 

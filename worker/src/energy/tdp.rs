@@ -115,7 +115,7 @@ pub fn lookup(cpu_model: &str) -> Option<(&'static str, f64)> {
 
 /// Lower-case words of a CPU name without trademarks, parenthesised notes, the clock
 /// (`@ 2.40GHz`), and the words `CPU`, `Processor` and `N-Core`.
-fn normalise(name: &str) -> Vec<String> {
+pub(crate) fn normalise(name: &str) -> Vec<String> {
     let mut text = name.to_lowercase().replace(['®', '™'], " ");
     if let Some(at) = text.find('@') {
         text.truncate(at);

@@ -180,14 +180,18 @@ fn empty_powercap_means_model() {
     let config = MeterConfig {
         powercap_root: root.path().join("powercap"),
         proc_root,
+        dmi_root: root.path().join("no-dmi"),
         ..MeterConfig::default()
     };
     let meter = Meter::new(config).unwrap();
     assert_eq!(meter.method(), EnergyMethod::Model);
     assert_eq!(meter.tdp_w(), Some(150.0));
+    // The description names the rule, the row and the uncertainty (it used to say only
+    // `TDP 150 W (table: …)`).
     assert_eq!(
         meter.describe(),
-        "model: Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz TDP 150 W (table: Intel Xeon Gold 6248)"
+        "model: Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz; bare metal: TDP 150 W (row `Intel \
+         Xeon Gold 6248`) × 1 socket on the Teads/Boavizta load curve; ±40 %"
     );
     assert!(
         meter
@@ -257,13 +261,176 @@ fn real_child_is_metered_by_the_model() {
         "{report:?}"
     );
     assert!(report.duration_s >= report.cpu_time_s * 0.5, "{report:?}");
-    let expected_cpu_j = model::cpu_energy_j(
-        report.cpu_time_s,
-        report.tdp_w.unwrap(),
-        meter.cpu_info().logical_cores,
+    // The model charges each interval's CPU seconds at the watts per busy thread of the
+    // machine's load then (it used to charge TDP × 0.9 ÷ threads whatever the load): the
+    // total lies between the full-load and the one-thread rates, for the CPU time counted in
+    // clock ticks (the total rounded to a tick: up to half a tick either way).
+    let power = meter.cpu_power();
+    let cpu_j = report.cpu_energy_kwh * model::J_PER_KWH;
+    let (low_w, high_w) = (power.w_per_busy_thread(1.0), power.w_per_busy_thread(0.0));
+    let half_tick_s = 0.5 / procfs::clock_ticks_per_s();
+    assert!(
+        cpu_j >= (report.cpu_time_s - half_tick_s) * low_w * (1.0 - 1e-9)
+            && cpu_j <= (report.cpu_time_s + half_tick_s) * high_w * (1.0 + 1e-9),
+        "{cpu_j} J for {} s at {low_w}..{high_w} W",
+        report.cpu_time_s
     );
-    assert!((report.cpu_energy_kwh * model::J_PER_KWH - expected_cpu_j).abs() < 1e-9);
     assert_eq!(report.carbon_intensity_g_per_kwh, 475.0);
     assert!((report.co2_kg - report.energy_kwh * 475.0 / 1000.0).abs() < 1e-15);
     assert!(report.peak_rss_bytes > 0, "{report:?}");
+}
+
+/// A cpuinfo of `sockets` × `threads_per_socket` processors of CPUID family 6 model 85
+/// stepping 7 (Cascade Lake), two threads per core, with the `hypervisor` flag or not.
+fn write_machine_cpuinfo(
+    proc_root: &Path,
+    model: &str,
+    sockets: u32,
+    threads_per_socket: u32,
+    hypervisor: bool,
+) {
+    let flags = if hypervisor {
+        "fpu sse hypervisor"
+    } else {
+        "fpu sse"
+    };
+    let mut text = String::new();
+    let mut idx = 0;
+    for socket in 0..sockets {
+        for thread in 0..threads_per_socket {
+            text.push_str(&format!(
+                "processor\t: {idx}\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 85\n\
+                 model name\t: {model}\nstepping\t: 7\nphysical id\t: {socket}\n\
+                 core id\t\t: {}\nflags\t\t: {flags}\n\n",
+                thread / 2
+            ));
+            idx += 1;
+        }
+    }
+    write(&proc_root.join("cpuinfo"), text);
+}
+
+/// Children's CPU time that never changes: the samples' ticks are the process's total.
+fn constant_child_usage() -> ChildUsage {
+    ChildUsage {
+        cpu_time_s: 1.0,
+        max_rss_bytes: 0,
+    }
+}
+
+/// Meters one interval on the model: the machine goes from (1000 busy, 5000 idle) to
+/// (1000 + busy, 5000 + idle) ticks while the process uses `process_ticks`; returns the
+/// meter and the report.
+fn model_interval(
+    root: &Path,
+    busy: u64,
+    idle: u64,
+    process_ticks: u64,
+) -> (Meter, ecobench_shared::EnergyReport) {
+    let proc_root = root.join("proc");
+    fs::create_dir_all(root.join("powercap")).unwrap();
+    write_proc(&proc_root, 1000, Some(0), 1024);
+    let config = MeterConfig {
+        powercap_root: root.join("powercap"),
+        proc_root: proc_root.clone(),
+        dmi_root: root.join("dmi"),
+        ..MeterConfig::default()
+    };
+    let mut meter = Meter::new(config).unwrap();
+    meter.child_usage = constant_child_usage;
+    meter.clock_ticks_per_s = 100.0;
+    assert_eq!(meter.method(), EnergyMethod::Model);
+    let mut run = meter.start(PID);
+    write_proc(&proc_root, 1000 + busy, Some(process_ticks), 1024);
+    write(
+        &proc_root.join("stat"),
+        format!("cpu  {} 0 0 {} 0 0 0 0 0 0\n", 1000 + busy, 5000 + idle),
+    );
+    run.sample();
+    write_proc(&proc_root, 1000 + busy, None, 0);
+    let report = run.finish();
+    (meter, report)
+}
+
+#[test]
+fn a_two_vcpu_vm_of_a_64_thread_part_is_charged_per_vcpu() {
+    let root = tempfile::tempdir().unwrap();
+    write_machine_cpuinfo(
+        &root.path().join("proc"),
+        "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz",
+        1,
+        2,
+        true,
+    );
+    // One second of one vCPU of two busy: load 0.5.
+    let (meter, report) = model_interval(root.path(), 100, 100, 100);
+    assert!(meter.machine().is_vm());
+    assert_eq!(meter.machine().threads, 2);
+    // 2 × 300 W ÷ 64 threads = 9.375 W of TDP share; from 12 % to 75 % of it for one busy
+    // vCPU: 5.906 J, where the old model charged 300 × 0.9 ÷ 2 = 135 J.
+    let cpu_j = report.cpu_energy_kwh * model::J_PER_KWH;
+    assert!((cpu_j - 9.375 * (0.75 - 0.12)).abs() < 1e-9, "{report:?}");
+    assert_eq!(report.tdp_w, Some(300.0));
+    assert!(
+        meter.describe().contains("÷ 64 threads"),
+        "{}",
+        meter.describe()
+    );
+    assert!(meter.describe().contains("VM"), "{}", meter.describe());
+}
+
+#[test]
+fn a_dual_socket_host_counts_both_sockets() {
+    let root = tempfile::tempdir().unwrap();
+    write_machine_cpuinfo(
+        &root.path().join("proc"),
+        "Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz",
+        2,
+        4,
+        false,
+    );
+    // Every thread busy (800 ticks of 8 threads, no idle); the process used 4 s of it.
+    let (meter, report) = model_interval(root.path(), 800, 0, 400);
+    assert!(!meter.machine().is_vm());
+    assert_eq!(meter.machine().sockets, 2);
+    assert_eq!(meter.tdp_w(), Some(150.0));
+    // 2 × 150 W from 12 % to 102 % over 8 threads: 33.75 W per busy thread, 135 J; the old
+    // model divided one socket's 150 W by both sockets' threads (16.9 W).
+    let cpu_j = report.cpu_energy_kwh * model::J_PER_KWH;
+    assert!((cpu_j - 4.0 * 300.0 * 0.9 / 8.0).abs() < 1e-9, "{report:?}");
+    assert!(
+        meter.describe().contains("× 2 sockets"),
+        "{}",
+        meter.describe()
+    );
+}
+
+#[test]
+fn a_hidden_model_in_a_vm_uses_its_microarchitecture() {
+    let root = tempfile::tempdir().unwrap();
+    write_machine_cpuinfo(
+        &root.path().join("proc"),
+        "Intel(R) Xeon(R) Processor",
+        1,
+        4,
+        false,
+    );
+    // No hypervisor flag, but DMI names QEMU.
+    write(&root.path().join("dmi/sys_vendor"), "QEMU\n");
+    let (meter, report) = model_interval(root.path(), 100, 300, 100);
+    assert!(meter.machine().is_vm());
+    // Cascade Lake (family 6, model 85, stepping 7): 0.64–3.97 W per vCPU, so one vCPU-second
+    // costs 3.33 J whatever the load.
+    let cpu_j = report.cpu_energy_kwh * model::J_PER_KWH;
+    assert!((cpu_j - (3.97 - 0.64)).abs() < 1e-9, "{report:?}");
+    assert_eq!(report.tdp_w, None);
+    assert!(
+        (report.uncertainty - model::CPU_UNCERTAINTY_MICROARCH).abs() < 0.2,
+        "{report:?}"
+    );
+    assert!(
+        meter.describe().contains("Cascade Lake"),
+        "{}",
+        meter.describe()
+    );
 }

@@ -220,6 +220,63 @@ fn calibrate_prints_a_positive_score_and_the_cpu_model() {
     );
 }
 
+/// `worker meter estimate`: the model's watts for a described machine, not this one.
+#[test]
+fn meter_estimate_describes_the_machine_asked_about() {
+    let estimate = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_worker"))
+            .args(["meter", "estimate"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let cpu = "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz";
+    // Bare metal, one socket: 300 W at 75 % of the TDP at half load.
+    let (ok, out, err) = estimate(&["--cpu", cpu, "--load", "0.5", "--json"]);
+    assert!(ok, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        (json["cpu_watts"].as_f64().unwrap() - 225.0).abs() < 1e-9,
+        "{json}"
+    );
+    assert_eq!(json["method"], "model");
+    assert_eq!(json["tdp_w"], 300.0);
+    assert_eq!(json["row"], "Intel Xeon Platinum 8375C");
+    assert!(json["uncertainty"].as_f64().unwrap() > 0.0, "{json}");
+    assert!(
+        json["rule"].as_str().unwrap().contains("bare metal"),
+        "{json}"
+    );
+    // Two sockets double it; a 2-vCPU VM gets a few watts.
+    let (_, out, _) = estimate(&["--cpu", cpu, "--load", "0.5", "--sockets", "2", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        (json["cpu_watts"].as_f64().unwrap() - 450.0).abs() < 1e-9,
+        "{json}"
+    );
+    let (_, out, _) = estimate(&[
+        "--cpu", cpu, "--load", "1", "--vm", "--vcpus", "2", "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let watts = json["cpu_watts"].as_f64().unwrap();
+    assert!((1.0..20.0).contains(&watts), "{json}");
+    // The line form; bad input says what to give.
+    let (ok, out, _) = estimate(&["--cpu", "AMD EPYC 7B13 64-Core Processor", "--load", "0"]);
+    assert!(
+        ok && out.contains("W CPU") && out.contains("EPYC 7763"),
+        "{out}"
+    );
+    let (ok, _, err) = estimate(&["--cpu", cpu, "--load", "7"]);
+    assert!(!ok && err.contains("--load 7"), "{err}");
+    let (ok, _, err) = estimate(&["--cpu", cpu, "--load", "0.5", "--vm"]);
+    assert!(!ok && err.contains("--vcpus"), "{err}");
+}
+
 #[test]
 fn an_unknown_country_is_refused_at_start() {
     let output = Command::new(env!("CARGO_BIN_EXE_worker"))
