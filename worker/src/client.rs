@@ -304,18 +304,8 @@ impl Client {
         retryable: bool,
         energy: Option<ecobench_shared::EnergyReport>,
     ) -> Result<(), ClientError> {
-        let request = pb::FailJobRequest {
-            worker_id: job.holder(&self.worker_id).to_string(),
-            job_id: job.spec.job_id(),
-            lease_id: job.lease_id,
-            reason: reason.to_string(),
-            retryable,
-            declined: false,
-            energy: energy.map(Into::into),
-            handed_back: false,
-        };
-        self.inner.fail_job(request).await?;
-        Ok(())
+        self.end_attempt(job, reason, AttemptEnd::Failed { retryable }, energy)
+            .await
     }
 
     /// Hands a job back because this worker is stopping: it goes back to pending without
@@ -326,18 +316,8 @@ impl Client {
         reason: &str,
         energy: Option<ecobench_shared::EnergyReport>,
     ) -> Result<(), ClientError> {
-        let request = pb::FailJobRequest {
-            worker_id: job.holder(&self.worker_id).to_string(),
-            job_id: job.spec.job_id(),
-            lease_id: job.lease_id,
-            reason: reason.to_string(),
-            retryable: true,
-            declined: false,
-            energy: energy.map(Into::into),
-            handed_back: true,
-        };
-        self.inner.fail_job(request).await?;
-        Ok(())
+        self.end_attempt(job, reason, AttemptEnd::HandedBack, energy)
+            .await
     }
 
     /// Declines a job this worker cannot run as its campaign requires (another copy of
@@ -349,19 +329,42 @@ impl Client {
         reason: &str,
         energy: Option<ecobench_shared::EnergyReport>,
     ) -> Result<(), ClientError> {
+        self.end_attempt(job, reason, AttemptEnd::Declined, energy)
+            .await
+    }
+
+    /// Ends an attempt without a result (`FailJob`), as `how` says.
+    async fn end_attempt(
+        &mut self,
+        job: &LeasedJob,
+        reason: &str,
+        how: AttemptEnd,
+        energy: Option<ecobench_shared::EnergyReport>,
+    ) -> Result<(), ClientError> {
         let request = pb::FailJobRequest {
             worker_id: job.holder(&self.worker_id).to_string(),
             job_id: job.spec.job_id(),
             lease_id: job.lease_id,
             reason: reason.to_string(),
-            retryable: true,
-            declined: true,
+            retryable: !matches!(how, AttemptEnd::Failed { retryable: false }),
+            declined: how == AttemptEnd::Declined,
             energy: energy.map(Into::into),
-            handed_back: false,
+            handed_back: how == AttemptEnd::HandedBack,
         };
         self.inner.fail_job(request).await?;
         Ok(())
     }
+}
+
+/// How an attempt ended without a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttemptEnd {
+    /// It failed; another attempt may succeed if `retryable`.
+    Failed { retryable: bool },
+    /// This worker cannot run it as the campaign requires.
+    Declined,
+    /// This worker is stopping.
+    HandedBack,
 }
 
 #[cfg(test)]

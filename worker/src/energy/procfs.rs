@@ -1,7 +1,6 @@
 //! What the meter reads from procfs (machine and process CPU time, memory, CPU model) and
 //! from `getrusage` (the exact CPU time of reaped children).
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -105,41 +104,15 @@ pub fn process_memory(proc_root: &Path, pid: u32) -> io::Result<ProcessMemory> {
     })
 }
 
-/// Reads the CPU model and core counts from `<proc_root>/cpuinfo`.
+/// Reads the CPU model and core counts from `<proc_root>/cpuinfo` (parsed once, by
+/// [`super::machine::parse_cpuinfo`]).
 pub fn cpu_info(proc_root: &Path) -> io::Result<CpuInfo> {
     let text = fs::read_to_string(proc_root.join("cpuinfo"))?;
-    let mut model = None;
-    let mut logical_cores = 0u32;
-    let mut cores = BTreeSet::new();
-    let mut physical_id = None;
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let (key, value) = (key.trim(), value.trim());
-        match key {
-            "processor" => {
-                logical_cores += 1;
-                physical_id = None;
-            }
-            "model name" if model.is_none() => model = Some(value.to_string()),
-            "physical id" => physical_id = Some(value.to_string()),
-            "core id" => {
-                cores.insert((physical_id.clone().unwrap_or_default(), value.to_string()));
-            }
-            _ => {}
-        }
-    }
-    let logical_cores = logical_cores.max(1);
-    let physical_cores = if cores.is_empty() {
-        logical_cores
-    } else {
-        cores.len() as u32
-    };
+    let machine = super::machine::parse_cpuinfo(&text);
     Ok(CpuInfo {
-        model: model.unwrap_or_else(|| "unknown CPU".to_string()),
-        physical_cores,
-        logical_cores,
+        model: machine.model_name,
+        physical_cores: machine.physical_cores,
+        logical_cores: machine.threads,
     })
 }
 
