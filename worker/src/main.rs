@@ -69,6 +69,9 @@ struct Cli {
     /// Root of procfs (for tests and containers).
     #[arg(long, default_value = "/proc")]
     proc_root: PathBuf,
+    /// The RAPL perf PMU directory (for tests and containers).
+    #[arg(long, default_value = ecobench_worker::energy::perf::DEFAULT_PMU_DIR)]
+    perf_pmu_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +92,88 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The energy meter on its own: which counters it reads, a metered command, its cost.
+    Meter {
+        #[command(subcommand)]
+        command: MeterCommand,
+    },
+}
+
+/// `worker meter …` subcommands.
+#[derive(Debug, Subcommand)]
+enum MeterCommand {
+    /// Which RAPL interface the meter uses (perf_event, powercap or none), the zones it
+    /// found, and why it passed over the others, with the fix.
+    Probe {
+        #[command(flatten)]
+        sources: MeterSources,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command and meter its process tree: duration, cpu/ram/total kWh, average W,
+    /// kg CO2 and method, printed on stderr; exits with the command's status.
+    Run {
+        #[command(flatten)]
+        sources: MeterSources,
+        /// Country whose grid powers this machine (ISO-3166 alpha-3); world average if omitted.
+        #[arg(long)]
+        country: Option<String>,
+        /// Print one JSON object (on stderr: the command keeps stdout).
+        #[arg(long)]
+        json: bool,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Measure the meter's own CPU time at 1 Hz against a busy child's (the README's figure).
+    Overhead {
+        #[command(flatten)]
+        sources: MeterSources,
+        /// Seconds the busy child runs.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// Cores the busy child keeps busy.
+        #[arg(long, default_value_t = 1)]
+        threads: u32,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Internal: keep cores busy (the overhead benchmark's child).
+    #[command(hide = true)]
+    Spin {
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long, default_value_t = 1)]
+        threads: u32,
+    },
+}
+
+/// Where `worker meter` reads counters from.
+#[derive(Debug, Clone, clap::Args)]
+struct MeterSources {
+    /// Root of the powercap sysfs tree.
+    #[arg(long, default_value = "/sys/class/powercap")]
+    powercap_root: PathBuf,
+    /// The RAPL perf PMU directory.
+    #[arg(long, default_value = ecobench_worker::energy::perf::DEFAULT_PMU_DIR)]
+    perf_pmu_dir: PathBuf,
+    /// Root of procfs.
+    #[arg(long, default_value = "/proc")]
+    proc_root: PathBuf,
+}
+
+impl MeterSources {
+    fn config(&self, country: Option<String>) -> MeterConfig {
+        MeterConfig {
+            powercap_root: self.powercap_root.clone(),
+            perf_pmu_dir: self.perf_pmu_dir.clone(),
+            proc_root: self.proc_root.clone(),
+            country,
+            ..MeterConfig::default()
+        }
+    }
 }
 
 /// `worker bench` flags.
@@ -225,6 +310,7 @@ fn main() -> Result<()> {
             return run_bench_svm(args.clone());
         }
         Some(Command::Calibrate { json }) => return calibrate(&cli.proc_root, *json),
+        Some(Command::Meter { command }) => return meter(command),
         None => {}
     }
     ecobench_shared::telemetry::init();
@@ -253,6 +339,7 @@ fn main() -> Result<()> {
         },
         meter: MeterConfig {
             powercap_root: cli.powercap_root,
+            perf_pmu_dir: cli.perf_pmu_dir,
             proc_root: cli.proc_root,
             country: cli.country,
             carbon_intensity_g_per_kwh: cli.carbon_intensity,
@@ -270,6 +357,52 @@ fn main() -> Result<()> {
         });
         agent::run(config, stopped).await
     })
+}
+
+/// `worker meter …`.
+fn meter(command: &MeterCommand) -> Result<()> {
+    use ecobench_worker::meter_cli;
+    match command {
+        MeterCommand::Probe { sources, json } => meter_cli::probe(sources.config(None), *json),
+        MeterCommand::Run {
+            sources,
+            country,
+            json,
+            command,
+        } => {
+            let code = meter_cli::run(sources.config(country.clone()), command, *json)?;
+            std::process::exit(code)
+        }
+        MeterCommand::Overhead {
+            sources,
+            seconds,
+            threads,
+            json,
+        } => {
+            let exe = std::env::current_exe().context("cannot find the worker's own executable")?;
+            let figures = meter_cli::overhead(sources.config(None), &exe, *seconds, *threads)?;
+            if *json {
+                println!("{}", serde_json::to_string(&figures)?);
+            } else {
+                println!(
+                    "meter overhead at 1 Hz: {:.4} % ({:.4} s of meter CPU for {:.2} s of busy \
+                     child CPU over {:.1} s, {} samples); one sample costs {:.1} µs of CPU; {}",
+                    figures.overhead_pct,
+                    figures.meter_cpu_s,
+                    figures.child_cpu_s,
+                    figures.duration_s,
+                    figures.n_samples,
+                    figures.sample_cpu_us,
+                    figures.source
+                );
+            }
+            Ok(())
+        }
+        MeterCommand::Spin { seconds, threads } => {
+            meter_cli::spin(*seconds, *threads);
+            Ok(())
+        }
+    }
 }
 
 /// `worker calibrate`: the score the worker would send, with the CPU it was measured on.

@@ -14,6 +14,11 @@
 /// Share of the TDP drawn by an idle package (typical of servers, 5–15 %).
 pub const IDLE_FRACTION: f64 = 0.1;
 
+/// Share of the DRAM power drawn by idle memory (background and refresh; Micron's DDR4
+/// power calculator puts it at 40–60 % of a loaded module's power). Used only to split a
+/// measured DRAM counter into its idle part.
+pub const DRAM_IDLE_FRACTION: f64 = 0.5;
+
 /// Memory power per GiB resident.
 pub const RAM_W_PER_GIB: f64 = 0.375;
 
