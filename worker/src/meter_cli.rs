@@ -138,7 +138,11 @@ pub fn run(config: MeterConfig, command: &[String], json: bool) -> Result<i32> {
         eprintln!("{summary}");
     } else {
         let kwh = |v: f64| format!("{v:.3e} kWh");
-        eprintln!("\n energy of `{}` ({}):", command.join(" "), meter.describe());
+        eprintln!(
+            "\n energy of `{}` ({}):",
+            command.join(" "),
+            meter.describe()
+        );
         eprintln!("  duration      {:>12.3} s", report.duration_s);
         eprintln!("  cpu time      {:>12.3} s", report.cpu_time_s);
         eprintln!("  cpu energy    {:>16}", kwh(report.cpu_energy_kwh));
@@ -154,10 +158,7 @@ pub fn run(config: MeterConfig, command: &[String], json: bool) -> Result<i32> {
         eprintln!("  average power {:>12.3} W", report.avg_power_w);
         eprintln!(
             "  CO2           {:>12.3e} kg  ({} g/kWh, {}, PUE {})",
-            report.co2_kg,
-            report.carbon_intensity_g_per_kwh,
-            report.carbon_region,
-            report.pue
+            report.co2_kg, report.carbon_intensity_g_per_kwh, report.carbon_region, report.pue
         );
         eprintln!(
             "  method        {}{}",
@@ -245,7 +246,9 @@ pub fn spin(seconds: f64, threads: u32) {
                 let mut x = 1u64;
                 while Instant::now() < end {
                     for _ in 0..10_000 {
-                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
                     }
                 }
                 x

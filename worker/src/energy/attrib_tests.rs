@@ -41,10 +41,7 @@ impl Machine {
         for pkg in 0..n_packages {
             let dir = powercap.join(format!("intel-rapl:{pkg}"));
             write(&dir.join("name"), format!("package-{pkg}"));
-            write(
-                &dir.join("max_energy_range_uj"),
-                PACKAGE_MAX_UJ.to_string(),
-            );
+            write(&dir.join("max_energy_range_uj"), PACKAGE_MAX_UJ.to_string());
             let dram = dir.join(format!("intel-rapl:{pkg}:0"));
             write(&dram.join("name"), "dram");
             write(&dram.join("max_energy_range_uj"), DRAM_MAX_UJ.to_string());
@@ -129,7 +126,10 @@ fn write_process(proc_root: &Path, pid: u32, ticks: Option<u64>) {
                 &dir.join("stat"),
                 format!("{pid} (train) R 1 1 1 0 -1 0 0 0 0 0 {ticks} 0 0 0 20 0 3 0 1 1 1"),
             );
-            write(&dir.join("status"), "Name:\ttrain\nVmHWM:\t2048 kB\nVmRSS:\t1024 kB\n");
+            write(
+                &dir.join("status"),
+                "Name:\ttrain\nVmHWM:\t2048 kB\nVmRSS:\t1024 kB\n",
+            );
         }
         None => {
             let _ = fs::remove_dir_all(&dir);
@@ -171,10 +171,22 @@ fn two_packages_with_dram_across_hours_of_wraps() {
     let machine_cpu_j = 2.0 * 100.0 * seconds as f64;
     let machine_ram_j = 2.0 * 10.0 * seconds as f64;
     assert_eq!(report.method, EnergyMethod::Rapl);
-    assert!(close(joules(report.machine_cpu_kwh.unwrap()), machine_cpu_j), "{report:?}");
-    assert!(close(joules(report.machine_ram_kwh.unwrap()), machine_ram_j), "{report:?}");
-    assert!(close(joules(report.cpu_energy_kwh), machine_cpu_j / 2.0), "{report:?}");
-    assert!(close(joules(report.ram_energy_kwh), machine_ram_j / 2.0), "{report:?}");
+    assert!(
+        close(joules(report.machine_cpu_kwh.unwrap()), machine_cpu_j),
+        "{report:?}"
+    );
+    assert!(
+        close(joules(report.machine_ram_kwh.unwrap()), machine_ram_j),
+        "{report:?}"
+    );
+    assert!(
+        close(joules(report.cpu_energy_kwh), machine_cpu_j / 2.0),
+        "{report:?}"
+    );
+    assert!(
+        close(joules(report.ram_energy_kwh), machine_ram_j / 2.0),
+        "{report:?}"
+    );
     // Load 0.5: idle part f0 / (f0 + (1 − f0) × 0.5).
     let idle = |f0: f64| f0 / (f0 + (1.0 - f0) * 0.5);
     assert!(close(
@@ -287,7 +299,9 @@ fn two_processes_share_a_machine_without_exceeding_it() {
 #[test]
 fn unreadable_energy_uj() {
     let machine = Machine::new(1);
-    let dram = machine.powercap.join("intel-rapl:0/intel-rapl:0:0/energy_uj");
+    let dram = machine
+        .powercap
+        .join("intel-rapl:0/intel-rapl:0:0/energy_uj");
     fs::remove_file(&dram).unwrap();
     fs::create_dir(&dram).unwrap();
     let meter = machine.meter();
@@ -343,7 +357,10 @@ fn mirrored_zones_count_once() {
     let mut machine = Machine::new(1);
     let mirror = machine.powercap.join("intel-rapl:1");
     write(&mirror.join("name"), "package-0");
-    write(&mirror.join("max_energy_range_uj"), PACKAGE_MAX_UJ.to_string());
+    write(
+        &mirror.join("max_energy_range_uj"),
+        PACKAGE_MAX_UJ.to_string(),
+    );
     write(&mirror.join("energy_uj"), machine.package_uj.to_string());
     let meter = machine.meter();
     assert_eq!(meter.describe(), "rapl: package-0, dram-0");
@@ -355,5 +372,8 @@ fn mirrored_zones_count_once() {
     write_process(&machine.proc_root, pid, Some(100));
     run.sample();
     let report = run.finish();
-    assert!(close(joules(report.machine_cpu_kwh.unwrap()), 60.0), "{report:?}");
+    assert!(
+        close(joules(report.machine_cpu_kwh.unwrap()), 60.0),
+        "{report:?}"
+    );
 }

@@ -13,14 +13,14 @@
 //! [`MeterRun::sample`] every [`SAMPLE_INTERVAL`] while it runs, and [`MeterRun::finish`]
 //! once it has been reaped. Only this module reads `/sys` and `/proc` for energy.
 
+#[cfg(test)]
+mod attrib_tests;
 pub mod model;
 pub mod perf;
 pub mod powercap;
 pub mod procfs;
 mod run;
 pub mod tdp;
-#[cfg(test)]
-mod attrib_tests;
 #[cfg(test)]
 mod tests;
 

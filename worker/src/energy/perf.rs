@@ -68,9 +68,10 @@ impl PartialEq for PerfCounter {
 pub fn probe(pmu_dir: &Path, proc_root: &Path) -> Result<Vec<Zone>, String> {
     let type_path = pmu_dir.join("type");
     let pmu_type: u32 = match fs::read_to_string(&type_path) {
-        Ok(text) => text.trim().parse().map_err(|err| {
-            format!("{}: {err} (expected the PMU number)", type_path.display())
-        })?,
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|err| format!("{}: {err} (expected the PMU number)", type_path.display()))?,
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             return Err(format!(
                 "no RAPL perf PMU ({} is missing: the CPU or the hypervisor exposes no RAPL)",
@@ -83,9 +84,8 @@ pub fn probe(pmu_dir: &Path, proc_root: &Path) -> Result<Vec<Zone>, String> {
     let cpus = fs::read_to_string(&cpumask_path)
         .map_err(|err| format!("cannot read {}: {err}", cpumask_path.display()))
         .and_then(|text| {
-            parse_cpu_list(&text).ok_or_else(|| {
-                format!("{}: {text:?} is not a CPU list", cpumask_path.display())
-            })
+            parse_cpu_list(&text)
+                .ok_or_else(|| format!("{}: {text:?} is not a CPU list", cpumask_path.display()))
         })?;
     let mut zones = Vec::new();
     for (event, kind, prefix) in [
@@ -111,9 +111,8 @@ pub fn probe(pmu_dir: &Path, proc_root: &Path) -> Result<Vec<Zone>, String> {
             .parse()
             .map_err(|err| format!("{}: {err}", scale_path.display()))?;
         for (idx, &cpu) in cpus.iter().enumerate() {
-            let counter = open(pmu_type, config, cpu, scale_j).map_err(|err| {
-                open_failure(event, cpu, &err, proc_root)
-            })?;
+            let counter = open(pmu_type, config, cpu, scale_j)
+                .map_err(|err| open_failure(event, cpu, &err, proc_root))?;
             zones.push(Zone {
                 label: format!("{prefix}-{idx}"),
                 kind,

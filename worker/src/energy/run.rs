@@ -118,19 +118,20 @@ impl MeterRun {
     /// [`SAMPLE_INTERVAL`] while the child runs.
     pub fn sample(&mut self) {
         self.n_samples += 1;
-        let process_ticks = match procfs::process_ticks(&self.proc_root, self.pid) {
-            Ok(ticks) => Some(ticks),
-            // Reaped already: the span stays pending until `finish` knows the total.
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-            Err(err) => {
-                if self.attribution_error.is_none() && matches!(self.source, Source::Rapl(_)) {
-                    tracing::warn!(
-                        pid = self.pid,
-                        error = %err,
-                        "cannot read the process's CPU time: its energy falls back to the model"
-                    );
-                }
-                self.attribution_error.get_or_insert_with(|| {
+        let process_ticks =
+            match procfs::process_ticks(&self.proc_root, self.pid) {
+                Ok(ticks) => Some(ticks),
+                // Reaped already: the span stays pending until `finish` knows the total.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+                Err(err) => {
+                    if self.attribution_error.is_none() && matches!(self.source, Source::Rapl(_)) {
+                        tracing::warn!(
+                            pid = self.pid,
+                            error = %err,
+                            "cannot read the process's CPU time: its energy falls back to the model"
+                        );
+                    }
+                    self.attribution_error.get_or_insert_with(|| {
                     format!(
                         "cannot read {}: {err}; the process's share of the counters is unknown, \
                          so its energy is the model's (mount /proc without hidepid, or run \
@@ -138,9 +139,9 @@ impl MeterRun {
                         self.proc_root.join(self.pid.to_string()).join("stat").display()
                     )
                 });
-                None
-            }
-        };
+                    None
+                }
+            };
         if let Ok(memory) = procfs::process_memory(&self.proc_root, self.pid) {
             self.rss_sum_bytes += memory.rss_bytes as f64;
             self.n_rss_samples += 1;

@@ -169,9 +169,7 @@ fn rapl_energy_is_attributed_by_cpu_share_across_a_wrap() {
     assert!((joules(report.machine_cpu_kwh.unwrap()) - 18.0).abs() < 1e-9);
     assert!((joules(report.machine_ram_kwh.unwrap()) - 3.5).abs() < 1e-9);
     assert!((joules(report.idle_cpu_kwh.unwrap()) - 18.0 * model::IDLE_FRACTION).abs() < 1e-9);
-    assert!(
-        (joules(report.idle_ram_kwh.unwrap()) - 3.5 * model::DRAM_IDLE_FRACTION).abs() < 1e-9
-    );
+    assert!((joules(report.idle_ram_kwh.unwrap()) - 3.5 * model::DRAM_IDLE_FRACTION).abs() < 1e-9);
     assert_eq!(report.rapl_interface.as_deref(), Some("powercap"));
     assert_eq!(report.fallback_reason, None);
     assert!((report.co2_kg - report.energy_kwh * 1.2 * 56.039 / 1000.0).abs() < 1e-18);

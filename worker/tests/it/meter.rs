@@ -7,7 +7,14 @@ use std::process::Command;
 fn meter_run(command: &[&str]) -> (std::process::ExitStatus, serde_json::Value) {
     let root = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_worker"))
-        .args(["meter", "run", "--json", "--country", "FRA", "--powercap-root"])
+        .args([
+            "meter",
+            "run",
+            "--json",
+            "--country",
+            "FRA",
+            "--powercap-root",
+        ])
         .arg(root.path().join("powercap"))
         .arg("--perf-pmu-dir")
         .arg(root.path().join("power"))
@@ -50,7 +57,10 @@ fn sleep_costs_next_to_no_cpu_energy_and_a_busy_loop_more() {
         assert!(number(&busy, key) > 0.0, "{key} in {busy}");
     }
     let expected_co2 = number(&busy, "total_kwh") * 56.039 / 1000.0;
-    assert!((number(&busy, "co2_kg") - expected_co2).abs() < 1e-15, "{busy}");
+    assert!(
+        (number(&busy, "co2_kg") - expected_co2).abs() < 1e-15,
+        "{busy}"
+    );
 }
 
 #[test]
@@ -77,7 +87,12 @@ fn probe_names_each_interface_and_why_it_was_passed_over() {
     let passed_over = object["passed_over"].as_array().unwrap();
     assert_eq!(passed_over.len(), 2, "{object}");
     assert_eq!(passed_over[0]["interface"], "perf_event");
-    assert!(passed_over[0]["why"].as_str().unwrap().contains("power/type"));
+    assert!(
+        passed_over[0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("power/type")
+    );
     assert_eq!(passed_over[1]["interface"], "powercap");
     assert!(passed_over[1]["why"].as_str().unwrap().contains("powercap"));
 }
