@@ -261,6 +261,12 @@ impl From<domain::EnergyReport> for pb::EnergyReport {
             sample_interval_s: e.sample_interval_s,
             n_samples: e.n_samples,
             peak_rss_bytes: e.peak_rss_bytes,
+            machine_cpu_kwh: e.machine_cpu_kwh,
+            idle_cpu_kwh: e.idle_cpu_kwh,
+            machine_ram_kwh: e.machine_ram_kwh,
+            idle_ram_kwh: e.idle_ram_kwh,
+            rapl_interface: e.rapl_interface,
+            fallback_reason: e.fallback_reason,
         }
     }
 }
@@ -291,6 +297,12 @@ impl TryFrom<pb::EnergyReport> for domain::EnergyReport {
             sample_interval_s: e.sample_interval_s,
             n_samples: e.n_samples,
             peak_rss_bytes: e.peak_rss_bytes,
+            machine_cpu_kwh: e.machine_cpu_kwh,
+            idle_cpu_kwh: e.idle_cpu_kwh,
+            machine_ram_kwh: e.machine_ram_kwh,
+            idle_ram_kwh: e.idle_ram_kwh,
+            rapl_interface: e.rapl_interface,
+            fallback_reason: e.fallback_reason,
         })
     }
 }

@@ -408,6 +408,25 @@ pub struct EnergyReport {
     pub n_samples: u32,
     /// Peak resident memory of the process.
     pub peak_rss_bytes: u64,
+    /// CPU energy of the whole machine (every package) over the run, when counters were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_cpu_kwh: Option<f64>,
+    /// The part of `machine_cpu_kwh` an idle machine would have drawn (the load curve's floor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_cpu_kwh: Option<f64>,
+    /// Memory (DRAM zone) energy of the whole machine over the run, when a DRAM counter exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_ram_kwh: Option<f64>,
+    /// The part of `machine_ram_kwh` idle memory would have drawn (background and refresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_ram_kwh: Option<f64>,
+    /// The RAPL interface the counters were read through: `powercap` or `perf_event`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rapl_interface: Option<String>,
+    /// Why this job fell back to the model although counters were read (e.g. its
+    /// `/proc/<pid>/stat` could not be read, so its share of the counters is unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
 }
 
 /// The hardware and software of a worker, sent when it joins.

@@ -76,6 +76,9 @@ struct Cli {
     /// The DMI strings directory, read to tell a VM (for tests and containers).
     #[arg(long, default_value = "/sys/class/dmi/id")]
     dmi_root: PathBuf,
+    /// The RAPL perf PMU directory (for tests and containers).
+    #[arg(long, default_value = ecobench_worker::energy::perf::DEFAULT_PMU_DIR)]
+    perf_pmu_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,20 +99,97 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The energy meter's diagnostics.
+    /// The energy meter on its own: which counters it reads, the model's estimate for a
+    /// machine, a metered command, its cost.
     Meter {
         #[command(subcommand)]
         command: MeterCommand,
     },
 }
 
-/// `worker meter` subcommands.
+/// `worker meter …` subcommands.
 #[derive(Debug, Subcommand)]
 enum MeterCommand {
     /// The CPU model's watts for the machine described (bare metal with one socket unless
     /// the flags say otherwise, whatever machine this runs on) at a load, and the table row
     /// or rule used.
     Estimate(EstimateArgs),
+    /// Which RAPL interface the meter uses (perf_event, powercap or none), the zones it
+    /// found, and why it passed over the others, with the fix.
+    Probe {
+        #[command(flatten)]
+        sources: MeterSources,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command and meter its process tree: duration, cpu/ram/total kWh, average W,
+    /// kg CO2 and method, printed on stderr; exits with the command's status.
+    Run {
+        #[command(flatten)]
+        sources: MeterSources,
+        /// Country whose grid powers this machine (ISO-3166 alpha-3); world average if omitted.
+        #[arg(long)]
+        country: Option<String>,
+        /// Print one JSON object (on stderr: the command keeps stdout).
+        #[arg(long)]
+        json: bool,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Measure the meter's own CPU time at 1 Hz against a busy child's (the README's figure).
+    Overhead {
+        #[command(flatten)]
+        sources: MeterSources,
+        /// Seconds the busy child runs.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// Cores the busy child keeps busy.
+        #[arg(long, default_value_t = 1)]
+        threads: u32,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Internal: keep cores busy (the overhead benchmark's child).
+    #[command(hide = true)]
+    Spin {
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long, default_value_t = 1)]
+        threads: u32,
+    },
+}
+
+/// Where `worker meter` reads counters from.
+#[derive(Debug, Clone, clap::Args)]
+struct MeterSources {
+    /// Root of the powercap sysfs tree.
+    #[arg(long, default_value = "/sys/class/powercap")]
+    powercap_root: PathBuf,
+    /// The RAPL perf PMU directory.
+    #[arg(long, default_value = ecobench_worker::energy::perf::DEFAULT_PMU_DIR)]
+    perf_pmu_dir: PathBuf,
+    /// Root of procfs.
+    #[arg(long, default_value = "/proc")]
+    proc_root: PathBuf,
+    /// The DMI strings directory, read to tell a VM.
+    #[arg(long, default_value = "/sys/class/dmi/id")]
+    dmi_root: PathBuf,
+}
+
+impl MeterSources {
+    fn config(&self, country: Option<String>) -> MeterConfig {
+        MeterConfig {
+            powercap_root: self.powercap_root.clone(),
+            perf_pmu_dir: self.perf_pmu_dir.clone(),
+            proc_root: self.proc_root.clone(),
+            dmi_root: self.dmi_root.clone(),
+            country,
+            ..MeterConfig::default()
+        }
+    }
 }
 
 /// `worker meter estimate` flags.
@@ -275,9 +355,7 @@ fn main() -> Result<()> {
             return run_bench_svm(args.clone());
         }
         Some(Command::Calibrate { json }) => return calibrate(&cli.proc_root, *json),
-        Some(Command::Meter {
-            command: MeterCommand::Estimate(args),
-        }) => return meter_estimate(args),
+        Some(Command::Meter { command }) => return meter(command),
         None => {}
     }
     ecobench_shared::telemetry::init();
@@ -306,6 +384,7 @@ fn main() -> Result<()> {
         },
         meter: MeterConfig {
             powercap_root: cli.powercap_root,
+            perf_pmu_dir: cli.perf_pmu_dir,
             proc_root: cli.proc_root,
             country: cli.country,
             carbon_intensity_g_per_kwh: cli.carbon_intensity,
@@ -353,6 +432,53 @@ fn meter_estimate(args: &EstimateArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `worker meter …`.
+fn meter(command: &MeterCommand) -> Result<()> {
+    use ecobench_worker::meter_cli;
+    match command {
+        MeterCommand::Estimate(args) => meter_estimate(args),
+        MeterCommand::Probe { sources, json } => meter_cli::probe(sources.config(None), *json),
+        MeterCommand::Run {
+            sources,
+            country,
+            json,
+            command,
+        } => {
+            let code = meter_cli::run(sources.config(country.clone()), command, *json)?;
+            std::process::exit(code)
+        }
+        MeterCommand::Overhead {
+            sources,
+            seconds,
+            threads,
+            json,
+        } => {
+            let exe = std::env::current_exe().context("cannot find the worker's own executable")?;
+            let figures = meter_cli::overhead(sources.config(None), &exe, *seconds, *threads)?;
+            if *json {
+                println!("{}", serde_json::to_string(&figures)?);
+            } else {
+                println!(
+                    "meter overhead at 1 Hz: {:.4} % ({:.4} s of meter CPU for {:.2} s of busy \
+                     child CPU over {:.1} s, {} samples); one sample costs {:.1} µs of CPU; {}",
+                    figures.overhead_pct,
+                    figures.meter_cpu_s,
+                    figures.child_cpu_s,
+                    figures.duration_s,
+                    figures.n_samples,
+                    figures.sample_cpu_us,
+                    figures.source
+                );
+            }
+            Ok(())
+        }
+        MeterCommand::Spin { seconds, threads } => {
+            meter_cli::spin(*seconds, *threads);
+            Ok(())
+        }
+    }
 }
 
 /// `worker calibrate`: the score the worker would send, with the CPU it was measured on.

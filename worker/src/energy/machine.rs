@@ -77,6 +77,9 @@ impl Microarch {
                 0x55 => Some(Microarch::CascadeLake),
                 0x8E | 0x9E | 0xA5 | 0xA6 => Some(Microarch::CoffeeLake),
                 0x6A | 0x6C | 0x7D | 0x7E => Some(Microarch::IceLake),
+                // Tiger Lake and Rocket Lake (0xA7, what KVM guests often report) have the
+                // Sunny/Cypress Cove core of Ice Lake; no per-vCPU figures of their own exist.
+                0x8C | 0x8D | 0xA7 => Some(Microarch::IceLake),
                 0x8F | 0xCF => Some(Microarch::SapphireRapids),
                 _ => None,
             },
@@ -364,6 +367,7 @@ mod tests {
         assert_eq!(intel(0x55, 4), Some(Microarch::Skylake));
         assert_eq!(intel(0x55, 7), Some(Microarch::CascadeLake));
         assert_eq!(intel(0x6A, 6), Some(Microarch::IceLake));
+        assert_eq!(intel(0xA7, 1), Some(Microarch::IceLake));
         assert_eq!(intel(0x8F, 8), Some(Microarch::SapphireRapids));
         assert_eq!(intel(0x3F, 2), Some(Microarch::Haswell));
         assert_eq!(intel(0x4F, 1), Some(Microarch::Broadwell));

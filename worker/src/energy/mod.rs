@@ -1,6 +1,8 @@
-//! The per-process energy meter: RAPL counters through powercap when readable, else a TDP
-//! model; CO₂ from the configured carbon intensity.
+//! The per-process energy meter: RAPL counters through `perf_event` (the `power` PMU) where
+//! permitted, else through powercap when readable, else a TDP model; CO₂ from the
+//! configured carbon intensity.
 //!
+//! - [`perf`]: RAPL through `perf_event_open`.
 //! - [`powercap`]: zone discovery and wrap-aware counter arithmetic.
 //! - [`procfs`]: machine and process CPU time, memory and CPU model from `/proc`, and
 //!   `getrusage` for reaped children.
@@ -14,8 +16,11 @@
 //! [`MeterRun::sample`] every [`SAMPLE_INTERVAL`] while it runs, and [`MeterRun::finish`]
 //! once it has been reaped. Only this module reads `/sys` and `/proc` for energy.
 
+#[cfg(test)]
+mod attrib_tests;
 pub mod machine;
 pub mod model;
+pub mod perf;
 pub mod power;
 pub mod powercap;
 pub mod procfs;
@@ -47,6 +52,8 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 pub struct MeterConfig {
     /// The powercap class directory.
     pub powercap_root: PathBuf,
+    /// The `power` perf PMU directory (`/sys/bus/event_source/devices/power`).
+    pub perf_pmu_dir: PathBuf,
     /// The procfs mount.
     pub proc_root: PathBuf,
     /// ISO-3166 alpha-3 code of the country whose grid powers the worker.
@@ -67,6 +74,7 @@ impl Default for MeterConfig {
     fn default() -> Self {
         MeterConfig {
             powercap_root: PathBuf::from("/sys/class/powercap"),
+            perf_pmu_dir: PathBuf::from(perf::DEFAULT_PMU_DIR),
             proc_root: PathBuf::from("/proc"),
             country: None,
             carbon_intensity_g_per_kwh: None,
@@ -121,6 +129,8 @@ pub struct Meter {
     pub(crate) source: Source,
     /// Why counters are not used, when they are not.
     probe_note: Option<String>,
+    /// Why each RAPL interface not used was passed over: (`perf_event` | `powercap`, why).
+    passed_over: Vec<(&'static str, String)>,
     pub(crate) cpu_info: CpuInfo,
     pub(crate) machine: Machine,
     pub(crate) cpu_power: CpuPower,
@@ -161,14 +171,28 @@ impl Meter {
                 w_per_vcpu: config.cpu_w_per_vcpu,
             },
         )?;
-        let (source, probe_note) = match powercap::probe(&config.powercap_root) {
-            Probe::Counters(zones) => (Source::Rapl(zones), None),
-            Probe::Unavailable(reason) => (Source::Model, Some(reason)),
+        let mut passed_over = Vec::new();
+        let (source, probe_note) = match perf::probe(&config.perf_pmu_dir, &config.proc_root) {
+            Ok(zones) => {
+                passed_over.push(("powercap", "perf_event is used instead".to_string()));
+                (Source::Rapl(zones), None)
+            }
+            Err(perf_reason) => {
+                passed_over.push(("perf_event", perf_reason));
+                match powercap::probe(&config.powercap_root) {
+                    Probe::Counters(zones) => (Source::Rapl(zones), None),
+                    Probe::Unavailable(reason) => {
+                        passed_over.push(("powercap", reason.clone()));
+                        (Source::Model, Some(reason))
+                    }
+                }
+            }
         };
         let meter = Meter {
             config,
             source,
             probe_note,
+            passed_over,
             cpu_info,
             machine,
             cpu_power,
@@ -213,6 +237,28 @@ impl Meter {
     /// Why no counter is used (`None` when RAPL is used).
     pub fn probe_note(&self) -> Option<&str> {
         self.probe_note.as_deref()
+    }
+
+    /// The RAPL interface the counters are read through (`perf_event` or `powercap`);
+    /// `None` with the model.
+    pub fn rapl_interface(&self) -> Option<&'static str> {
+        match &self.source {
+            Source::Rapl(zones) => zones.first().map(Zone::interface),
+            Source::Model => None,
+        }
+    }
+
+    /// The counters read, packages first (empty with the model).
+    pub fn zones(&self) -> &[Zone] {
+        match &self.source {
+            Source::Rapl(zones) => zones,
+            Source::Model => &[],
+        }
+    }
+
+    /// Each RAPL interface not used and why: (`perf_event` | `powercap`, reason with the fix).
+    pub fn passed_over(&self) -> &[(&'static str, String)] {
+        &self.passed_over
     }
 
     /// Measured (`Rapl`) or estimated (`Model`).

@@ -21,6 +21,11 @@ pub const TEADS_CURVE: [(f64, f64); 4] = [(0.0, 0.12), (0.1, 0.32), (0.5, 0.75),
 /// Share of the TDP drawn by an idle package (the curve at load 0).
 pub const IDLE_FRACTION: f64 = TEADS_CURVE[0].1;
 
+/// Share of the DRAM power drawn by idle memory (background and refresh; Micron's DDR4
+/// power calculator puts it at 40–60 % of a loaded module's power). Used only to split a
+/// measured DRAM counter into its idle part.
+pub const DRAM_IDLE_FRACTION: f64 = 0.5;
+
 /// Memory power per GiB resident.
 pub const RAM_W_PER_GIB: f64 = 0.375;
 
@@ -74,6 +79,12 @@ pub fn tdp_fraction(load: f64) -> f64 {
 /// Package power at a machine load in [0, 1].
 pub fn package_power_w(tdp_w: f64, load: f64) -> f64 {
     tdp_w * tdp_fraction(load)
+}
+
+/// The part of a package's energy at machine load `load` that an idle package would
+/// have drawn anyway: the curve's floor over its value at that load.
+pub fn package_idle_share(load: f64) -> f64 {
+    IDLE_FRACTION / tdp_fraction(load)
 }
 
 /// Memory energy of a process holding `mean_rss_bytes` for `duration_s`.

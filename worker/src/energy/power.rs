@@ -31,10 +31,14 @@ pub const CLOUD_AVERAGE_W_PER_VCPU: (f64, f64) = (0.74, 3.5);
 /// coefficients, derived from SPECpower_ssj2008 results); `None` where it publishes none.
 pub fn ccf_w_per_vcpu(microarch: Microarch) -> Option<(f64, f64)> {
     match microarch {
+        Microarch::SandyBridge => Some((2.17, 8.58)),
+        Microarch::IvyBridge => Some((3.04, 8.25)),
         Microarch::Haswell => Some((1.00, 4.74)),
         Microarch::Broadwell => Some((0.71, 3.69)),
         Microarch::Skylake => Some((0.65, 4.26)),
         Microarch::CascadeLake => Some((0.64, 3.97)),
+        Microarch::CoffeeLake => Some((1.14, 5.42)),
+        Microarch::Zen => Some((0.82, 2.55)),
         Microarch::Zen2 => Some((0.47, 1.69)),
         Microarch::Zen3 => Some((0.45, 2.02)),
         _ => None,

@@ -34,12 +34,27 @@ pub struct Zone {
     pub dir: PathBuf,
     /// Value at which the counter wraps to zero.
     pub max_range_uj: u64,
+    /// The open `perf_event` counter when the zone is read through the `power` PMU; `None`
+    /// for powercap (`dir/energy_uj`).
+    pub perf: Option<std::sync::Arc<super::perf::PerfCounter>>,
 }
 
 impl Zone {
-    /// Reads the zone's counter (`energy_uj`).
+    /// Reads the zone's counter (`energy_uj`, or the perf counter), in microjoules.
     pub fn read_uj(&self) -> io::Result<u64> {
-        read_u64(&self.dir.join("energy_uj"))
+        match &self.perf {
+            Some(counter) => counter.read_uj(),
+            None => read_u64(&self.dir.join("energy_uj")),
+        }
+    }
+
+    /// The RAPL interface the zone is read through: `powercap` or `perf_event`.
+    pub fn interface(&self) -> &'static str {
+        if self.perf.is_some() {
+            "perf_event"
+        } else {
+            "powercap"
+        }
     }
 }
 
@@ -119,6 +134,7 @@ pub fn probe(root: &Path) -> Probe {
                     kind,
                     dir: dir.clone(),
                     max_range_uj,
+                    perf: None,
                 };
                 let mirrored = zones.iter().any(|(other, other_uj)| {
                     other.label == zone.label
@@ -134,8 +150,9 @@ pub fn probe(root: &Path) -> Probe {
             (Err(err), _) | (_, Err(err)) if err.kind() == io::ErrorKind::PermissionDenied => {
                 warn_permission_denied(&dir.join("energy_uj"));
                 return Probe::Unavailable(format!(
-                    "{} is not readable (permission denied)",
-                    dir.join("energy_uj").display()
+                    "{} is not readable (permission denied): {}",
+                    dir.join("energy_uj").display(),
+                    PERMISSION_FIX
                 ));
             }
             (Err(err), _) | (_, Err(err)) => problems.push(format!("{}: {err}", dir.display())),
@@ -152,6 +169,13 @@ pub fn probe(root: &Path) -> Probe {
     zones.sort_by_key(|zone| (zone.kind == ZoneKind::Dram, zone.label.clone()));
     Probe::Counters(zones)
 }
+
+/// How to make the counters readable, said when they are not.
+pub const PERMISSION_FIX: &str = "make the counters readable: `sudo chmod a+r \
+    /sys/class/powercap/intel-rapl:*/energy_uj /sys/class/powercap/intel-rapl:*/*/energy_uj` \
+    (until reboot), or for good a udev rule in /etc/udev/rules.d/99-rapl.rules: \
+    `SUBSYSTEM==\"powercap\", ACTION==\"add\", RUN+=\"/bin/chmod a+r /sys%p/energy_uj\"`, \
+    or run the worker as root";
 
 /// Says once per process that the counters exist but cannot be read, and how to fix it.
 fn warn_permission_denied(path: &Path) {

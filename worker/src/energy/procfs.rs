@@ -125,11 +125,20 @@ pub fn clock_ticks_per_s() -> f64 {
 
 /// Reads `getrusage(RUSAGE_CHILDREN)`: the totals of every child reaped so far.
 pub fn rusage_children() -> ChildUsage {
+    rusage(libc::RUSAGE_CHILDREN)
+}
+
+/// Reads `getrusage(RUSAGE_SELF)`: this process's own CPU time (the meter's overhead).
+pub fn rusage_self() -> ChildUsage {
+    rusage(libc::RUSAGE_SELF)
+}
+
+fn rusage(who: libc::c_int) -> ChildUsage {
     // SAFETY: rusage is plain old data, so all-zero is a valid value, and getrusage only
     // writes into the struct we pass.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: the pointer is to a live, writable rusage.
-    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
         return ChildUsage::default();
     }
     let seconds = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;

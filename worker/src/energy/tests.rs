@@ -115,6 +115,7 @@ fn rapl_energy_is_attributed_by_cpu_share_across_a_wrap() {
 
     let config = MeterConfig {
         powercap_root: powercap.clone(),
+        perf_pmu_dir: root.path().join("no-power-pmu"),
         proc_root: proc_root.clone(),
         country: Some("FRA".into()),
         pue: 1.2,
@@ -163,6 +164,16 @@ fn rapl_energy_is_attributed_by_cpu_share_across_a_wrap() {
     );
     assert!((joules(report.energy_kwh) - 15.125).abs() < 1e-9);
     assert!((joules(report.machine_energy_kwh.unwrap()) - 21.5).abs() < 1e-9);
+    // The machine is fully busy in every interval (idle ticks fixed): the idle part is
+    // the curve's floor over its value at full load for the package, f₀ of the DRAM.
+    assert!((joules(report.machine_cpu_kwh.unwrap()) - 18.0).abs() < 1e-9);
+    assert!((joules(report.machine_ram_kwh.unwrap()) - 3.5).abs() < 1e-9);
+    assert!(
+        (joules(report.idle_cpu_kwh.unwrap()) - 18.0 * model::package_idle_share(1.0)).abs() < 1e-9
+    );
+    assert!((joules(report.idle_ram_kwh.unwrap()) - 3.5 * model::DRAM_IDLE_FRACTION).abs() < 1e-9);
+    assert_eq!(report.rapl_interface.as_deref(), Some("powercap"));
+    assert_eq!(report.fallback_reason, None);
     assert!((report.co2_kg - report.energy_kwh * 1.2 * 56.039 / 1000.0).abs() < 1e-18);
     assert_eq!((report.carbon_region.as_str(), report.pue), ("FRA", 1.2));
     assert_eq!(report.n_samples, 2);

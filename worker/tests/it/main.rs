@@ -1,6 +1,8 @@
 //! Integration tests of the `worker` binary: the child-process protocol of
 //! `worker exec` and the command line.
 
+mod meter;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
