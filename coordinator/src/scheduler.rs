@@ -626,6 +626,8 @@ mod tests {
             sample_interval_s: 1.0,
             n_samples: 1,
             peak_rss_bytes: 1,
+            carbon_source: None,
+            pue_source: None,
         }
     }
 

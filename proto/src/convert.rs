@@ -261,6 +261,8 @@ impl From<domain::EnergyReport> for pb::EnergyReport {
             sample_interval_s: e.sample_interval_s,
             n_samples: e.n_samples,
             peak_rss_bytes: e.peak_rss_bytes,
+            carbon_source: e.carbon_source,
+            pue_source: e.pue_source,
         }
     }
 }
@@ -291,6 +293,8 @@ impl TryFrom<pb::EnergyReport> for domain::EnergyReport {
             sample_interval_s: e.sample_interval_s,
             n_samples: e.n_samples,
             peak_rss_bytes: e.peak_rss_bytes,
+            carbon_source: e.carbon_source,
+            pue_source: e.pue_source,
         })
     }
 }
@@ -570,5 +574,42 @@ mod tests {
             domain::JobSpec::try_from(wire).unwrap_err().problem,
             "no model"
         );
+    }
+
+    #[test]
+    fn energy_sources_round_trip_and_an_older_report_has_none() {
+        let report = domain::EnergyReport {
+            method: domain::EnergyMethod::Model,
+            duration_s: 2.0,
+            cpu_time_s: 1.5,
+            cpu_energy_kwh: 3e-6,
+            ram_energy_kwh: 1e-6,
+            energy_kwh: 4e-6,
+            machine_energy_kwh: None,
+            avg_power_w: 7.2,
+            carbon_intensity_g_per_kwh: 105.0,
+            carbon_region: "aws:eu-west-3".into(),
+            pue: 1.0,
+            co2_kg: 4.2e-7,
+            tdp_w: Some(65.0),
+            uncertainty: 0.4,
+            sample_interval_s: 1.0,
+            n_samples: 2,
+            peak_rss_bytes: 1 << 20,
+            carbon_source: Some("region aws:eu-west-3 (EU (Paris), Paris, FRA)".into()),
+            pue_source: Some("default 1.0".into()),
+        };
+        let wire = pb::EnergyReport::from(report.clone());
+        assert_eq!(
+            domain::EnergyReport::try_from(wire.clone()).unwrap(),
+            report
+        );
+        let older = pb::EnergyReport {
+            carbon_source: None,
+            pue_source: None,
+            ..wire
+        };
+        let read = domain::EnergyReport::try_from(older).unwrap();
+        assert_eq!((read.carbon_source, read.pue_source), (None, None));
     }
 }

@@ -45,6 +45,8 @@ fn result(accuracy: f64) -> JobResult {
             sample_interval_s: 1.0,
             n_samples: 1,
             peak_rss_bytes: 1,
+            carbon_source: None,
+            pue_source: None,
         },
         artifact_sha256: None,
     }

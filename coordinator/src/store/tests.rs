@@ -100,6 +100,8 @@ fn a_record_with_measured_floats_swaps_after_a_read() {
         sample_interval_s: 1.0,
         n_samples: 1,
         peak_rss_bytes: 1,
+        carbon_source: None,
+        pue_source: None,
     };
     // Values like the meter's (the failing one of a cluster run among them).
     let mut kwh = 2.534441908248161e-7;

@@ -27,7 +27,9 @@ pub struct MeterRun {
     logical_cores: u32,
     g_per_kwh: f64,
     region_label: String,
+    carbon_source: String,
     pue: f64,
+    pue_source: String,
     clock_ticks_per_s: f64,
     child_usage: fn() -> ChildUsage,
     usage_at_start: ChildUsage,
@@ -56,9 +58,11 @@ impl MeterRun {
             tdp_w: meter.tdp.tdp_w,
             tdp_known: meter.tdp.source != TdpSource::CoresFallback,
             logical_cores: meter.cpu_info.logical_cores,
-            g_per_kwh: meter.g_per_kwh,
-            region_label: meter.region_label.clone(),
-            pue: meter.config.pue,
+            g_per_kwh: meter.carbon.g_per_kwh,
+            region_label: meter.carbon.label.clone(),
+            carbon_source: meter.carbon.source.clone(),
+            pue: meter.pue,
+            pue_source: meter.pue_source.clone(),
             clock_ticks_per_s: meter.clock_ticks_per_s,
             child_usage: meter.child_usage,
             usage_at_start: (meter.child_usage)(),
@@ -163,6 +167,8 @@ impl MeterRun {
             sample_interval_s: SAMPLE_INTERVAL.as_secs_f64(),
             n_samples: self.n_samples,
             peak_rss_bytes: self.peak_rss_bytes,
+            carbon_source: Some(self.carbon_source.clone()),
+            pue_source: Some(self.pue_source.clone()),
         }
     }
 

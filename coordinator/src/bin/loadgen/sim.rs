@@ -226,6 +226,8 @@ pub fn result(job: &pb::JobSpec, dataset_sha256: String) -> pb::JobResult {
             sample_interval_s: 0.011,
             n_samples: 1,
             peak_rss_bytes: 50 << 20,
+            carbon_source: None,
+            pue_source: None,
         }),
         artifact_sha256: String::new(),
     }

@@ -49,6 +49,8 @@ fn result(energy_kwh: f64, weights: Option<&str>) -> JobResult {
             sample_interval_s: 1.0,
             n_samples: 1,
             peak_rss_bytes: 1,
+            carbon_source: None,
+            pue_source: None,
         },
         artifact_sha256: weights.map(String::from),
     }

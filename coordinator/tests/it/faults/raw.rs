@@ -83,6 +83,8 @@ fn result() -> pb::JobResult {
             sample_interval_s: 0.1,
             n_samples: 2,
             peak_rss_bytes: 1 << 20,
+            carbon_source: None,
+            pue_source: None,
         },
         artifact_sha256: None,
     }
