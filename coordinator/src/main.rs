@@ -113,6 +113,10 @@ enum Command {
         /// Country (ISO-3166 alpha-3) for the carbon intensity.
         #[arg(long)]
         country: Option<String>,
+        /// Cloud region (provider:region, e.g. aws:eu-west-3) for the carbon intensity;
+        /// wins over --country.
+        #[arg(long, value_name = "PROVIDER:REGION")]
+        region: Option<String>,
         /// Largest artifact (weights file) accepted, in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_ARTIFACT_BYTES)]
         max_artifact_bytes: u64,
@@ -315,6 +319,7 @@ async fn main() -> Result<()> {
             db,
             data_dir,
             country,
+            region,
             max_artifact_bytes,
             verbose: _,
         } => {
@@ -324,6 +329,9 @@ async fn main() -> Result<()> {
             }
             if let Some(country) = country {
                 worker_args.extend(["--country".to_string(), country]);
+            }
+            if let Some(region) = region {
+                worker_args.extend(["--region".to_string(), region]);
             }
             commands::run(RunOptions {
                 file,

@@ -97,10 +97,15 @@ pub struct JobRow {
     pub calibration_gflops: Option<f64>,
     /// Intensity used for the CO₂.
     pub carbon_intensity_g_per_kwh: Option<f64>,
-    /// Where the intensity comes from.
+    /// Where the intensity comes from: ISO3 code, cloud region (`aws:eu-west-3`), `world`
+    /// or `override`.
     pub carbon_region: String,
     /// Power usage effectiveness applied.
     pub pue: Option<f64>,
+    /// The intensity's source in words (empty for results of older workers).
+    pub carbon_source: String,
+    /// The PUE's source: `--pue` or `default 1.0` (empty for results of older workers).
+    pub pue_source: String,
     /// Training samples used.
     pub n_train: Option<u32>,
     /// Test samples used.

@@ -632,6 +632,8 @@ mod tests {
             idle_ram_kwh: None,
             rapl_interface: None,
             fallback_reason: None,
+            carbon_source: None,
+            pue_source: None,
         }
     }
 

@@ -267,6 +267,8 @@ impl From<domain::EnergyReport> for pb::EnergyReport {
             idle_ram_kwh: e.idle_ram_kwh,
             rapl_interface: e.rapl_interface,
             fallback_reason: e.fallback_reason,
+            carbon_source: e.carbon_source,
+            pue_source: e.pue_source,
         }
     }
 }
@@ -303,6 +305,8 @@ impl TryFrom<pb::EnergyReport> for domain::EnergyReport {
             idle_ram_kwh: e.idle_ram_kwh,
             rapl_interface: e.rapl_interface,
             fallback_reason: e.fallback_reason,
+            carbon_source: e.carbon_source,
+            pue_source: e.pue_source,
         })
     }
 }
@@ -582,5 +586,48 @@ mod tests {
             domain::JobSpec::try_from(wire).unwrap_err().problem,
             "no model"
         );
+    }
+
+    #[test]
+    fn energy_sources_and_attribution_round_trip_and_an_older_report_has_none() {
+        let report = domain::EnergyReport {
+            method: domain::EnergyMethod::Model,
+            duration_s: 2.0,
+            cpu_time_s: 1.5,
+            cpu_energy_kwh: 3e-6,
+            ram_energy_kwh: 1e-6,
+            energy_kwh: 4e-6,
+            machine_energy_kwh: None,
+            avg_power_w: 7.2,
+            carbon_intensity_g_per_kwh: 105.0,
+            carbon_region: "aws:eu-west-3".into(),
+            pue: 1.0,
+            co2_kg: 4.2e-7,
+            tdp_w: Some(65.0),
+            uncertainty: 0.4,
+            sample_interval_s: 1.0,
+            n_samples: 2,
+            peak_rss_bytes: 1 << 20,
+            machine_cpu_kwh: Some(9e-6),
+            idle_cpu_kwh: Some(2e-6),
+            machine_ram_kwh: None,
+            idle_ram_kwh: None,
+            rapl_interface: Some("perf_event".into()),
+            fallback_reason: Some("cannot read /proc/7/stat".into()),
+            carbon_source: Some("region aws:eu-west-3 (EU (Paris), Paris, FRA)".into()),
+            pue_source: Some("default 1.0".into()),
+        };
+        let wire = pb::EnergyReport::from(report.clone());
+        assert_eq!(
+            domain::EnergyReport::try_from(wire.clone()).unwrap(),
+            report
+        );
+        let older = pb::EnergyReport {
+            carbon_source: None,
+            pue_source: None,
+            ..wire
+        };
+        let read = domain::EnergyReport::try_from(older).unwrap();
+        assert_eq!((read.carbon_source, read.pue_source), (None, None));
     }
 }

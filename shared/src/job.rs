@@ -392,7 +392,8 @@ pub struct EnergyReport {
     pub avg_power_w: f64,
     /// Carbon intensity of the electricity used, gCO₂e/kWh.
     pub carbon_intensity_g_per_kwh: f64,
-    /// Where the intensity comes from (ISO-3166 alpha-3, or `world`, or `override`).
+    /// Where the intensity comes from: ISO-3166 alpha-3 (`FRA`), a cloud region
+    /// (`aws:eu-west-3`), `world` or `override`.
     pub carbon_region: String,
     /// Power usage effectiveness applied.
     pub pue: f64,
@@ -427,6 +428,14 @@ pub struct EnergyReport {
     /// `/proc/<pid>/stat` could not be read, so its share of the counters is unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
+    /// Where the carbon intensity comes from, in words: `country FRA (France), Our World in
+    /// Data 2023 via CodeCarbon`, `region aws:eu-west-3 (…), CodeCarbon impact.csv: …`,
+    /// `--carbon-intensity 56` or `world average …`; `None` in results of older workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carbon_source: Option<String>,
+    /// Where the PUE comes from: `--pue` or `default 1.0`; `None` in results of older workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pue_source: Option<String>,
 }
 
 /// The hardware and software of a worker, sent when it joins.
@@ -490,6 +499,25 @@ pub struct Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn energy_reports_without_sources_read_and_new_ones_write_them() {
+        let old = r#"{"method":"model","duration_s":1.0,"cpu_time_s":1.0,
+            "cpu_energy_kwh":0.0,"ram_energy_kwh":0.0,"energy_kwh":0.0,
+            "machine_energy_kwh":null,"avg_power_w":0.0,"carbon_intensity_g_per_kwh":475.0,
+            "carbon_region":"world","pue":1.0,"co2_kg":0.0,"tdp_w":null,"uncertainty":0.5,
+            "sample_interval_s":1.0,"n_samples":1,"peak_rss_bytes":1}"#;
+        let mut report: EnergyReport = serde_json::from_str(old).unwrap();
+        assert_eq!((&report.carbon_source, &report.pue_source), (&None, &None));
+        report.carbon_source = Some("--carbon-intensity 56".into());
+        report.pue_source = Some("--pue".into());
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(
+            json.contains(r#""carbon_source":"--carbon-intensity 56","pue_source":"--pue""#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<EnergyReport>(&json).unwrap(), report);
+    }
 
     #[test]
     fn svm_records_without_a_solver_read_as_smartcore_which_trained_them() {

@@ -5,7 +5,8 @@
 //! - [`artifact`]: content-addressed artifacts: hashing, chunking, verified receiving.
 //! - [`campaign`]: campaign TOML files and their expansion into a matrix of jobs.
 //! - [`events`]: what watchers of a running campaign are told.
-//! - [`carbon`]: the embedded per-country carbon-intensity table.
+//! - [`carbon`]: the embedded carbon-intensity tables (countries, cloud regions) and
+//!   the choice between them.
 //! - [`transform`]: what a job does to its images after loading.
 //! - [`telemetry`]: one tracing set-up for every binary.
 //! - [`process`]: the token file and the shutdown signal, for both binaries.

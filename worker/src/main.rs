@@ -41,15 +41,21 @@ struct Cli {
     /// name and a random suffix, remembered there).
     #[arg(long)]
     worker_id: Option<String>,
-    /// Country whose grid powers this machine (ISO-3166 alpha-3, e.g. FRA); world average when omitted.
+    /// Country whose grid powers this machine (ISO-3166 alpha-3, e.g. FRA); world average
+    /// (475 gCO2e/kWh) when neither it nor --region is given.
     #[arg(long)]
     country: Option<String>,
-    /// Carbon intensity in gCO2e/kWh, overriding the country's.
+    /// Cloud region whose grid powers this machine, provider:region (e.g. aws:eu-west-3,
+    /// azure:francecentral, gcp:europe-west9); wins over --country. `--region list` prints
+    /// the known ones.
+    #[arg(long, value_name = "PROVIDER:REGION")]
+    region: Option<String>,
+    /// Carbon intensity in gCO2e/kWh, overriding the region's and the country's.
     #[arg(long)]
     carbon_intensity: Option<f64>,
-    /// Power usage effectiveness of the room.
-    #[arg(long, default_value_t = 1.0)]
-    pue: f64,
+    /// Power usage effectiveness of the room (default 1.0: no overhead counted).
+    #[arg(long)]
+    pue: Option<f64>,
     /// The CPU's TDP in watts (one package), overriding the built-in table.
     #[arg(long)]
     tdp_w: Option<f64>,
@@ -358,6 +364,10 @@ fn main() -> Result<()> {
         Some(Command::Meter { command }) => return meter(command),
         None => {}
     }
+    if cli.region.as_deref() == Some("list") {
+        print!("{}", region_list());
+        return Ok(());
+    }
     ecobench_shared::telemetry::init();
     let Some(coordinator) = cli.join.clone() else {
         bail!("say which coordinator to join: worker --join HOST:PORT");
@@ -387,6 +397,7 @@ fn main() -> Result<()> {
             perf_pmu_dir: cli.perf_pmu_dir,
             proc_root: cli.proc_root,
             country: cli.country,
+            region: cli.region,
             carbon_intensity_g_per_kwh: cli.carbon_intensity,
             pue: cli.pue,
             cpu_tdp_w: cli.tdp_w,
@@ -509,6 +520,31 @@ fn calibrate(proc_root: &Path, json: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `worker --region list`: every known cloud region with its intensity and source.
+fn region_list() -> String {
+    let mut out = format!(
+        "{:<34} {:>7}  {:<3}  {:<40}  source\n",
+        "region", "g/kWh", "iso", "name, city"
+    );
+    for region in ecobench_shared::carbon::regions() {
+        let place = [region.region_name.as_str(), region.city.as_str()]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push_str(&format!(
+            "{:<34} {:>7}  {:<3}  {:<40}  {}\n",
+            region.label(),
+            region.g_per_kwh,
+            region.iso3,
+            place,
+            region.source
+        ));
+    }
+    out.push_str("(CodeCarbon's impact.csv, MIT license; give one as --region provider:region)\n");
+    out
 }
 
 /// `worker bench-svm`: one measured fit, printed as a line or as JSON.

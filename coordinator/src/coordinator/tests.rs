@@ -51,6 +51,8 @@ fn result(accuracy: f64) -> JobResult {
             idle_ram_kwh: None,
             rapl_interface: None,
             fallback_reason: None,
+            carbon_source: None,
+            pue_source: None,
         },
         artifact_sha256: None,
     }

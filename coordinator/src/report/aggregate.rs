@@ -247,6 +247,8 @@ fn job_row(run: &Run, varying: &[&str]) -> JobRow {
         carbon_intensity_g_per_kwh: energy.map(|e| e.carbon_intensity_g_per_kwh),
         carbon_region: energy.map_or(String::new(), |e| e.carbon_region.clone()),
         pue: energy.map(|e| e.pue),
+        carbon_source: text(energy.and_then(|e| e.carbon_source.as_ref())),
+        pue_source: text(energy.and_then(|e| e.pue_source.as_ref())),
         n_train: train.map(|t| t.n_train),
         n_test: train.map(|t| t.n_test),
         solver: train.map_or(String::new(), |t| t.solver.clone()),

@@ -65,6 +65,8 @@ fn energy(kwh: f64, co2_kg: f64) -> EnergyReport {
         idle_ram_kwh: None,
         rapl_interface: None,
         fallback_reason: None,
+        carbon_source: None,
+        pue_source: None,
     }
 }
 
@@ -607,4 +609,69 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn carbon_sources_and_cloud_regions_reach_the_csv_files_and_the_json() {
+    let mut cloud = result(0.7, 2.0, 1e-5, vec![]);
+    cloud.energy.carbon_region = "aws:eu-west-3".into();
+    cloud.energy.carbon_intensity_g_per_kwh = 105.0;
+    cloud.energy.carbon_source = Some("region aws:eu-west-3 (EU (Paris), Paris, FRA)".into());
+    cloud.energy.pue_source = Some("--pue".into());
+    // From a worker older than the sources: FRA, none recorded.
+    let older = result(0.72, 2.0, 1e-5, vec![]);
+    let runs = vec![
+        ok(spec(0, 1, svm(), 1000), cloud, fingerprint("cpu-a", None)),
+        ok(spec(1, 2, svm(), 1000), older, fingerprint("cpu-a", None)),
+    ];
+    let report = aggregate(&info(None), &runs);
+    let read = |content: String| {
+        let mut reader = csv::Reader::from_reader(content.as_bytes());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        (header, rows)
+    };
+
+    let (header, rows) = read(report.jobs_csv());
+    assert_eq!(header[header.len() - 2..], ["carbon_source", "pue_source"]);
+    let col = |h: &str| header.iter().position(|c| c == h).unwrap();
+    assert_eq!(&rows[0][col("carbon_region")], "aws:eu-west-3");
+    assert_eq!(
+        &rows[0][col("carbon_source")],
+        "region aws:eu-west-3 (EU (Paris), Paris, FRA)"
+    );
+    assert_eq!(&rows[0][col("pue_source")], "--pue");
+    assert_eq!(
+        (&rows[1][col("carbon_source")], &rows[1][col("pue_source")]),
+        ("", "")
+    );
+
+    let (header, rows) = read(report.emissions_csv());
+    let col = |h: &str| header.iter().position(|c| c == h).unwrap();
+    let cells = |row: &csv::StringRecord, names: &[&str]| -> Vec<String> {
+        names
+            .iter()
+            .map(|name| row[col(name)].to_string())
+            .collect()
+    };
+    let location = [
+        "cloud_provider",
+        "cloud_region",
+        "on_cloud",
+        "country_iso_code",
+        "country_name",
+    ];
+    assert_eq!(
+        cells(&rows[0], &location),
+        ["aws", "eu-west-3", "Y", "FRA", "France"]
+    );
+    assert_eq!(cells(&rows[1], &location), ["", "", "N", "FRA", "France"]);
+    assert_eq!(&rows[0][col("pue_source")], "--pue");
+
+    let json: serde_json::Value = serde_json::from_str(&report.json()).unwrap();
+    assert_eq!(
+        json["jobs"][0]["carbon_source"],
+        "region aws:eu-west-3 (EU (Paris), Paris, FRA)"
+    );
+    assert_eq!(json["jobs"][1]["pue_source"], "");
 }

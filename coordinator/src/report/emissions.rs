@@ -1,7 +1,11 @@
 //! `emissions.csv` in CodeCarbon's format: its 38 columns first, with the same names
 //! and units (duration s, emissions kg, emissions_rate kg/s, powers W, energies kWh,
 //! water L, RAM GB), one row per succeeded job; our own columns after them. Unknown
-//! values are empty.
+//! values are empty. A job metered under a cloud region (`carbon_region` `aws:eu-west-3`)
+//! fills `cloud_provider`, `cloud_region` and `on_cloud` = `Y`, and its country from the
+//! embedded region table.
+
+use ecobench_shared::carbon;
 
 use super::Report;
 use super::render::{finish, opt, opt_int, write_record};
@@ -49,7 +53,7 @@ pub const CODECARBON_COLUMNS: [&str; 38] = [
 ];
 
 /// Our columns after CodeCarbon's.
-pub const OUR_COLUMNS: [&str; 12] = [
+pub const OUR_COLUMNS: [&str; 14] = [
     "model",
     "config",
     "config_hash",
@@ -62,6 +66,8 @@ pub const OUR_COLUMNS: [&str; 12] = [
     "worker",
     "calibration_gflops",
     "dataset_sha256",
+    "carbon_source",
+    "pue_source",
 ];
 
 /// Bytes in CodeCarbon's GB (it divides by 1024³).
@@ -82,13 +88,7 @@ impl Report {
             let duration = r.duration_s.filter(|d| *d > 0.0);
             // kWh over seconds → W.
             let power = |kwh: Option<f64>| opt(kwh.zip(duration).map(|(e, d)| e * 3.6e6 / d));
-            let iso = if r.carbon_region.len() == 3
-                && r.carbon_region.chars().all(|c| c.is_ascii_uppercase())
-            {
-                r.carbon_region.clone()
-            } else {
-                String::new()
-            };
+            let grid = Grid::of(&r.carbon_region);
             let cpu_percent = r
                 .cpu_time_s
                 .zip(duration)
@@ -114,11 +114,11 @@ impl Report {
                 opt(r.ram_energy_kwh),
                 opt(r.energy_kwh),
                 String::new(),
+                grid.country_name,
+                grid.iso3,
                 String::new(),
-                iso,
-                String::new(),
-                String::new(),
-                String::new(),
+                grid.cloud_provider,
+                grid.cloud_region,
                 r.os.clone(),
                 String::new(),
                 "ecobench-x".into(),
@@ -134,7 +134,7 @@ impl Report {
                 String::new(),
                 opt(ram_percent),
                 opt(r.peak_rss_bytes.map(|b| b as f64 / GB)),
-                "N".into(),
+                grid.on_cloud.into(),
                 opt(r.pue),
                 String::new(),
                 // Ours.
@@ -150,10 +150,57 @@ impl Report {
                 r.worker.clone(),
                 opt(r.calibration_gflops),
                 r.dataset_sha256.clone(),
+                r.carbon_source.clone(),
+                r.pue_source.clone(),
             ];
             write_record(&mut writer, fields);
         }
         finish(writer)
+    }
+}
+
+/// CodeCarbon's location columns of one result, from its `carbon_region` label.
+#[derive(Debug, Default, PartialEq)]
+struct Grid {
+    /// `country_name`: the country's English name.
+    country_name: String,
+    /// `country_iso_code`: ISO-3166 alpha-3.
+    iso3: String,
+    /// `cloud_provider`: `aws`, `azure`, `gcp`.
+    cloud_provider: String,
+    /// `cloud_region`: the provider's region name.
+    cloud_region: String,
+    /// `on_cloud`: `Y` or `N`.
+    on_cloud: &'static str,
+}
+
+impl Grid {
+    /// An ISO3 code gives the country; `provider:region` the cloud columns and the
+    /// region's country; `world`, `override` or an unknown label leave them empty.
+    fn of(label: &str) -> Grid {
+        let country_name = |iso3: &str| carbon::intensity(iso3).map_or(String::new(), |c| c.name);
+        if let Some((provider, region)) = label.split_once(':') {
+            let iso3 = carbon::region(label).map_or(String::new(), |r| r.iso3);
+            return Grid {
+                country_name: country_name(&iso3),
+                iso3,
+                cloud_provider: provider.to_string(),
+                cloud_region: region.to_string(),
+                on_cloud: "Y",
+            };
+        }
+        let is_iso3 = label.len() == 3 && label.chars().all(|c| c.is_ascii_uppercase());
+        let iso3 = if is_iso3 {
+            label.to_string()
+        } else {
+            String::new()
+        };
+        Grid {
+            country_name: country_name(&iso3),
+            iso3,
+            on_cloud: "N",
+            ..Grid::default()
+        }
     }
 }
 

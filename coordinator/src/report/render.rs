@@ -268,6 +268,7 @@ impl Report {
             "spent_attempts",
         ];
         header.extend(DEBT_COLUMNS);
+        header.extend(["carbon_source", "pue_source"]);
         let mut writer = csv::Writer::from_writer(Vec::new());
         write_record(&mut writer, header.iter().map(|s| s.to_string()));
         for r in &self.jobs {
@@ -321,6 +322,7 @@ impl Report {
                 r.spent_attempts.to_string(),
             ];
             fields.extend(debt_fields(&r.debt));
+            fields.extend([r.carbon_source.clone(), r.pue_source.clone()]);
             write_record(&mut writer, fields);
         }
         finish(writer)

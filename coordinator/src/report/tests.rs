@@ -217,6 +217,8 @@ mod debt {
                     idle_ram_kwh: None,
                     rapl_interface: None,
                     fallback_reason: None,
+                    carbon_source: None,
+                    pue_source: None,
                 },
                 artifact_sha256: None,
             },

@@ -106,6 +106,8 @@ fn a_record_with_measured_floats_swaps_after_a_read() {
         idle_ram_kwh: None,
         rapl_interface: None,
         fallback_reason: None,
+        carbon_source: None,
+        pue_source: None,
     };
     // Values like the meter's (the failing one of a cluster run among them).
     let mut kwh = 2.534441908248161e-7;

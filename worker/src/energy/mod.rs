@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ecobench_shared::EnergyMethod;
-use ecobench_shared::carbon::{self, CarbonError};
+use ecobench_shared::carbon::{self, CarbonError, GridChoice};
 
 pub use machine::{Machine, Microarch, Virtualisation};
 pub use power::{CpuPower, HostDescription, PowerError, PowerOverrides};
@@ -47,6 +47,9 @@ pub use tdp::{Tdp, TdpSource};
 /// 1 Hz or more so that no wraparound is missed).
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The PUE used when none is given: no data-centre overhead counted.
+pub const DEFAULT_PUE: f64 = 1.0;
+
 /// Where to read from and how to turn energy into CO₂.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeterConfig {
@@ -58,10 +61,13 @@ pub struct MeterConfig {
     pub proc_root: PathBuf,
     /// ISO-3166 alpha-3 code of the country whose grid powers the worker.
     pub country: Option<String>,
-    /// Carbon intensity in gCO₂e/kWh, overriding the country's.
+    /// Cloud region (`aws:eu-west-3`) whose grid powers the worker; wins over the country.
+    pub region: Option<String>,
+    /// Carbon intensity in gCO₂e/kWh, overriding the region's and the country's.
     pub carbon_intensity_g_per_kwh: Option<f64>,
-    /// Power usage effectiveness of the data centre (1.0 for none).
-    pub pue: f64,
+    /// Power usage effectiveness of the data centre, as given (`--pue`); [`DEFAULT_PUE`]
+    /// when `None`.
+    pub pue: Option<f64>,
     /// The CPU's TDP (one package), overriding the table.
     pub cpu_tdp_w: Option<f64>,
     /// The TDP share of one vCPU (or hardware thread), overriding the table and the rules.
@@ -77,8 +83,9 @@ impl Default for MeterConfig {
             perf_pmu_dir: PathBuf::from(perf::DEFAULT_PMU_DIR),
             proc_root: PathBuf::from("/proc"),
             country: None,
+            region: None,
             carbon_intensity_g_per_kwh: None,
-            pue: 1.0,
+            pue: None,
             cpu_tdp_w: None,
             cpu_w_per_vcpu: None,
             dmi_root: PathBuf::from("/sys/class/dmi/id"),
@@ -89,7 +96,7 @@ impl Default for MeterConfig {
 /// Why the meter could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum EnergyError {
-    /// The country or the intensity override is unusable.
+    /// The country, the region or the intensity override is unusable.
     #[error("carbon intensity: {0}")]
     Carbon(#[from] CarbonError),
     /// `/proc/cpuinfo` could not be read.
@@ -134,8 +141,12 @@ pub struct Meter {
     pub(crate) cpu_info: CpuInfo,
     pub(crate) machine: Machine,
     pub(crate) cpu_power: CpuPower,
-    pub(crate) g_per_kwh: f64,
-    pub(crate) region_label: String,
+    /// The carbon intensity chosen, its label and its source.
+    pub(crate) carbon: carbon::Intensity,
+    /// The PUE applied.
+    pub(crate) pue: f64,
+    /// Where the PUE comes from: `--pue` or `default 1.0`.
+    pub(crate) pue_source: String,
     pub(crate) clock_ticks_per_s: f64,
     /// Reads the CPU time of reaped children; replaced by a script in tests.
     pub(crate) child_usage: fn() -> ChildUsage,
@@ -143,16 +154,23 @@ pub struct Meter {
 
 impl Meter {
     /// Probes for counters (falling back to the model) and resolves the carbon intensity;
-    /// an unknown country is an error here, at worker start.
+    /// an unknown country or region is an error here, at worker start.
     pub fn new(config: MeterConfig) -> Result<Meter, EnergyError> {
-        if !config.pue.is_finite() || config.pue < 1.0 {
-            return Err(EnergyError::InvalidPue(config.pue));
+        let (pue, pue_source) = match config.pue {
+            Some(pue) => (pue, "--pue".to_string()),
+            None => (DEFAULT_PUE, format!("default {DEFAULT_PUE:.1}")),
+        };
+        if !pue.is_finite() || pue < 1.0 {
+            return Err(EnergyError::InvalidPue(pue));
         }
         if let Some(tdp_w) = config.cpu_tdp_w.filter(|w| !w.is_finite() || *w <= 0.0) {
             return Err(EnergyError::InvalidTdp(tdp_w));
         }
-        let (g_per_kwh, region_label) =
-            carbon::resolve(config.country.as_deref(), config.carbon_intensity_g_per_kwh)?;
+        let carbon = carbon::resolve(GridChoice {
+            country: config.country.as_deref(),
+            region: config.region.as_deref(),
+            override_g_per_kwh: config.carbon_intensity_g_per_kwh,
+        })?;
         let cpu_info =
             procfs::cpu_info(&config.proc_root).map_err(|source| EnergyError::CpuInfo {
                 path: config.proc_root.join("cpuinfo"),
@@ -196,16 +214,20 @@ impl Meter {
             cpu_info,
             machine,
             cpu_power,
-            g_per_kwh,
-            region_label,
+            carbon,
+            pue,
+            pue_source,
             clock_ticks_per_s: procfs::clock_ticks_per_s(),
             child_usage: procfs::rusage_children,
         };
         tracing::info!(
             source = %meter.describe(),
             no_counters_because = meter.probe_note.as_deref().unwrap_or("-"),
-            carbon_g_per_kwh = meter.g_per_kwh,
-            carbon_region = %meter.region_label,
+            carbon_g_per_kwh = meter.carbon.g_per_kwh,
+            carbon_region = %meter.carbon.label,
+            carbon_source = %meter.carbon.source,
+            pue = meter.pue,
+            pue_source = %meter.pue_source,
             "energy meter ready"
         );
         Ok(meter)
@@ -289,14 +311,25 @@ impl Meter {
         &self.cpu_power
     }
 
-    /// Where the carbon intensity comes from: an ISO3 code, `world` or `override`.
+    /// Where the carbon intensity comes from: an ISO3 code, a cloud region
+    /// (`aws:eu-west-3`), `world` or `override`.
     pub fn country_label(&self) -> String {
-        self.region_label.clone()
+        self.carbon.label.clone()
     }
 
     /// The carbon intensity applied, gCO₂e/kWh.
     pub fn carbon_intensity_g_per_kwh(&self) -> f64 {
-        self.g_per_kwh
+        self.carbon.g_per_kwh
+    }
+
+    /// Where the carbon intensity comes from, in words (stored as `carbon_source`).
+    pub fn carbon_source(&self) -> &str {
+        &self.carbon.source
+    }
+
+    /// The PUE applied and where it comes from (`--pue` or `default 1.0`).
+    pub fn pue(&self) -> (f64, &str) {
+        (self.pue, &self.pue_source)
     }
 
     /// The machine's CPU as `/proc/cpuinfo` describes it.

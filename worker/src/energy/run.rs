@@ -43,7 +43,9 @@ pub struct MeterRun {
     model_cpu_j: f64,
     g_per_kwh: f64,
     region_label: String,
+    carbon_source: String,
     pue: f64,
+    pue_source: String,
     clock_ticks_per_s: f64,
     child_usage: fn() -> ChildUsage,
     usage_at_start: ChildUsage,
@@ -84,9 +86,11 @@ impl MeterRun {
             source: meter.source.clone(),
             cpu_power: meter.cpu_power.clone(),
             model_cpu_j: 0.0,
-            g_per_kwh: meter.g_per_kwh,
-            region_label: meter.region_label.clone(),
-            pue: meter.config.pue,
+            g_per_kwh: meter.carbon.g_per_kwh,
+            region_label: meter.carbon.label.clone(),
+            carbon_source: meter.carbon.source.clone(),
+            pue: meter.pue,
+            pue_source: meter.pue_source.clone(),
             clock_ticks_per_s: meter.clock_ticks_per_s,
             child_usage: meter.child_usage,
             usage_at_start: (meter.child_usage)(),
@@ -235,6 +239,8 @@ impl MeterRun {
             idle_ram_kwh,
             rapl_interface: self.interface.filter(|_| read_counters).map(String::from),
             fallback_reason: self.attribution_error.clone(),
+            carbon_source: Some(self.carbon_source.clone()),
+            pue_source: Some(self.pue_source.clone()),
         }
     }
 

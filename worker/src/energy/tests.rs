@@ -118,7 +118,7 @@ fn rapl_energy_is_attributed_by_cpu_share_across_a_wrap() {
         perf_pmu_dir: root.path().join("no-power-pmu"),
         proc_root: proc_root.clone(),
         country: Some("FRA".into()),
-        pue: 1.2,
+        pue: Some(1.2),
         ..MeterConfig::default()
     };
     let mut meter = Meter::new(config).unwrap();
@@ -176,6 +176,11 @@ fn rapl_energy_is_attributed_by_cpu_share_across_a_wrap() {
     assert_eq!(report.fallback_reason, None);
     assert!((report.co2_kg - report.energy_kwh * 1.2 * 56.039 / 1000.0).abs() < 1e-18);
     assert_eq!((report.carbon_region.as_str(), report.pue), ("FRA", 1.2));
+    assert_eq!(
+        report.carbon_source.as_deref(),
+        Some("country FRA (France), Our World in Data 2023 via CodeCarbon")
+    );
+    assert_eq!(report.pue_source.as_deref(), Some("--pue"));
     assert_eq!(report.n_samples, 2);
     assert_eq!(report.peak_rss_bytes, 4096 * 1024);
     assert_eq!(report.tdp_w, None);
@@ -224,7 +229,7 @@ fn unknown_country_fails_at_start() {
     let err = Meter::new(config).unwrap_err();
     assert!(err.to_string().contains("\"XYZ\""), "{err}");
     let config = MeterConfig {
-        pue: 0.5,
+        pue: Some(0.5),
         ..MeterConfig::default()
     };
     assert!(matches!(
@@ -444,4 +449,59 @@ fn a_hidden_model_in_a_vm_uses_its_microarchitecture() {
         "{}",
         meter.describe()
     );
+}
+
+#[test]
+fn a_cloud_region_and_the_default_pue_are_stored_with_their_sources() {
+    let root = tempfile::tempdir().unwrap();
+    let (powercap, proc_root) = (root.path().join("powercap"), root.path().join("proc"));
+    fs::create_dir(&powercap).unwrap();
+    write_cpuinfo(&proc_root, "Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz", 4);
+    write_proc(&proc_root, 1000, Some(0), 1024);
+    let config = MeterConfig {
+        powercap_root: powercap,
+        proc_root: proc_root.clone(),
+        // The region wins over the country.
+        country: Some("DEU".into()),
+        region: Some("aws:eu-west-3".into()),
+        ..MeterConfig::default()
+    };
+    let mut meter = Meter::new(config).unwrap();
+    meter.child_usage = fake_child_usage;
+    assert_eq!(meter.country_label(), "aws:eu-west-3");
+    assert_eq!(meter.carbon_intensity_g_per_kwh(), 105.0);
+    assert_eq!(meter.pue(), (1.0, "default 1.0"));
+
+    let run = meter.start(PID);
+    write_proc(&proc_root, 1100, None, 0);
+    let report = run.finish();
+    assert_eq!(report.carbon_region, "aws:eu-west-3");
+    assert_eq!(report.carbon_intensity_g_per_kwh, 105.0);
+    assert_eq!(
+        report.carbon_source.as_deref(),
+        Some(
+            "region aws:eu-west-3 (EU (Paris), Paris, FRA), CodeCarbon impact.csv: \
+             https://www.sciencedirect.com/science/article/pii/S1361920916307933; \
+             --country DEU not used"
+        )
+    );
+    assert_eq!(
+        (report.pue, report.pue_source.as_deref()),
+        (1.0, Some("default 1.0"))
+    );
+    assert!((report.co2_kg - report.energy_kwh * 105.0 / 1000.0).abs() < 1e-15);
+}
+
+#[test]
+fn unknown_region_fails_at_start_with_close_matches() {
+    let config = MeterConfig {
+        region: Some("gcp:europe-west99".into()),
+        ..MeterConfig::default()
+    };
+    let message = Meter::new(config).unwrap_err().to_string();
+    assert!(
+        message.starts_with("carbon intensity: cloud region \"gcp:europe-west99\" is not known (did you mean gcp:europe-west9"),
+        "{message}"
+    );
+    assert!(message.contains("worker --region list"), "{message}");
 }

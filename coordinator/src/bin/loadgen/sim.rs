@@ -232,6 +232,8 @@ pub fn result(job: &pb::JobSpec, dataset_sha256: String) -> pb::JobResult {
             idle_ram_kwh: None,
             rapl_interface: None,
             fallback_reason: None,
+            carbon_source: None,
+            pue_source: None,
         }),
         artifact_sha256: String::new(),
     }

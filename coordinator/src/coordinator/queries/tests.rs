@@ -55,6 +55,8 @@ fn result(energy_kwh: f64, weights: Option<&str>) -> JobResult {
             idle_ram_kwh: None,
             rapl_interface: None,
             fallback_reason: None,
+            carbon_source: None,
+            pue_source: None,
         },
         artifact_sha256: weights.map(String::from),
     }
