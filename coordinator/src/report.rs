@@ -69,6 +69,18 @@ pub struct JobRow {
     pub avg_power_w: Option<f64>,
     /// Peak resident memory of the process.
     pub peak_rss_bytes: Option<u64>,
+    /// CPU energy of the whole machine over the run (counters only).
+    pub machine_cpu_kwh: Option<f64>,
+    /// The part of it an idle machine would have drawn.
+    pub idle_cpu_kwh: Option<f64>,
+    /// Memory energy of the whole machine over the run (DRAM counter only).
+    pub machine_ram_kwh: Option<f64>,
+    /// The part of it idle memory would have drawn.
+    pub idle_ram_kwh: Option<f64>,
+    /// `powercap` or `perf_event` when counters were read; empty otherwise.
+    pub rapl_interface: String,
+    /// Why the job fell back to the model although counters were read; empty otherwise.
+    pub fallback_reason: String,
     /// `rapl` or `model`.
     pub method: String,
     /// The worker that holds or produced it.

@@ -229,6 +229,12 @@ fn job_row(run: &Run, varying: &[&str]) -> JobRow {
         co2_kg: energy.map(|e| e.co2_kg),
         avg_power_w: energy.map(|e| e.avg_power_w),
         peak_rss_bytes: energy.map(|e| e.peak_rss_bytes),
+        machine_cpu_kwh: energy.and_then(|e| e.machine_cpu_kwh),
+        idle_cpu_kwh: energy.and_then(|e| e.idle_cpu_kwh),
+        machine_ram_kwh: energy.and_then(|e| e.machine_ram_kwh),
+        idle_ram_kwh: energy.and_then(|e| e.idle_ram_kwh),
+        rapl_interface: text(energy.and_then(|e| e.rapl_interface.as_ref())),
+        fallback_reason: text(energy.and_then(|e| e.fallback_reason.as_ref())),
         method: energy.map_or(String::new(), |e| e.method.as_str().to_string()),
         worker: run.worker_id.clone(),
         machine: fp.map_or(String::new(), |f| {

@@ -612,12 +612,15 @@ proptest! {
 }
 
 #[test]
-fn carbon_sources_and_cloud_regions_reach_the_csv_files_and_the_json() {
+fn carbon_sources_cloud_regions_and_machine_energy_reach_the_csv_files_and_the_json() {
     let mut cloud = result(0.7, 2.0, 1e-5, vec![]);
     cloud.energy.carbon_region = "aws:eu-west-3".into();
     cloud.energy.carbon_intensity_g_per_kwh = 105.0;
     cloud.energy.carbon_source = Some("region aws:eu-west-3 (EU (Paris), Paris, FRA)".into());
     cloud.energy.pue_source = Some("--pue".into());
+    cloud.energy.machine_cpu_kwh = Some(3e-5);
+    cloud.energy.idle_cpu_kwh = Some(1e-5);
+    cloud.energy.rapl_interface = Some("perf_event".into());
     // From a worker older than the sources: FRA, none recorded.
     let older = result(0.72, 2.0, 1e-5, vec![]);
     let runs = vec![
@@ -633,8 +636,14 @@ fn carbon_sources_and_cloud_regions_reach_the_csv_files_and_the_json() {
     };
 
     let (header, rows) = read(report.jobs_csv());
-    assert_eq!(header[header.len() - 2..], ["carbon_source", "pue_source"]);
     let col = |h: &str| header.iter().position(|c| c == h).unwrap();
+    assert_eq!(&rows[0][col("machine_cpu_kwh")], "0.00003");
+    assert_eq!(&rows[0][col("idle_cpu_kwh")], "0.00001");
+    assert_eq!(&rows[0][col("rapl_interface")], "perf_event");
+    assert_eq!(
+        (&rows[1][col("machine_cpu_kwh")], &rows[1][col("fallback_reason")]),
+        ("", "")
+    );
     assert_eq!(&rows[0][col("carbon_region")], "aws:eu-west-3");
     assert_eq!(
         &rows[0][col("carbon_source")],

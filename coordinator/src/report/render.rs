@@ -266,9 +266,16 @@ impl Report {
             "spent_kwh",
             "spent_co2_kg",
             "spent_attempts",
+            "carbon_source",
+            "pue_source",
+            "machine_cpu_kwh",
+            "idle_cpu_kwh",
+            "machine_ram_kwh",
+            "idle_ram_kwh",
+            "rapl_interface",
+            "fallback_reason",
         ];
         header.extend(DEBT_COLUMNS);
-        header.extend(["carbon_source", "pue_source"]);
         let mut writer = csv::Writer::from_writer(Vec::new());
         write_record(&mut writer, header.iter().map(|s| s.to_string()));
         for r in &self.jobs {
@@ -320,9 +327,16 @@ impl Report {
                 r.spent_kwh.to_string(),
                 r.spent_co2_kg.to_string(),
                 r.spent_attempts.to_string(),
+                r.carbon_source.clone(),
+                r.pue_source.clone(),
+                opt(r.machine_cpu_kwh),
+                opt(r.idle_cpu_kwh),
+                opt(r.machine_ram_kwh),
+                opt(r.idle_ram_kwh),
+                r.rapl_interface.clone(),
+                r.fallback_reason.clone(),
             ];
             fields.extend(debt_fields(&r.debt));
-            fields.extend([r.carbon_source.clone(), r.pue_source.clone()]);
             write_record(&mut writer, fields);
         }
         finish(writer)
