@@ -137,6 +137,12 @@ enum MeterCommand {
         /// Country whose grid powers this machine (ISO-3166 alpha-3); world average if omitted.
         #[arg(long)]
         country: Option<String>,
+        /// Cloud region whose grid powers this machine (`aws:eu-west-3`); wins over --country.
+        #[arg(long)]
+        region: Option<String>,
+        /// Power usage effectiveness of the room (default 1.0).
+        #[arg(long)]
+        pue: Option<f64>,
         /// Print one JSON object (on stderr: the command keeps stdout).
         #[arg(long)]
         json: bool,
@@ -454,10 +460,18 @@ fn meter(command: &MeterCommand) -> Result<()> {
         MeterCommand::Run {
             sources,
             country,
+            region,
+            pue,
             json,
             command,
         } => {
-            let code = meter_cli::run(sources.config(country.clone()), command, *json)?;
+            let config = MeterConfig {
+                country: country.clone(),
+                region: region.clone(),
+                pue: *pue,
+                ..sources.config(None)
+            };
+            let code = meter_cli::run(config, command, *json)?;
             std::process::exit(code)
         }
         MeterCommand::Overhead {

@@ -641,7 +641,10 @@ fn carbon_sources_cloud_regions_and_machine_energy_reach_the_csv_files_and_the_j
     assert_eq!(&rows[0][col("idle_cpu_kwh")], "0.00001");
     assert_eq!(&rows[0][col("rapl_interface")], "perf_event");
     assert_eq!(
-        (&rows[1][col("machine_cpu_kwh")], &rows[1][col("fallback_reason")]),
+        (
+            &rows[1][col("machine_cpu_kwh")],
+            &rows[1][col("fallback_reason")]
+        ),
         ("", "")
     );
     assert_eq!(&rows[0][col("carbon_region")], "aws:eu-west-3");
