@@ -114,7 +114,7 @@ make_pki() {
 start_in() {
   local ns=$1 log=$2
   shift 2
-  ip netns exec "$ns" "$@" >"$log" 2>&1 </dev/null &
+  NO_COLOR=1 ip netns exec "$ns" "$@" >"$log" 2>&1 </dev/null &
 }
 
 # The flags a binary knows (metrics arrived with issue 10; older builds lack it).
@@ -188,7 +188,10 @@ up() {
     --token-file "$work/token" --ca "$work/pki/ca.pem" --out "$out"
   say "report of campaign $id in $out"
   ls "$out"
-  say "the lab is still up: deploy/lab.sh down removes it"
+  say "the lab is still up; from the host:"
+  say "  $bin/coordinator status --addr $coord_addr --token-file $work/token --ca $work/pki/ca.pem"
+  has_flag "$bin/coordinator" serve --metrics && say "  metrics: http://198.18.0.11:9464/metrics, http://198.18.0.12:9465/metrics, http://198.18.0.13:9465/metrics"
+  say "deploy/lab.sh down removes it"
 }
 
 case "${1:-}" in
