@@ -144,7 +144,12 @@ pub fn try_parse_from<P: Parser>(
         return Ok(P::from_arg_matches(&matches)?);
     };
     let target = subcommand(&command, path);
-    let name = [command.get_name()]
+    let program = args
+        .first()
+        .and_then(|arg0| Path::new(arg0).file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| command.get_name().to_string());
+    let name = [program.as_str()]
         .into_iter()
         .chain(path.iter().copied())
         .collect::<Vec<_>>()
