@@ -1,6 +1,7 @@
 //! `--config` files on the real binaries: a coordinator and a worker configured only by
-//! files run a job; a bad key stops the worker with file:line:key; the examples in
-//! deploy/config/ hold exactly the binaries' flags.
+//! files run a job, and a client finds them through `ECOBENCH_…` variables; a bad key
+//! stops the worker with file:line:key; the examples in deploy/config/ hold exactly the
+//! binaries' flags.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -116,6 +117,20 @@ async fn a_coordinator_and_a_worker_configured_by_files_run_a_job() {
     assert_eq!(
         emissions[0]["country_iso_code"], "FRA",
         "the country came from the environment"
+    );
+
+    // A client finds the coordinator and its token through the environment alone.
+    let status = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .arg("status")
+        .env("ECOBENCH_ADDR", &addr)
+        .env("ECOBENCH_TOKEN_FILE", &token)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success() && stdout.contains("configured") && stdout.contains("from-file"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&status.stderr)
     );
 }
 
