@@ -224,54 +224,62 @@ fn file_args(
         let long = arg.get_long().unwrap_or_default().to_string();
         let value_line = line_of(text, value.span().start);
         let written = text[value.span()].to_string();
-        let wrong = |reason: &str| ConfigError::Value {
-            path: file.to_path_buf(),
-            line: value_line,
-            key: key.get_ref().to_string(),
-            value: written.clone(),
-            reason: reason.to_string(),
-        };
-        let flag = |arg: String| FileArg {
+        let command_line =
+            command_line(&long, arg.get_action(), value.get_ref()).map_err(|reason| {
+                ConfigError::Value {
+                    path: file.to_path_buf(),
+                    line: value_line,
+                    key: key.get_ref().to_string(),
+                    value: written.clone(),
+                    reason,
+                }
+            })?;
+        found.extend(command_line.into_iter().map(|arg| FileArg {
             arg,
             long: long.clone(),
             key: key.get_ref().to_string(),
             value: written.clone(),
             line: value_line,
-        };
-        match arg.get_action() {
-            ArgAction::SetTrue | ArgAction::SetFalse => match value.get_ref() {
-                DeValue::Boolean(on) => {
-                    let given = *on == matches!(arg.get_action(), ArgAction::SetTrue);
-                    if given {
-                        found.push(flag(format!("--{long}")));
-                    }
-                }
-                _ => return Err(wrong("expected true or false (a flag)")),
-            },
-            ArgAction::Append => {
-                let items: Vec<&DeValue> = match value.get_ref() {
-                    DeValue::Array(items) => items.iter().map(|item| item.get_ref()).collect(),
-                    single => vec![single],
-                };
-                for item in items {
-                    let text = scalar(item).ok_or_else(|| {
-                        wrong("expected a string or a number, or an array of them")
-                    })?;
-                    found.push(flag(format!("--{long}={text}")));
-                }
-            }
-            _ => {
-                let text = scalar(value.get_ref()).ok_or_else(|| {
-                    wrong(&format!(
-                        "expected a string or a number, not {} (`--{long}` takes one value)",
-                        value.get_ref().type_str()
-                    ))
-                })?;
-                found.push(flag(format!("--{long}={text}")));
-            }
-        }
+        }));
     }
     Ok(found)
+}
+
+/// What the command line would hold for flag `--long` with `action` set to `value`:
+/// nothing or `--long` for a boolean flag, one `--long=…` per item for a repeatable one.
+fn command_line(long: &str, action: &ArgAction, value: &DeValue) -> Result<Vec<String>, String> {
+    match action {
+        ArgAction::SetTrue | ArgAction::SetFalse => match value {
+            DeValue::Boolean(on) if *on == matches!(action, ArgAction::SetTrue) => {
+                Ok(vec![format!("--{long}")])
+            }
+            DeValue::Boolean(_) => Ok(Vec::new()),
+            _ => Err("expected true or false (a flag)".to_string()),
+        },
+        ArgAction::Append => {
+            let items: Vec<&DeValue> = match value {
+                DeValue::Array(items) => items.iter().map(|item| item.get_ref()).collect(),
+                single => vec![single],
+            };
+            items
+                .into_iter()
+                .map(|item| {
+                    scalar(item)
+                        .map(|text| format!("--{long}={text}"))
+                        .ok_or_else(|| {
+                            "expected a string or a number, or an array of them".to_string()
+                        })
+                })
+                .collect()
+        }
+        _ => match scalar(value) {
+            Some(text) => Ok(vec![format!("--{long}={text}")]),
+            None => Err(format!(
+                "expected a string or a number, not {} (`--{long}` takes one value)",
+                value.type_str()
+            )),
+        },
+    }
 }
 
 /// The text clap would get on a command line for a TOML string, number or boolean.
