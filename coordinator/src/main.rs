@@ -26,7 +26,15 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the cluster: workers join it, clients submit campaigns and fetch reports.
+    ///
+    /// Every flag can also come from an environment variable (`ECOBENCH_` and the flag's
+    /// name, upper-cased, `-` → `_`) and from the `--config` file; a flag wins over the
+    /// environment, which wins over the file.
     Serve {
+        /// A TOML file of flags: `db = "/var/lib/ecobench/db"`, one key per long flag with
+        /// `-` → `_` (deploy/config/coordinator.toml lists them all).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Address to listen on (port 0 picks a free port; the address is printed).
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
@@ -194,20 +202,20 @@ impl SecurityArgs {
 #[derive(Debug, clap::Args)]
 struct Connection {
     /// The coordinator's host:port.
-    #[arg(long, default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "ECOBENCH_ADDR", default_value = "127.0.0.1:50051")]
     addr: String,
     /// File holding the token (the client token, or the shared one).
-    #[arg(long)]
+    #[arg(long, env = "ECOBENCH_TOKEN_FILE")]
     token_file: Option<PathBuf>,
     /// Connect with TLS, trusting this CA bundle (PEM) for the coordinator's certificate.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "ECOBENCH_CA", value_name = "FILE")]
     ca: Option<PathBuf>,
     /// Client certificate (PEM) for a coordinator that requires one (--client-ca); needs
     /// --key and --ca.
-    #[arg(long, value_name = "FILE", requires_all = ["key", "ca"])]
+    #[arg(long, env = "ECOBENCH_CERT", value_name = "FILE", requires_all = ["key", "ca"])]
     cert: Option<PathBuf>,
     /// The private key of --cert (PEM).
-    #[arg(long, value_name = "FILE", requires = "cert")]
+    #[arg(long, env = "ECOBENCH_KEY", value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
 }
 
@@ -229,7 +237,7 @@ impl Connection {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = ecobench_shared::config::parse(&["serve"]);
     match &cli.command {
         // `run` keeps the terminal for its progress display: logs go to a file.
         Command::Run {
@@ -248,6 +256,7 @@ async fn main() -> Result<()> {
     }
     match cli.command {
         Command::Serve {
+            config: _,
             listen,
             db,
             security,

@@ -9,6 +9,8 @@
 //!   the choice between them.
 //! - [`transform`]: what a job does to its images after loading.
 //! - [`telemetry`]: one tracing set-up for every binary.
+//! - [`config`]: config files and `ECOBENCH_…` environment variables for the flags of both
+//!   binaries.
 //! - [`process`]: the token file and the shutdown signal, for both binaries.
 //! - [`validate`]: range checks of every float a worker sends.
 //!
@@ -18,6 +20,7 @@
 pub mod artifact;
 pub mod campaign;
 pub mod carbon;
+pub mod config;
 pub mod events;
 pub mod job;
 pub mod pretrain;

@@ -21,6 +21,12 @@ use ecobench_worker::models::svm::dcd::{DcdOptions, Loss};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// A TOML file of these flags: `join = "coordinator:50051"`, one key per long flag with
+    /// `-` → `_` (deploy/config/worker.toml lists them all). Every flag can also come from an
+    /// environment variable (`ECOBENCH_` and its name, upper-cased, `-` → `_`); a flag wins
+    /// over the environment, which wins over the file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// The coordinator's host:port.
     #[arg(long, value_name = "HOST:PORT")]
     join: Option<String>,
@@ -352,7 +358,7 @@ struct BenchSvmArgs {
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = ecobench_shared::config::parse(&[]);
     match &cli.command {
         Some(Command::Exec) => {
             ecobench_worker::nn::keep_freed_memory();

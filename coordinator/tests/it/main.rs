@@ -5,6 +5,7 @@
 mod artifacts;
 mod certs;
 mod cluster;
+mod config;
 mod decline;
 mod deploy;
 mod errors;
