@@ -11,6 +11,7 @@ mod faults;
 mod html;
 mod load;
 mod machines;
+mod metrics;
 mod report;
 mod security;
 mod signals;
