@@ -48,6 +48,8 @@ pub struct ServeConfig {
     pub coordinator: CoordinatorConfig,
     /// Largest artifact accepted, in bytes.
     pub max_artifact_bytes: u64,
+    /// Where to serve Prometheus metrics (`/metrics`); none when `None`.
+    pub metrics: Option<ecobench_shared::metrics::MetricsListener>,
 }
 
 impl ServeConfig {
@@ -100,7 +102,14 @@ pub async fn run(
     let metrics_server = config
         .metrics
         .as_ref()
-        .map(|listener| serve_metrics(listener, metrics.clone(), coordinator.clone(), metrics_stopped))
+        .map(|listener| {
+            serve_metrics(
+                listener,
+                metrics.clone(),
+                coordinator.clone(),
+                metrics_stopped,
+            )
+        })
         .transpose()?;
     let served = service::serve(
         listener,
@@ -131,8 +140,7 @@ fn serve_metrics(
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let addr = listener.local_addr()?;
     info!(url = %format!("http://{addr}/metrics"), "serving metrics");
-    let render: ecobench_shared::metrics::Render =
-        Arc::new(move || metrics.render(&coordinator));
+    let render: ecobench_shared::metrics::Render = Arc::new(move || metrics.render(&coordinator));
     let listener = listener.clone();
     Ok(tokio::spawn(async move {
         let stopped = async move {

@@ -120,7 +120,7 @@ impl Metrics {
             metrics.rpc.clone(),
         );
         for outcome in [ResultOutcome::Succeeded, ResultOutcome::Failed] {
-            metrics.results.get_or_create(&OutcomeLabel {
+            let _ = metrics.results.get_or_create(&OutcomeLabel {
                 outcome: outcome.label().into(),
             });
         }

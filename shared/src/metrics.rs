@@ -105,7 +105,9 @@ mod tests {
     #[test]
     fn histogram_series_and_listed_names_are_exported_and_others_not() {
         assert!(is_exported("ecobench_coordinator_jobs"));
-        assert!(is_exported("ecobench_coordinator_rpc_duration_seconds_bucket"));
+        assert!(is_exported(
+            "ecobench_coordinator_rpc_duration_seconds_bucket"
+        ));
         assert!(is_exported("ecobench_worker_energy_joules_total"));
         assert!(!is_exported("ecobench_coordinator_jobs_bucket"));
         assert!(!is_exported("ecobench_worker_energy_joules"));
@@ -114,7 +116,10 @@ mod tests {
     /// The dashboard's queries name only metrics the binaries export.
     #[test]
     fn the_grafana_dashboard_uses_only_exported_metrics() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/ecobench.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/grafana/ecobench.json"
+        );
         let text = std::fs::read_to_string(path).expect("deploy/grafana/ecobench.json");
         let dashboard: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
         let mut exprs = Vec::new();

@@ -253,7 +253,10 @@ pub async fn run_job(
         events.take(&line, &mut metering);
     }
     let energy = metering.finish();
-    live.finished(Some(&energy), live_outcome(&events, &status, cancelled, stopping));
+    live.finished(
+        Some(&energy),
+        live_outcome(&events, &status, cancelled, stopping),
+    );
     if let Some(report) = &mut events.report {
         attach_epoch_energy(report, &events.epoch_energy, energy.energy_kwh);
     }

@@ -88,7 +88,7 @@ impl WorkerMetrics {
         registry.register_with_unit(
             "job_progress",
             "Epochs done over epochs of the running job, 0 to 1",
-            Unit::Ratios,
+            Unit::Other("ratio".into()),
             metrics.progress.clone(),
         );
         registry.register(
@@ -106,21 +106,17 @@ impl WorkerMetrics {
             "Training samples per second of the running job's last epoch",
             metrics.samples_per_s.clone(),
         );
-        registry.register(
-            "jobs",
-            "Jobs run, by outcome",
-            metrics.jobs.clone(),
-        );
+        registry.register("jobs", "Jobs run, by outcome", metrics.jobs.clone());
         // Zero series, so that the families show before the first job.
         for part in ["cpu", "ram"] {
             let labels = PartLabels {
                 source: "model".into(),
                 part: part.into(),
             };
-            metrics.power_w.get_or_create(&labels);
-            metrics.energy_j.get_or_create(&labels);
+            let _ = metrics.power_w.get_or_create(&labels);
+            let _ = metrics.energy_j.get_or_create(&labels);
         }
-        metrics.jobs.get_or_create(&OutcomeLabel {
+        let _ = metrics.jobs.get_or_create(&OutcomeLabel {
             outcome: "succeeded".into(),
         });
         WorkerMetrics {
@@ -207,13 +203,19 @@ impl JobMetrics {
     /// Ends the job: adds what the final report counts beyond the samples, zeroes the
     /// power, counts the outcome.
     pub fn finished(self, energy: Option<&EnergyReport>, outcome: &str) {
-        if let Some(energy) = energy {
-            let mut last = self.counted;
-            last.cpu_j = energy.cpu_energy_kwh * J_PER_KWH;
-            last.ram_j = energy.ram_energy_kwh * J_PER_KWH;
-            let mut this = self;
-            this.sampled(last);
-            return this.ended(outcome);
+        let totals_j = energy.map(|e| (e.cpu_energy_kwh * J_PER_KWH, e.ram_energy_kwh * J_PER_KWH));
+        self.finished_j(totals_j, outcome)
+    }
+
+    /// [`JobMetrics::finished`] with the final CPU and RAM joules.
+    fn finished_j(mut self, totals_j: Option<(f64, f64)>, outcome: &str) {
+        if let Some((cpu_j, ram_j)) = totals_j {
+            let last = LiveJoules {
+                cpu_j,
+                ram_j,
+                ..self.counted
+            };
+            self.sampled(last);
         }
         self.ended(outcome)
     }
@@ -233,5 +235,71 @@ impl JobMetrics {
                 outcome: outcome.into(),
             })
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(series))
+    }
+
+    #[test]
+    fn a_job_shows_its_power_energy_and_progress_and_ends_at_zero_power() {
+        let metrics = WorkerMetrics::new();
+        let mut job = metrics.job_started("00ab-3", "cnn");
+        let text = metrics.render();
+        assert_eq!(
+            line(&text, "ecobench_worker_job_info{"),
+            Some("ecobench_worker_job_info{job=\"00ab-3\",model=\"cnn\"} 1")
+        );
+        job.sampled(LiveJoules {
+            cpu_j: 30.0,
+            ram_j: 3.0,
+            cpu_source: "rapl",
+            ram_source: "model",
+        });
+        job.progress(&Progress {
+            epoch: 1,
+            n_epochs: 4,
+            loss: 1.0,
+            accuracy: 0.5,
+            samples_per_s: 250.0,
+        });
+        let text = metrics.render();
+        let power = line(
+            &text,
+            "ecobench_worker_power_watts{source=\"rapl\",part=\"cpu\"}",
+        )
+        .expect("cpu power from rapl");
+        let watts: f64 = power.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(watts > 0.0, "{power}");
+        assert!(
+            text.contains("ecobench_worker_job_progress_ratio 0.25"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ecobench_worker_samples_per_second 250.0"),
+            "{text}"
+        );
+
+        // The final report adds what the samples had not counted yet.
+        job.finished_j(Some((40.0, 3.0)), "succeeded");
+        let text = metrics.render();
+        assert!(
+            text.contains("ecobench_worker_energy_joules_total{source=\"rapl\",part=\"cpu\"} 40.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ecobench_worker_power_watts{source=\"rapl\",part=\"cpu\"} 0.0"),
+            "{text}"
+        );
+        assert!(line(&text, "ecobench_worker_job_info{").is_none(), "{text}");
+        assert!(
+            text.contains("ecobench_worker_jobs_total{outcome=\"succeeded\"} 1"),
+            "{text}"
+        );
     }
 }

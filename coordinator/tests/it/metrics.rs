@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ecobench_shared::metrics::{COORDINATOR_METRICS, WORKER_METRICS};
+use ecobench_shared::metrics::{COORDINATOR_METRICS, HISTOGRAMS, WORKER_METRICS};
 
 use crate::support::*;
 
@@ -36,7 +36,13 @@ impl Drop for Served {
 /// Starts the coordinator with extra flags; reads both printed addresses.
 fn serve(db: &std::path::Path, extra_args: &[&str]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
         .arg("--db")
         .arg(db)
         .args(extra_args)
@@ -48,7 +54,10 @@ fn serve(db: &std::path::Path, extra_args: &[&str]) -> Served {
     let mut next = || lines.next().expect("a line").expect("text");
     let first = next();
     let second = next();
-    let addr = first.strip_prefix("listening on ").expect(&first).to_string();
+    let addr = first
+        .strip_prefix("listening on ")
+        .expect(&first)
+        .to_string();
     let metrics = second
         .strip_prefix("metrics on http://")
         .and_then(|rest| rest.strip_suffix("/metrics"))
@@ -61,8 +70,15 @@ fn serve(db: &std::path::Path, extra_args: &[&str]) -> Served {
     }
 }
 
+/// One scrape: the families declared and the samples.
+#[derive(Debug)]
+struct Scraped {
+    types: Vec<String>,
+    samples: Vec<Sample>,
+}
+
 /// `GET /metrics` over HTTP/1.0; panics unless the answer is 200 with OpenMetrics text.
-fn scrape(addr: &str) -> Vec<Sample> {
+fn scrape(addr: &str) -> Scraped {
     let mut stream = TcpStream::connect(addr).expect("the metrics port answers");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -82,7 +98,14 @@ fn scrape(addr: &str) -> Vec<Sample> {
         "{head}"
     );
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
-    body.lines()
+    let types = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .map(String::from)
+        .collect();
+    let samples = body
+        .lines()
         .filter(|line| !line.starts_with('#') && !line.is_empty())
         .map(|line| {
             let (series, value) = line.rsplit_once(' ').expect("series and value");
@@ -93,28 +116,41 @@ fn scrape(addr: &str) -> Vec<Sample> {
             Sample {
                 name: name.to_string(),
                 labels: labels.to_string(),
-                value: value.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+                value: value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad value in {line}")),
             }
         })
-        .collect()
+        .collect();
+    Scraped { types, samples }
 }
 
 /// The sum of the samples named `name` whose labels contain every one of `labels`.
-fn sum(samples: &[Sample], name: &str, labels: &[&str]) -> f64 {
-    samples
+fn sum(scraped: &Scraped, name: &str, labels: &[&str]) -> f64 {
+    scraped
+        .samples
         .iter()
         .filter(|s| s.name == name && labels.iter().all(|l| s.labels.contains(l)))
         .map(|s| s.value)
         .sum()
 }
 
-/// Panics unless every listed family has a sample.
-fn assert_families(samples: &[Sample], names: &[&str]) {
-    let present: BTreeSet<&str> = samples.iter().map(|s| s.name.as_str()).collect();
+/// Panics unless every listed family is declared (`# TYPE`) with a sample, but for the
+/// running job's info (no series between jobs) and histograms before any call.
+fn assert_families(text: &Scraped, names: &[&str]) {
+    let present: BTreeSet<&str> = text.samples.iter().map(|s| s.name.as_str()).collect();
     for name in names {
-        let found = present.contains(name)
-            || present.contains(format!("{name}_count").as_str());
-        assert!(found, "no sample of {name} in {present:?}");
+        let declared = text
+            .types
+            .iter()
+            .any(|t| t == name || name.strip_suffix("_total") == Some(t.as_str()));
+        let sampled = present.contains(name) || present.contains(format!("{name}_count").as_str());
+        assert_eq!(
+            declared, sampled,
+            "{name}: declared without samples or the reverse"
+        );
+        let may_lack = *name == "ecobench_worker_job_info" || HISTOGRAMS.contains(name);
+        assert!(sampled || may_lack, "no sample of {name} in {present:?}");
     }
 }
 
@@ -137,6 +173,15 @@ fn worker_metrics_addr(worker: &WorkerProcess) -> String {
     }
 }
 
+/// Whether the campaign still has pending or leased jobs.
+async fn client_status_open(client: &mut RawClient, campaign: &str) -> bool {
+    let request = ecobench_proto::pb::GetCampaignRequest {
+        campaign: campaign.to_string(),
+    };
+    let status = client.get_campaign(request).await.unwrap().into_inner();
+    status.pending + status.leased > 0
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn both_binaries_export_their_metrics_during_a_campaign() {
     let tmp = tempfile::tempdir().unwrap();
@@ -144,10 +189,7 @@ async fn both_binaries_export_their_metrics_during_a_campaign() {
     let served = serve(&tmp.path().join("db"), &[]);
     let before = scrape(&served.metrics);
     assert_families(&before, COORDINATOR_METRICS);
-    assert_eq!(
-        sum(&before, "ecobench_coordinator_results_total", &[]),
-        0.0
-    );
+    assert_eq!(sum(&before, "ecobench_coordinator_results_total", &[]), 0.0);
 
     let worker = WorkerProcess::start(
         &served.addr,
@@ -162,11 +204,36 @@ async fn both_binaries_export_their_metrics_during_a_campaign() {
     // Nets report epochs (progress, samples/s); two jobs of two epochs.
     let text = campaign("metrics", &dataset, "[1, 2]", "[[model]]\nkind = \"cnn\"\n");
     let submitted = submit(&mut client, "metrics.toml", &text).await.unwrap();
+    // While a job runs, its info series names it (looked for until the campaign ends).
+    let mut running_seen = false;
+    while !running_seen && client_status_open(&mut client, &submitted.campaign_id).await {
+        let now = scrape(&worker_addr);
+        if let Some(info) = now
+            .samples
+            .iter()
+            .find(|s| s.name == "ecobench_worker_job_info")
+        {
+            assert!(info.labels.contains("model=\"cnn\""), "{info:?}");
+            assert!(info.labels.contains(&submitted.campaign_id), "{info:?}");
+            assert_eq!(info.value, 1.0);
+            let ratio = sum(&now, "ecobench_worker_job_progress_ratio", &[]);
+            assert!((0.0..=1.0).contains(&ratio), "{ratio}");
+            running_seen = true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let status = wait_done(&mut client, &submitted.campaign_id, &[&worker]).await;
     assert_eq!((status.succeeded, status.failed), (2, 0), "{status:?}");
 
     let after = scrape(&served.metrics);
     assert_families(&after, COORDINATOR_METRICS);
+    assert!(
+        sum(
+            &after,
+            "ecobench_coordinator_rpc_duration_seconds_count",
+            &[]
+        ) > 0.0
+    );
     let jobs = |state: &str| {
         sum(
             &after,
@@ -284,7 +351,10 @@ async fn reflection_lists_the_services_without_a_token() {
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
     ] {
-        assert!(names.contains(expected), "{expected} missing from {names:?}");
+        assert!(
+            names.contains(expected),
+            "{expected} missing from {names:?}"
+        );
     }
     let second = answers.message().await.unwrap().unwrap();
     let Some(MessageResponse::FileDescriptorResponse(files)) = second.message_response else {
