@@ -37,6 +37,9 @@ use crate::artifacts::ArtifactStore;
 pub use crate::coordinator::{Coordinator, CoordinatorConfig};
 use crate::store::Store;
 
+/// The longest a stopping coordinator waits for scrapes in flight.
+const METRICS_SHUTDOWN: Duration = Duration::from_secs(5);
+
 /// What `serve` needs.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -122,7 +125,8 @@ pub async fn run(
     reaper.abort();
     drop(metrics_stop);
     if let Some(server) = metrics_server {
-        let _ = server.await;
+        // Idle scrapers' connections close at once; a stuck one is not waited for long.
+        let _ = tokio::time::timeout(METRICS_SHUTDOWN, server).await;
     }
     let flushed = coordinator.flush().await;
     served.context("the gRPC server failed")?;

@@ -388,4 +388,21 @@ async fn reflection_lists_the_services_without_a_token() {
         &["CampaignService/ListCampaigns", "code=\"Unauthenticated\""],
     );
     assert_eq!(refused_calls, 1.0);
+
+    // SIGTERM stops it promptly even with a scraper's idle connection open.
+    let _idle = TcpStream::connect(&served.metrics).unwrap();
+    let mut served = served;
+    terminate(served.child.id());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "still running 15 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
 }
