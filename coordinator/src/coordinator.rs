@@ -1010,6 +1010,7 @@ impl Coordinator {
 
 mod pins;
 mod queries;
+pub use queries::Gauges;
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 //! - [`coordinator`]: the domain: campaigns, leases, results, reports.
 //! - [`report`]: aggregation (pure) and rendering (table, CSV, JSON).
 //! - [`service`]: the tonic adapter and the server; [`client`]: the CLI's gRPC client.
+//! - [`metrics`]: the Prometheus metrics of `serve --metrics`.
 //! - [`commands`]: what the CLI's subcommands do; [`local`]: local worker processes for `run`;
 //!   [`live`]: the live progress display of `status --watch` and `run`.
 //!
@@ -17,6 +18,7 @@ pub mod commands;
 pub mod coordinator;
 pub mod live;
 pub mod local;
+pub mod metrics;
 pub mod report;
 pub mod scheduler;
 pub mod service;
@@ -35,6 +37,9 @@ use crate::artifacts::ArtifactStore;
 pub use crate::coordinator::{Coordinator, CoordinatorConfig};
 use crate::store::Store;
 
+/// The longest a stopping coordinator waits for scrapes in flight.
+const METRICS_SHUTDOWN: Duration = Duration::from_secs(5);
+
 /// What `serve` needs.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -46,6 +51,8 @@ pub struct ServeConfig {
     pub coordinator: CoordinatorConfig,
     /// Largest artifact accepted, in bytes.
     pub max_artifact_bytes: u64,
+    /// Where to serve Prometheus metrics (`/metrics`); none when `None`.
+    pub metrics: Option<ecobench_shared::metrics::MetricsListener>,
 }
 
 impl ServeConfig {
@@ -56,6 +63,7 @@ impl ServeConfig {
             security: service::Security::default(),
             coordinator: CoordinatorConfig::default(),
             max_artifact_bytes: artifacts::DEFAULT_MAX_ARTIFACT_BYTES,
+            metrics: None,
         }
     }
 }
@@ -92,13 +100,60 @@ pub async fn run(
             coordinator.close();
         }
     };
-    let served = service::serve(listener, coordinator.clone(), config.security, closing).await;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = config
+        .metrics
+        .as_ref()
+        .map(|listener| {
+            serve_metrics(
+                listener,
+                metrics.clone(),
+                coordinator.clone(),
+                metrics_stopped,
+            )
+        })
+        .transpose()?;
+    let served = service::serve(
+        listener,
+        coordinator.clone(),
+        config.security,
+        metrics,
+        closing,
+    )
+    .await;
     reaper.abort();
+    drop(metrics_stop);
+    if let Some(server) = metrics_server {
+        // Idle scrapers' connections close at once; a stuck one is not waited for long.
+        let _ = tokio::time::timeout(METRICS_SHUTDOWN, server).await;
+    }
     let flushed = coordinator.flush().await;
     served.context("the gRPC server failed")?;
     flushed.context("cannot flush the database on shutdown")?;
     info!("coordinator stopped; database flushed");
     Ok(())
+}
+
+/// Starts serving `metrics` on `listener` until `stop` fires or is dropped.
+fn serve_metrics(
+    listener: &ecobench_shared::metrics::MetricsListener,
+    metrics: Arc<metrics::Metrics>,
+    coordinator: Arc<Coordinator>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let addr = listener.local_addr()?;
+    info!(url = %format!("http://{addr}/metrics"), "serving metrics");
+    let render: ecobench_shared::metrics::Render = Arc::new(move || metrics.render(&coordinator));
+    let listener = listener.clone();
+    Ok(tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.await;
+        };
+        if let Err(err) = ecobench_shared::metrics::serve(&listener, render, stopped).await {
+            error!(error = %err, "the metrics server failed");
+        }
+    }))
 }
 
 /// Voids expired leases once a second.

@@ -13,6 +13,7 @@ use ecobench_coordinator::service::{
 };
 use ecobench_coordinator::{CoordinatorConfig, ServeConfig};
 use ecobench_proto::tls::{ClientTls, ServerTls};
+use ecobench_shared::metrics::MetricsListener;
 use ecobench_shared::process::read_token_file;
 
 /// The ecobench coordinator: stores campaigns and results, leases jobs to workers, serves reports.
@@ -61,6 +62,10 @@ enum Command {
         /// Largest artifact (weights file) accepted, in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_ARTIFACT_BYTES)]
         max_artifact_bytes: u64,
+        /// Serve Prometheus metrics at http://ADDR/metrics (conventionally port 9464; port
+        /// 0 picks a free port, printed on the second line). Off when not given.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
     },
     /// Submit a campaign file; prints the campaign id as the last line.
     Submit {
@@ -265,6 +270,7 @@ async fn main() -> Result<()> {
             max_attempts,
             max_jobs,
             max_artifact_bytes,
+            metrics,
         } => {
             let security = security.load()?;
             security
@@ -274,6 +280,16 @@ async fn main() -> Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             println!("listening on {}", listener.local_addr()?);
+            let metrics = metrics
+                .map(|addr| {
+                    MetricsListener::bind(addr).with_context(|| {
+                        format!("cannot serve metrics on {addr} (--metrics): pick a free port")
+                    })
+                })
+                .transpose()?;
+            if let Some(metrics) = &metrics {
+                println!("metrics on http://{}/metrics", metrics.local_addr()?);
+            }
             let coordinator = CoordinatorConfig {
                 lease_ms: lease_s * 1000,
                 restart_grace_ms: restart_grace_s * 1000,
@@ -288,6 +304,7 @@ async fn main() -> Result<()> {
                     security,
                     coordinator,
                     max_artifact_bytes,
+                    metrics,
                 },
                 ecobench_shared::process::shutdown_signal(),
             )

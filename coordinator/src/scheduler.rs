@@ -50,6 +50,22 @@ pub enum JobState {
     },
 }
 
+impl JobState {
+    /// Every state's name, as [`JobState::name`] gives it (the metrics' `state` label).
+    pub const NAMES: [&'static str; 5] = ["pending", "leased", "succeeded", "failed", "reused"];
+
+    /// The state's name, lowercase: `pending`, `leased`, `succeeded`, `failed`, `reused`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Leased { .. } => "leased",
+            JobState::Succeeded { .. } => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Reused { .. } => "reused",
+        }
+    }
+}
+
 /// A job as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use tracing::error;
 
 use crate::coordinator::{CampaignStatus, Coordinator, CoordinatorError, Ending};
+use crate::metrics::{Metrics, ResultOutcome};
 use crate::store::StoreError;
 
 /// Largest message accepted or sent (results and reports are small; campaign files too).
@@ -24,10 +25,12 @@ const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 mod artifact;
 mod auth;
 mod limit;
+mod rpc_metrics;
 mod security;
 
 pub use auth::{Auth, Tokens};
 pub use limit::{DEFAULT_JOIN_BURST, DEFAULT_JOIN_RATE, JoinLimit, JoinLimiter};
+pub use rpc_metrics::{RpcMetrics, RpcMetricsLayer};
 pub use security::Security;
 
 impl From<CoordinatorError> for Status {
@@ -63,6 +66,7 @@ impl From<CoordinatorError> for Status {
 pub struct Service {
     coordinator: Arc<Coordinator>,
     joins: Arc<JoinLimiter>,
+    metrics: Arc<Metrics>,
 }
 
 impl Service {
@@ -76,7 +80,13 @@ impl Service {
         Service {
             coordinator,
             joins: Arc::new(JoinLimiter::new(limit)),
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// These services, counting results into `metrics`.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Service {
+        Service { metrics, ..self }
     }
 
     /// Takes one join for the caller's address, or says to slow down.
@@ -172,6 +182,9 @@ impl WorkerService for Service {
             .coordinator
             .complete(&req.worker_id, &req.job_id, req.lease_id, result)
             .await?;
+        if !duplicate {
+            self.metrics.result(ResultOutcome::Succeeded);
+        }
         Ok(Response::new(pb::CompleteJobResponse { duplicate }))
     }
 
@@ -186,6 +199,11 @@ impl WorkerService for Service {
             .map(ecobench_shared::EnergyReport::try_from)
             .transpose()
             .map_err(invalid)?;
+        let outcome = match (req.declined, req.handed_back) {
+            (true, _) => ResultOutcome::Declined,
+            (false, true) => ResultOutcome::HandedBack,
+            (false, false) => ResultOutcome::Failed,
+        };
         let will_retry = if req.declined {
             coordinator
                 .decline(
@@ -215,6 +233,7 @@ impl WorkerService for Service {
                 )
                 .await?
         };
+        self.metrics.result(outcome);
         Ok(Response::new(pb::FailJobResponse { will_retry }))
     }
 }
@@ -391,13 +410,16 @@ impl CampaignService for Service {
     }
 }
 
-/// Serves the worker, campaign and artifact services, plus `grpc.health.v1`, on an
-/// already bound listener until `shutdown` completes: over TLS when `security` has it,
-/// each service behind the tokens it accepts.
+/// Serves the worker, campaign and artifact services, plus `grpc.health.v1` and server
+/// reflection (`grpc.reflection.v1` and `v1alpha`), on an already bound listener until
+/// `shutdown` completes: over TLS when `security` has it, each ecobench service behind
+/// the tokens it accepts; health and reflection without a token (they tell only whether
+/// the server is up and the public `.proto` schema). Every call is timed into `metrics`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     coordinator: Arc<Coordinator>,
     security: Security,
+    metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     use ecobench_proto::artifact::MAX_ARTIFACT_MESSAGE_BYTES;
@@ -407,7 +429,8 @@ pub async fn serve(
     use tonic::service::interceptor::InterceptedService;
     use tonic_health::ServingStatus;
 
-    let service = Service::with_join_limit(coordinator, security.join_limit);
+    let service =
+        Service::with_join_limit(coordinator, security.join_limit).with_metrics(metrics.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in [
         "ecobench.v1.WorkerService",
@@ -430,6 +453,7 @@ pub async fn serve(
     let artifacts = ArtifactServiceServer::new(service)
         .max_decoding_message_size(MAX_ARTIFACT_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_ARTIFACT_MESSAGE_BYTES);
+    let (reflection_v1, reflection_v1alpha) = reflection();
     let mut server =
         tonic::transport::Server::builder().http2_max_header_list_size(MAX_HEADER_LIST_BYTES);
     if let Some(tls) = &security.tls {
@@ -437,7 +461,10 @@ pub async fn serve(
     }
     let tokens = &security.tokens;
     server
+        .layer(RpcMetricsLayer::new(metrics))
         .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(workers, tokens.for_workers()))
         .add_service(InterceptedService::new(campaigns, tokens.for_clients()))
         .add_service(InterceptedService::new(artifacts, tokens.for_artifacts()))
@@ -446,6 +473,28 @@ pub async fn serve(
             shutdown,
         )
         .await
+}
+
+/// The reflection services (v1 and v1alpha, which older tools ask) over the compiled-in
+/// descriptors of `ecobench.v1` and `grpc.health.v1`.
+fn reflection() -> (
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+) {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ecobench_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let invalid = "the compiled-in descriptor sets are valid";
+    (
+        builder().build_v1().expect(invalid),
+        builder().build_v1alpha().expect(invalid),
+    )
 }
 
 #[cfg(test)]

@@ -192,11 +192,23 @@ struct JobIndex {
     parked: std::collections::HashMap<Vec<u8>, Vec<Vec<u8>>>,
     /// Every parked job's key.
     waiting: std::collections::BTreeSet<Vec<u8>>,
+    /// Jobs in each state, by [`JobState::name`](crate::scheduler::JobState::name).
+    counts: std::collections::HashMap<&'static str, u64>,
 }
 
 impl JobIndex {
-    fn update(&mut self, key: &[u8], state: &crate::scheduler::JobState) {
+    /// Records that job `key` went from `previous` (`None`: a new job) to `state`.
+    fn update(
+        &mut self,
+        key: &[u8],
+        previous: Option<&crate::scheduler::JobState>,
+        state: &crate::scheduler::JobState,
+    ) {
         use crate::scheduler::JobState;
+        if let Some(count) = previous.and_then(|p| self.counts.get_mut(p.name())) {
+            *count = count.saturating_sub(1);
+        }
+        *self.counts.entry(state.name()).or_default() += 1;
         self.waiting.remove(key);
         if *state == JobState::Pending {
             self.pending.insert(key.to_vec());
@@ -446,7 +458,7 @@ impl Store {
         for entry in self.jobs.iter() {
             let (key, value) = entry?;
             let job: StateOnly = decode("jobs", &key, &value)?;
-            index.update(&key, &job.state);
+            index.update(&key, None, &job.state);
         }
         *self.index.lock().expect("index lock") = index;
         Ok(())
@@ -521,7 +533,7 @@ impl Store {
         if created {
             let mut index = self.index.lock().expect("index lock");
             for job in jobs {
-                index.update(&job_key(key, job.spec.job_idx), &job.state);
+                index.update(&job_key(key, job.spec.job_idx), None, &job.state);
             }
         }
         Ok(created)
@@ -608,7 +620,7 @@ impl Store {
             self.index
                 .lock()
                 .expect("index lock")
-                .update(key, &next.state);
+                .update(key, Some(&expected.state), &next.state);
         }
         Ok(swapped)
     }
@@ -647,6 +659,21 @@ impl Store {
         Ok(pending.is_some_and(|k| k.starts_with(&key))
             || leased.is_some_and(|k| k.starts_with(&key))
             || waiting.is_some_and(|k| k.starts_with(&key)))
+    }
+
+    /// How many jobs are in each state (every state named, from the indexes: no read).
+    pub fn job_counts(&self) -> Vec<(&'static str, u64)> {
+        let index = self.index.lock().expect("index lock");
+        crate::scheduler::JobState::NAMES
+            .iter()
+            .map(|name| (*name, index.counts.get(name).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// The earliest lease deadline (Unix ms) among the leased jobs, from the indexes.
+    pub fn earliest_lease_deadline(&self) -> Option<u64> {
+        let index = self.index.lock().expect("index lock");
+        index.leased.values().min().copied()
     }
 
     /// The leased jobs' keys with their lease deadlines (Unix ms), in key order.
@@ -708,7 +735,7 @@ impl Store {
         self.index
             .lock()
             .expect("index lock")
-            .update(key, &next.state);
+            .update(key, Some(&expected.state), &next.state);
         if let Some(bytes) = self.workers.get(result.worker_id.as_bytes())?
             && let Ok(mut worker) =
                 decode::<WorkerRecord>("workers", result.worker_id.as_bytes(), &bytes)

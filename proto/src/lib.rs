@@ -10,6 +10,11 @@ pub mod tls;
 
 pub use convert::WireError;
 
+/// The encoded `FileDescriptorSet` of `ecobench.v1` (with its imports), written by `build.rs`:
+/// what gRPC server reflection serves.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/ecobench_descriptor.bin"));
+
 /// Generated messages, clients and servers of `ecobench.v1`.
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]
 pub mod pb {

@@ -13,8 +13,10 @@
 //!   binaries.
 //! - [`process`]: the token file and the shutdown signal, for both binaries.
 //! - [`validate`]: range checks of every float a worker sends.
+//! - [`metrics`]: the Prometheus metric names both binaries export, and the `/metrics`
+//!   HTTP server.
 //!
-//! Nothing here does network, database or training work; [`artifact`] reads and
+//! Nothing here does network (but [`metrics`]' tiny HTTP server), database or training work; [`artifact`] reads and
 //! writes the files it is given.
 
 pub mod artifact;
@@ -23,6 +25,7 @@ pub mod carbon;
 pub mod config;
 pub mod events;
 pub mod job;
+pub mod metrics;
 pub mod pretrain;
 pub mod process;
 pub mod telemetry;

@@ -68,6 +68,8 @@ pub struct ExecConfig {
     pub data_dirs: Vec<PathBuf>,
     /// Threads for jobs that ask for 0 (all cores); 0 leaves the default.
     pub threads: u32,
+    /// Where the running job's power, energy and progress are shown (`--metrics`).
+    pub metrics: crate::metrics::WorkerMetrics,
 }
 
 /// How a job ended.
@@ -191,6 +193,9 @@ pub async fn run_job(
     };
     let pid = child.id().expect("a just-spawned child has a pid");
     let mut metering = meter.start(pid);
+    let mut live = config
+        .metrics
+        .job_started(&job.spec.job_id(), job.spec.model.kind());
     info!(job = %job.spec.job_id(), pid, threads, "job started");
     let input = ChildInput {
         spec: job.spec.clone(),
@@ -217,13 +222,17 @@ pub async fn run_job(
                     let epoch = events.progress.epoch;
                     events.take(&line, &mut metering);
                     if events.progress.epoch != epoch {
+                        live.progress(&events.progress);
                         // An epoch ended: tell the coordinator now, for its watchers.
                         beat.reset_immediately();
                     }
                 }
                 _ => stdout_open = false,
             },
-            _ = sample.tick() => metering.sample(),
+            _ = sample.tick() => {
+                metering.sample();
+                live.sampled(metering.live_joules());
+            }
             _ = beat.tick() => match client.heartbeat(job, events.progress.clone()).await {
                 Ok(true) => {
                     warn!(job = %job.spec.job_id(), "the coordinator cancelled the job; stopping it");
@@ -244,6 +253,10 @@ pub async fn run_job(
         events.take(&line, &mut metering);
     }
     let energy = metering.finish();
+    live.finished(
+        Some(&energy),
+        live_outcome(&events, &status, cancelled, stopping),
+    );
     if let Some(report) = &mut events.report {
         attach_epoch_energy(report, &events.epoch_energy, energy.energy_kwh);
     }
@@ -285,6 +298,24 @@ pub async fn run_job(
                 energy: Some(Box::new(energy)),
             }
         }
+    }
+}
+
+/// How the job ended, for the worker's metrics (`succeeded`, `failed`, `declined`,
+/// `handed_back`, `cancelled`).
+fn live_outcome(
+    events: &Events,
+    status: &std::io::Result<std::process::ExitStatus>,
+    cancelled: bool,
+    stopping: bool,
+) -> &'static str {
+    let exited_ok = status.as_ref().is_ok_and(|s| s.success());
+    match () {
+        () if cancelled => "cancelled",
+        () if stopping => "handed_back",
+        () if events.declined => "declined",
+        () if events.report.is_some() && exited_ok => "succeeded",
+        () => "failed",
     }
 }
 

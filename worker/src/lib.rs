@@ -8,6 +8,7 @@
 //! - [`exec`]: one job in a metered child process (`worker exec`).
 //! - [`energy`]: the per-process energy meter (RAPL through powercap, or a TDP model);
 //!   the only module that reads `/sys` and `/proc` for energy.
+//! - [`metrics`]: the Prometheus metrics of `worker --metrics` (power, energy, progress).
 //! - [`meter_cli`]: `worker meter probe | run | overhead`, the meter outside the cluster.
 //! - [`fingerprint`]: the hardware facts sent when joining.
 //! - [`outbox`]: finished outcomes kept on disk until the coordinator has taken them.
@@ -31,6 +32,7 @@ pub mod energy;
 pub mod exec;
 pub mod fingerprint;
 pub mod meter_cli;
+pub mod metrics;
 pub mod models;
 pub mod nn;
 pub mod outbox;

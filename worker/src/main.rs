@@ -6,12 +6,14 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ecobench_proto::tls::ClientTls;
 use ecobench_shared::SvmConfig;
+use ecobench_shared::metrics::MetricsListener;
 use ecobench_shared::process::read_token_file;
 use ecobench_worker::agent::{self, WorkerConfig};
 use ecobench_worker::bench::BenchOptions;
 use ecobench_worker::bench::svm::{SvmBenchConfig, bench_svm, parse_multiclass, parse_solver};
 use ecobench_worker::energy::MeterConfig;
 use ecobench_worker::exec::{self, ExecConfig};
+use ecobench_worker::metrics::WorkerMetrics;
 use ecobench_worker::models::svm::dcd::{DcdOptions, Loss};
 
 /// An ecobench worker: joins a coordinator and trains the jobs it leases, one at a time,
@@ -79,6 +81,10 @@ struct Cli {
     /// Default: $XDG_STATE_HOME/ecobench, else ~/.local/state/ecobench.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (conventionally port 9465; port 0
+    /// picks a free port, logged). Off when not given.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     /// Root of the powercap sysfs tree (for tests and containers).
     #[arg(long, default_value = "/sys/class/powercap")]
     powercap_root: PathBuf,
@@ -394,6 +400,15 @@ fn main() -> Result<()> {
             rand::random::<u32>()
         )
     })?;
+    let metrics = WorkerMetrics::new();
+    let metrics_listener = cli
+        .metrics
+        .map(|addr| {
+            MetricsListener::bind(addr).with_context(|| {
+                format!("cannot serve metrics on {addr} (--metrics): pick a free port")
+            })
+        })
+        .transpose()?;
     let config = WorkerConfig {
         coordinator,
         token: cli.token_file.as_deref().map(read_token_file).transpose()?,
@@ -403,6 +418,7 @@ fn main() -> Result<()> {
             exe: std::env::current_exe().context("cannot find the worker's own executable")?,
             data_dirs: data_dirs(&cli.data_dir),
             threads: cli.threads,
+            metrics: metrics.clone(),
         },
         meter: MeterConfig {
             powercap_root: cli.powercap_root,
@@ -420,6 +436,9 @@ fn main() -> Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
+        if let Some(listener) = metrics_listener {
+            serve_metrics(listener, metrics)?;
+        }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             ecobench_shared::process::shutdown_signal().await;
@@ -427,6 +446,20 @@ fn main() -> Result<()> {
         });
         agent::run(config, stopped).await
     })
+}
+
+/// Serves `metrics` on `listener` for as long as the runtime runs.
+fn serve_metrics(listener: MetricsListener, metrics: WorkerMetrics) -> Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(url = %format!("http://{addr}/metrics"), "serving metrics");
+    let render: ecobench_shared::metrics::Render = std::sync::Arc::new(move || metrics.render());
+    tokio::spawn(async move {
+        let forever = std::future::pending::<()>();
+        if let Err(err) = ecobench_shared::metrics::serve(&listener, render, forever).await {
+            tracing::error!(error = %err, "the metrics server failed");
+        }
+    });
+    Ok(())
 }
 
 /// `worker meter estimate`: the model's CPU watts for the machine described.

@@ -9,7 +9,43 @@ use super::{CampaignStatus, Coordinator, CoordinatorError};
 use crate::report::{self, PretrainLedger, Report};
 use crate::store::{CampaignRecord, ResultRecord, WorkerRecord};
 
+/// What the metrics show of the coordinator's state, cheap enough for every scrape (the
+/// job counts come from the store's in-memory indexes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gauges {
+    /// Jobs in each state, every state named.
+    pub jobs_by_state: Vec<(&'static str, u64)>,
+    /// Workers that called within a lease's lifetime plus one long poll.
+    pub workers_alive: usize,
+    /// Seconds since the least recently renewed live lease was granted or last
+    /// heartbeated; 0 without leases.
+    pub oldest_lease_age_s: f64,
+}
+
 impl Coordinator {
+    /// The figures of the metrics' gauges, now.
+    pub fn gauges(&self) -> Result<Gauges, CoordinatorError> {
+        let now = super::now_unix_ms();
+        let workers_alive = self
+            .store
+            .workers()?
+            .iter()
+            .filter(|worker| self.alive(worker, now))
+            .count();
+        // A deadline is the lease's grant or last heartbeat plus its lifetime.
+        let oldest_lease_age_s = self
+            .store
+            .earliest_lease_deadline()
+            .map_or(0.0, |deadline| {
+                (now + self.config.lease_ms).saturating_sub(deadline) as f64 / 1000.0
+            });
+        Ok(Gauges {
+            jobs_by_state: self.store.job_counts(),
+            workers_alive,
+            oldest_lease_age_s,
+        })
+    }
+
     /// Finds a campaign by id, or by name (the latest submitted of that name).
     pub fn resolve(&self, campaign: &str) -> Result<CampaignRecord, CoordinatorError> {
         if let Some(record) = self.store.campaign(campaign)? {

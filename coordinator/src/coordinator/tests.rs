@@ -97,6 +97,63 @@ async fn a_result_is_stored_once_and_a_stale_lease_is_refused() {
 }
 
 #[tokio::test]
+async fn the_gauges_follow_leases_completions_and_failures() {
+    let c = coordinator(CoordinatorConfig {
+        max_attempts: 1,
+        ..CoordinatorConfig::default()
+    });
+    let two_seeds = CAMPAIGN.replace("seeds = [1]", "seeds = [1, 2]");
+    c.submit("d.toml", &two_seeds).await.unwrap();
+    let counts = |c: &Coordinator| {
+        let gauges = c.gauges().unwrap();
+        let n = |state| {
+            gauges
+                .jobs_by_state
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(u64::MAX, |(_, n)| *n)
+        };
+        (n("pending"), n("leased"), n("succeeded"), n("failed"))
+    };
+    assert_eq!(counts(&c), (2, 0, 0, 0));
+    let idle = c.gauges().unwrap();
+    assert_eq!((idle.workers_alive, idle.oldest_lease_age_s), (0, 0.0));
+
+    joined(&c, "w").await;
+    let first = c.lease_job("w", 0).await.unwrap().unwrap();
+    let second = c.lease_job("w", 0).await.unwrap().unwrap();
+    assert_eq!(counts(&c), (0, 2, 0, 0));
+    let busy = c.gauges().unwrap();
+    assert_eq!(busy.workers_alive, 1);
+    assert!(
+        (0.0..5.0).contains(&busy.oldest_lease_age_s),
+        "just granted: {}",
+        busy.oldest_lease_age_s
+    );
+
+    let job_id = first.job.job_id();
+    c.complete("w", &job_id, first.lease_id, result(0.8))
+        .await
+        .unwrap();
+    c.complete("w", &job_id, first.lease_id, result(0.8))
+        .await
+        .unwrap();
+    assert_eq!(counts(&c), (0, 1, 1, 0), "a duplicate counts once");
+    c.fail(
+        "w",
+        &second.job.job_id(),
+        second.lease_id,
+        "boom",
+        Ending::Failed { retryable: false },
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(counts(&c), (0, 0, 1, 1));
+    assert_eq!(c.gauges().unwrap().oldest_lease_age_s, 0.0);
+}
+
+#[tokio::test]
 async fn impossible_results_are_refused_and_nothing_is_stored() {
     let c = coordinator(CoordinatorConfig::default());
     joined(&c, "w").await;

@@ -207,6 +207,18 @@ fn reopening_rebuilds_the_indexes_and_finishes_an_interrupted_completion() {
     let store = Store::open(&path).unwrap();
     assert_eq!(pending(&store), 0);
     assert_eq!(store.leased_keys(), vec![(key(1).to_vec(), 99)]);
+    assert_eq!(store.earliest_lease_deadline(), Some(99));
+    assert_eq!(
+        store.job_counts(),
+        vec![
+            ("pending", 0),
+            ("leased", 1),
+            ("succeeded", 1),
+            ("failed", 0),
+            ("reused", 0)
+        ],
+        "the counts are rebuilt with the indexes"
+    );
     assert_eq!(
         store.job(&key(0)).unwrap().unwrap().state,
         scheduler::JobState::Succeeded {

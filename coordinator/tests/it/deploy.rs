@@ -15,10 +15,6 @@ mod compose;
 mod hosts;
 mod k8s;
 
-/// Flags added by the other parts of issue 10 (metrics, config files), accepted here
-/// before their code lands. Remove an entry once `--help` lists it.
-const AGREED_FLAGS: &[&str] = &["--metrics", "--config"];
-
 /// The repository root.
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,8 +28,7 @@ fn help_flags(binary: &Path, args: &[&str]) -> BTreeSet<String> {
     let out = Command::new(binary).args(args).output().unwrap();
     assert!(out.status.success(), "{} {args:?} fails", binary.display());
     let text = String::from_utf8(out.stdout).unwrap();
-    let mut flags: BTreeSet<String> = text
-        .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']')
+    text.split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']')
         .filter(|word| word.starts_with("--") && word.len() > 2)
         .map(|word| {
             let end = word[2..]
@@ -41,9 +36,7 @@ fn help_flags(binary: &Path, args: &[&str]) -> BTreeSet<String> {
                 .map_or(word.len(), |at| at + 2);
             word[..end].to_string()
         })
-        .collect();
-    flags.extend(AGREED_FLAGS.iter().map(|flag| flag.to_string()));
-    flags
+        .collect()
 }
 
 /// The flags of `coordinator serve`, and of `worker`.

@@ -14,6 +14,7 @@ mod html;
 mod lab;
 mod load;
 mod machines;
+mod metrics;
 mod report;
 mod security;
 mod signals;

@@ -40,7 +40,7 @@ pub use machine::{Machine, Microarch, Virtualisation};
 pub use power::{CpuPower, HostDescription, PowerError, PowerOverrides};
 pub use powercap::{Probe, Zone, ZoneKind, counter_delta};
 pub use procfs::{ChildUsage, CpuInfo};
-pub use run::MeterRun;
+pub use run::{LiveJoules, MeterRun};
 pub use tdp::{Tdp, TdpSource};
 
 /// How often the caller should call [`MeterRun::sample`] (RAPL counters must be polled at

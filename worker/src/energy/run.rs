@@ -32,6 +32,20 @@ use super::model::{self, J_PER_KWH};
 use super::procfs::{self, ChildUsage, MachineJiffies};
 use super::{CpuPower, Meter, SAMPLE_INTERVAL, Source, ZoneKind};
 
+/// What the meter has counted so far for a running process, and from where: what the
+/// worker's live metrics read after each sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LiveJoules {
+    /// CPU joules so far.
+    pub cpu_j: f64,
+    /// Memory joules so far.
+    pub ram_j: f64,
+    /// `rapl` (the counters' share) or `model`.
+    pub cpu_source: &'static str,
+    /// `rapl` (a DRAM zone's share) or `model`.
+    pub ram_source: &'static str,
+}
+
 /// The metering of one child process, from [`Meter::start`] to [`MeterRun::finish`].
 #[derive(Debug)]
 pub struct MeterRun {
@@ -251,6 +265,24 @@ impl MeterRun {
         self.sample();
         let (cpu_j, ram_j) = self.joules(self.started.elapsed().as_secs_f64());
         (cpu_j + ram_j) / J_PER_KWH
+    }
+
+    /// What the samples so far counted (no new sample), as [`MeterRun::finish`] counts it.
+    pub fn live_joules(&self) -> LiveJoules {
+        let (cpu_j, ram_j) = self.joules(self.started.elapsed().as_secs_f64());
+        let (cpu_source, ram_source) = match &self.source {
+            Source::Rapl(zones) if self.attribution_error.is_none() => {
+                let has_dram = zones.iter().any(|zone| zone.kind == ZoneKind::Dram);
+                ("rapl", if has_dram { "rapl" } else { "model" })
+            }
+            _ => ("model", "model"),
+        };
+        LiveJoules {
+            cpu_j,
+            ram_j,
+            cpu_source,
+            ram_source,
+        }
     }
 
     /// CPU and RAM joules of the spans closed so far, over `duration_s`: the counters' share
