@@ -43,14 +43,7 @@ fn result() -> JobResult {
             sample_interval_s: 1.0,
             n_samples: 1,
             peak_rss_bytes: 1,
-            machine_cpu_kwh: None,
-            idle_cpu_kwh: None,
-            machine_ram_kwh: None,
-            idle_ram_kwh: None,
-            rapl_interface: None,
-            fallback_reason: None,
-            carbon_source: None,
-            pue_source: None,
+            ..Default::default()
         },
         artifact_sha256: None,
     }

@@ -351,13 +351,14 @@ pub struct TrainReport {
     pub epochs: Vec<EpochMetrics>,
 }
 
-/// How an energy figure was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How an energy figure was obtained (an estimate unless said otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EnergyMethod {
-    /// Measured by RAPL counters through powercap, attributed to the process.
+    /// Measured by RAPL counters (perf_event or powercap), attributed to the process.
     Rapl,
-    /// Estimated from the CPU's TDP and the process's CPU time and memory.
+    /// Estimated by the CPU and memory model from the process's CPU time and memory.
+    #[default]
     Model,
 }
 
@@ -371,8 +372,9 @@ impl EnergyMethod {
     }
 }
 
-/// The energy and carbon of one training process, with how they were obtained.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The energy and carbon of one training process, with how they were obtained. The
+/// default is an empty `model` report (tests and simulations fill what they need).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct EnergyReport {
     /// Measured (`rapl`) or estimated (`model`).
     pub method: EnergyMethod,

@@ -59,14 +59,7 @@ fn energy(kwh: f64, co2_kg: f64) -> EnergyReport {
         sample_interval_s: 1.0,
         n_samples: 10,
         peak_rss_bytes: 1 << 30,
-        machine_cpu_kwh: None,
-        idle_cpu_kwh: None,
-        machine_ram_kwh: None,
-        idle_ram_kwh: None,
-        rapl_interface: None,
-        fallback_reason: None,
-        carbon_source: None,
-        pue_source: None,
+        ..Default::default()
     }
 }
 

@@ -100,14 +100,7 @@ fn a_record_with_measured_floats_swaps_after_a_read() {
         sample_interval_s: 1.0,
         n_samples: 1,
         peak_rss_bytes: 1,
-        machine_cpu_kwh: None,
-        idle_cpu_kwh: None,
-        machine_ram_kwh: None,
-        idle_ram_kwh: None,
-        rapl_interface: None,
-        fallback_reason: None,
-        carbon_source: None,
-        pue_source: None,
+        ..Default::default()
     };
     // Values like the meter's (the failing one of a cluster run among them).
     let mut kwh = 2.534441908248161e-7;

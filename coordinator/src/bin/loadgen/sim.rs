@@ -226,14 +226,7 @@ pub fn result(job: &pb::JobSpec, dataset_sha256: String) -> pb::JobResult {
             sample_interval_s: 0.011,
             n_samples: 1,
             peak_rss_bytes: 50 << 20,
-            machine_cpu_kwh: None,
-            idle_cpu_kwh: None,
-            machine_ram_kwh: None,
-            idle_ram_kwh: None,
-            rapl_interface: None,
-            fallback_reason: None,
-            carbon_source: None,
-            pue_source: None,
+            ..Default::default()
         }),
         artifact_sha256: String::new(),
     }

@@ -83,14 +83,7 @@ fn result() -> pb::JobResult {
             sample_interval_s: 0.1,
             n_samples: 2,
             peak_rss_bytes: 1 << 20,
-            machine_cpu_kwh: None,
-            idle_cpu_kwh: None,
-            machine_ram_kwh: None,
-            idle_ram_kwh: None,
-            rapl_interface: None,
-            fallback_reason: None,
-            carbon_source: None,
-            pue_source: None,
+            ..Default::default()
         },
         artifact_sha256: None,
     }
