@@ -2,9 +2,9 @@
 //! gRPC server reflection listing the services without a token.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use ecobench_shared::metrics::{COORDINATOR_METRICS, HISTOGRAMS, WORKER_METRICS};
@@ -35,29 +35,18 @@ impl Drop for Served {
 
 /// Starts the coordinator with extra flags; reads both printed addresses.
 fn serve(db: &std::path::Path, extra_args: &[&str]) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-        ])
-        .arg("--db")
-        .arg(db)
-        .args(extra_args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("coordinator starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next = || lines.next().expect("a line").expect("text");
-    let first = next();
-    let second = next();
-    let addr = first
-        .strip_prefix("listening on ")
-        .expect(&first)
-        .to_string();
+    let db = db.display().to_string();
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--db",
+        &db,
+    ];
+    args.extend_from_slice(extra_args);
+    let (child, addr, mut lines) = spawn_serve(&args);
+    let second = lines.next().expect("a second line").expect("text");
     let metrics = second
         .strip_prefix("metrics on http://")
         .and_then(|rest| rest.strip_suffix("/metrics"))

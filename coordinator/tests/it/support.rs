@@ -1,8 +1,8 @@
 //! The test cluster: coordinator and worker processes, tiny IDX datasets, a gRPC client.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ecobench_proto::auth::BearerToken;
@@ -14,6 +14,26 @@ use tonic::transport::Channel;
 
 /// The longest a test waits for a campaign to end.
 const CAMPAIGN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Starts `coordinator serve` with exactly `args`; returns once it listens: the child, the
+/// address its first line printed, and its stdout's further lines.
+pub fn spawn_serve(args: &[&str]) -> (Child, String, Lines<BufReader<ChildStdout>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("coordinator starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().expect("a first line").expect("text");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, addr, lines)
+}
 
 /// A `coordinator serve` process.
 pub struct CoordinatorProcess {
@@ -30,26 +50,11 @@ impl CoordinatorProcess {
 
     /// Starts `coordinator serve` on `listen` over `db`; returns once it listens.
     pub fn start_at(listen: &str, db: &Path, extra_args: &[&str]) -> CoordinatorProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-            .args(["serve", "--listen", listen, "--db"])
-            .arg(db)
-            .args(extra_args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("coordinator starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        CoordinatorProcess {
-            addr: addr.to_string(),
-            child,
-        }
+        let db = db.display().to_string();
+        let mut args = vec!["--listen", listen, "--db", &db];
+        args.extend_from_slice(extra_args);
+        let (child, addr, _) = spawn_serve(&args);
+        CoordinatorProcess { addr, child }
     }
 
     /// kill -9, as a crash would.
