@@ -80,36 +80,46 @@ pub enum CarbonError {
 static TABLE: LazyLock<BTreeMap<String, CountryIntensity>> =
     LazyLock::new(|| parse_table(TABLE_CSV));
 
-/// Parses the embedded CSV; a malformed row is a build-time data bug, so it panics with the line.
-fn parse_table(text: &str) -> BTreeMap<String, CountryIntensity> {
+/// Parses an embedded CSV table (`file` names it in errors): the header skipped, blank
+/// lines ignored, each row's fields turned into an entry by `row` and keyed by `key`. A
+/// malformed row is a build-time data bug, so it panics with the file and the line.
+pub(crate) fn parse_embedded<T>(
+    file: &str,
+    text: &str,
+    row: impl Fn(&[&str]) -> Option<T>,
+    key: impl Fn(&T) -> String,
+) -> BTreeMap<String, T> {
     let mut table = BTreeMap::new();
     for (line_idx, line) in text.lines().enumerate().skip(1) {
         if line.trim().is_empty() {
             continue;
         }
         let fields: Vec<&str> = line.split(',').collect();
-        let parsed = match fields.as_slice() {
-            [iso3, name, g_per_kwh, year] => g_per_kwh
-                .parse::<f64>()
-                .ok()
-                .zip(year.parse::<u32>().ok())
-                .map(|(g_per_kwh, year)| CountryIntensity {
-                    iso3: iso3.to_ascii_uppercase(),
-                    name: (*name).to_string(),
-                    g_per_kwh,
-                    year,
-                }),
-            _ => None,
-        };
-        let entry = parsed.unwrap_or_else(|| {
-            panic!(
-                "shared/data/carbon_intensity.csv line {}: malformed row {line:?}",
-                line_idx + 1
-            )
-        });
-        table.insert(entry.iso3.clone(), entry);
+        let entry = row(&fields)
+            .unwrap_or_else(|| panic!("{file} line {}: malformed row {line:?}", line_idx + 1));
+        table.insert(key(&entry), entry);
     }
     table
+}
+
+/// Parses the embedded per-country table.
+fn parse_table(text: &str) -> BTreeMap<String, CountryIntensity> {
+    let row = |fields: &[&str]| match fields {
+        [iso3, name, g_per_kwh, year] => g_per_kwh
+            .parse::<f64>()
+            .ok()
+            .zip(year.parse::<u32>().ok())
+            .map(|(g_per_kwh, year)| CountryIntensity {
+                iso3: iso3.to_ascii_uppercase(),
+                name: (*name).to_string(),
+                g_per_kwh,
+                year,
+            }),
+        _ => None,
+    };
+    parse_embedded("shared/data/carbon_intensity.csv", text, row, |entry| {
+        entry.iso3.clone()
+    })
 }
 
 /// The intensity of a country by ISO-3166 alpha-3 code (case-insensitive), if the table has it.

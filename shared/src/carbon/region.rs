@@ -44,37 +44,28 @@ impl CloudRegion {
 /// The parsed table, keyed by `provider:region`.
 static TABLE: LazyLock<BTreeMap<String, CloudRegion>> = LazyLock::new(|| parse_table(TABLE_CSV));
 
-/// Parses the embedded CSV; a malformed row is a build-time data bug, so it panics with the line.
+/// Parses the embedded regions table.
 fn parse_table(text: &str) -> BTreeMap<String, CloudRegion> {
-    let mut table = BTreeMap::new();
-    for (line_idx, line) in text.lines().enumerate().skip(1) {
-        if line.trim().is_empty() {
-            continue;
+    let row = |fields: &[&str]| match fields {
+        [provider, region, region_name, iso3, city, g_per_kwh, source] => {
+            g_per_kwh.parse::<f64>().ok().map(|g_per_kwh| CloudRegion {
+                provider: provider.to_ascii_lowercase(),
+                region: region.to_ascii_lowercase(),
+                region_name: (*region_name).to_string(),
+                iso3: iso3.to_ascii_uppercase(),
+                city: (*city).to_string(),
+                g_per_kwh,
+                source: (*source).to_string(),
+            })
         }
-        let fields: Vec<&str> = line.split(',').collect();
-        let parsed = match fields.as_slice() {
-            [provider, region, region_name, iso3, city, g_per_kwh, source] => {
-                g_per_kwh.parse::<f64>().ok().map(|g_per_kwh| CloudRegion {
-                    provider: provider.to_ascii_lowercase(),
-                    region: region.to_ascii_lowercase(),
-                    region_name: (*region_name).to_string(),
-                    iso3: iso3.to_ascii_uppercase(),
-                    city: (*city).to_string(),
-                    g_per_kwh,
-                    source: (*source).to_string(),
-                })
-            }
-            _ => None,
-        };
-        let entry = parsed.unwrap_or_else(|| {
-            panic!(
-                "shared/data/cloud_regions.csv line {}: malformed row {line:?}",
-                line_idx + 1
-            )
-        });
-        table.insert(entry.label(), entry);
-    }
-    table
+        _ => None,
+    };
+    super::parse_embedded(
+        "shared/data/cloud_regions.csv",
+        text,
+        row,
+        CloudRegion::label,
+    )
 }
 
 /// The region `provider:region` (case-insensitive, e.g. `aws:eu-west-3`), if the table has it.
