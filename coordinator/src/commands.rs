@@ -282,10 +282,17 @@ pub async fn run(options: RunOptions) -> Result<()> {
         max_artifact_bytes: options.max_artifact_bytes,
         ..crate::ServeConfig::new(db)
     };
-    let server = tokio::spawn(crate::run(listener, config, async {
+    let mut server = tokio::spawn(crate::run(listener, config, async {
         let _ = stopped.await;
     }));
-    let outcome = drive(&addr, &options, toml).await;
+    // A coordinator that stops on its own (its database failed a write) ends the run.
+    let outcome = tokio::select! {
+        outcome = drive(&addr, &options, toml) => outcome,
+        served = &mut server => {
+            served.context("the coordinator task panicked")??;
+            anyhow::bail!("the coordinator stopped before the campaign ended");
+        }
+    };
     let _ = stop.send(());
     server.await.context("the coordinator task panicked")??;
     outcome

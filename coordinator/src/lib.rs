@@ -86,17 +86,26 @@ pub async fn run(
     let artifacts_dir = artifacts::artifacts_dir(&config.db);
     let artifacts = ArtifactStore::open(artifacts_dir, store.clone(), config.max_artifact_bytes)
         .context("cannot open the artifacts folder")?;
+    let mut failed = store.failed();
     let coordinator = Arc::new(Coordinator::new(store, artifacts, config.coordinator));
     let reaper = tokio::spawn(reap_forever(coordinator.clone()));
     let tls = config.security.tls.as_ref();
     info!(%addr, db = %config.db.display(), tls = tls.is_some(), client_certificates = tls.is_some_and(|t| t.verifies_clients()), "coordinator serving");
     // On shutdown: stop accepting calls, end long polls at once, let calls in flight
-    // finish (tonic's graceful shutdown), then flush the database before exiting.
+    // finish (tonic's graceful shutdown), then flush the database before exiting. A
+    // store that stopped (a write failed: see `store`) shuts the server down the same way.
     let closing = {
         let coordinator = coordinator.clone();
+        let mut failed = failed.clone();
         async move {
-            shutdown.await;
-            info!("shutting down: no new calls, long polls end, calls in flight finish");
+            tokio::select! {
+                _ = shutdown => {
+                    info!("shutting down: no new calls, long polls end, calls in flight finish");
+                }
+                _ = failed.wait_for(Option::is_some) => {
+                    error!("the database takes no more writes: stopping, so that the coordinator starts again on it reopened");
+                }
+            }
             coordinator.close();
         }
     };
@@ -127,6 +136,17 @@ pub async fn run(
     if let Some(server) = metrics_server {
         // Idle scrapers' connections close at once; a stuck one is not waited for long.
         let _ = tokio::time::timeout(METRICS_SHUTDOWN, server).await;
+    }
+    let failure = failed.borrow_and_update().clone();
+    if let Some(cause) = failure {
+        anyhow::bail!(
+            "the database {} failed a write ({cause}); sled takes no write after an I/O \
+             error until the database is reopened, so the coordinator stopped. Give the \
+             disk room (or fix it) and start the coordinator again: systemd \
+             (deploy/systemd) and Kubernetes restart it by themselves. Every call it \
+             answered is on disk, and workers keep their outcomes until it is back.",
+            config.db.display()
+        );
     }
     let flushed = coordinator.flush().await;
     served.context("the gRPC server failed")?;

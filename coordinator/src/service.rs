@@ -39,13 +39,17 @@ impl From<CoordinatorError> for Status {
             CoordinatorError::NotFound(msg) => Status::not_found(msg),
             CoordinatorError::InvalidArgument(msg) => Status::invalid_argument(msg),
             CoordinatorError::FailedPrecondition(msg) => Status::failed_precondition(msg),
-            // A store that cannot write now (a full disk, an injected fault) may work on a
-            // retry: Unavailable, which workers answer by keeping their outcome and
-            // retrying with backoff.
-            CoordinatorError::Store(err @ (StoreError::Injected(_) | StoreError::Sled(_))) => {
+            // A store that cannot write (a full disk, an injected fault) has stopped, and
+            // the coordinator with it, to be started again on the reopened database:
+            // Unavailable, which workers answer by keeping their outcome and retrying
+            // with backoff.
+            CoordinatorError::Store(
+                err @ (StoreError::Injected(_) | StoreError::Sled(_) | StoreError::Stopped(_)),
+            ) => {
                 error!(error = %err, "store failure");
                 Status::unavailable(format!(
-                    "the coordinator's database cannot be written now ({err}); retry later"
+                    "the coordinator's database cannot be written ({err}); the coordinator \
+                     stops to reopen it: retry once it is back"
                 ))
             }
             CoordinatorError::Store(err) => {

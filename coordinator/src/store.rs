@@ -21,9 +21,17 @@
 //! commit needs). A crash in between leaves a result whose job is not marked
 //! succeeded: opening the database finishes that completion from the result record.
 //!
+//! A failed write stops the store for good: after an I/O error (a full disk, a dead
+//! device) sled refuses every later write until the database is reopened, even once the
+//! disk has room again. The store records the first such failure, refuses writes from
+//! then on with [`StoreError::Stopped`], and tells whoever watches [`Store::failed`]:
+//! `serve` then stops the coordinator, so that its supervisor starts it again on the
+//! reopened database. What it answered is on disk (each state change is flushed before
+//! the answer); a write that failed was not answered.
+//!
 //! Fault injection: when the process has `ECOBENCH_INJECT_STORE_FAULT=<path>` in its
-//! environment and that path exists, every write fails with [`StoreError::Injected`], as
-//! a full disk would (the fault suite drives it; nothing else sets it).
+//! environment and that path exists, a write fails with [`StoreError::Injected`] and
+//! stops the store, as a full disk does (the fault suite drives it; nothing else sets it).
 
 use std::path::Path;
 
@@ -56,8 +64,12 @@ pub enum StoreError {
         source: serde_json::Error,
     },
     /// A write was refused by the fault injection (`ECOBENCH_INJECT_STORE_FAULT`).
-    #[error("injected store fault: {0} exists, writes fail until it is removed")]
+    #[error("injected store fault: {0} exists")]
     Injected(String),
+    /// An earlier write failed (its error is the string): sled takes no more writes
+    /// until the database is reopened.
+    #[error("an earlier write failed ({0}); the database takes no writes until it is reopened")]
+    Stopped(String),
     /// The database was written by another schema version.
     #[error(
         "database schema version {found} is not {SCHEMA_VERSION}: use a matching coordinator or a new --db path"
@@ -280,6 +292,8 @@ struct Durability {
     written: std::sync::atomic::AtomicU64,
     flushed: std::sync::atomic::AtomicU64,
     flusher: tokio::sync::Mutex<()>,
+    /// The first write failure that stopped the store (see the module's documentation).
+    failure: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Durability {
@@ -464,12 +478,49 @@ impl Store {
         Ok(())
     }
 
-    /// Fails when the fault injection is on.
+    /// Fails when the store has stopped, or when the fault injection is on (which stops
+    /// it).
     fn writable(&self) -> Result<(), StoreError> {
+        if let Some(cause) = self.durability.failure.borrow().clone() {
+            return Err(StoreError::Stopped(cause));
+        }
         match &self.fault {
-            Some(path) if path.exists() => Err(StoreError::Injected(path.display().to_string())),
+            Some(path) if path.exists() => {
+                self.stopped(Err(StoreError::Injected(path.display().to_string())))
+            }
             _ => Ok(()),
         }
+    }
+
+    /// Runs a write: refused once the store has stopped; an I/O error stops it.
+    fn write<T>(&self, write: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.writable()?;
+        self.stopped(write())
+    }
+
+    /// Passes `outcome` on, first recording a failure that stops the store: an I/O
+    /// error (after which sled writes nothing more) or an injected fault.
+    fn stopped<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(err @ (StoreError::Sled(sled::Error::Io(_)) | StoreError::Injected(_))) =
+            &outcome
+        {
+            let cause = err.to_string();
+            self.durability.failure.send_if_modified(|failure| {
+                let first = failure.is_none();
+                if first {
+                    tracing::error!(error = %cause, "a database write failed; the store takes no more writes until it is reopened");
+                    *failure = Some(cause);
+                }
+                first
+            });
+        }
+        outcome
+    }
+
+    /// The failure that stopped the store, once there is one (see the module's
+    /// documentation); `None` while writes work.
+    pub fn failed(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.durability.failure.subscribe()
     }
 
     /// Makes every write made so far durable; call before answering a state change.
@@ -487,23 +538,22 @@ impl Store {
             return Ok(());
         }
         let (db, durability) = (self.db.clone(), self.durability.clone());
-        let upto = tokio::task::spawn_blocking(move || {
+        let synced = tokio::task::spawn_blocking(move || {
             let upto = durability.written.load(SeqCst);
             // No transaction may run during the sync (see `Durability`).
             let _closed = durability.gate.write().unwrap_or_else(|e| e.into_inner());
             db.flush().map(|_| upto)
         })
         .await
-        .map_err(|err| {
-            StoreError::Sled(sled::Error::ReportableBug(format!("flush task: {err}")))
-        })??;
+        .map_err(|err| StoreError::Sled(sled::Error::ReportableBug(format!("flush task: {err}"))));
+        let upto = self.stopped(synced.and_then(|upto| Ok(upto?)))?;
         d.flushed.fetch_max(upto, SeqCst);
         Ok(())
     }
 
     /// A new unique id, monotonic across restarts.
     pub fn next_id(&self) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()?)
+        self.write(|| Ok(self.db.generate_id()?))
     }
 
     /// Stores a campaign and its pending jobs in one transaction.
@@ -513,30 +563,31 @@ impl Store {
         record: &CampaignRecord,
         jobs: &[JobRecord],
     ) -> Result<bool, StoreError> {
-        self.writable()?;
-        let key = campaign_key(&record.spec.id).expect("campaign ids are 16 hex digits");
-        let trees = (&self.campaigns, &self.jobs);
-        let result = self.durability.transaction(|| {
-            trees.transaction(|(campaigns, job_tree)| {
-                if campaigns.get(key)?.is_some() {
-                    return Ok(false);
-                }
-                campaigns.insert(&key, encode(record))?;
+        self.write(|| {
+            let key = campaign_key(&record.spec.id).expect("campaign ids are 16 hex digits");
+            let trees = (&self.campaigns, &self.jobs);
+            let result = self.durability.transaction(|| {
+                trees.transaction(|(campaigns, job_tree)| {
+                    if campaigns.get(key)?.is_some() {
+                        return Ok(false);
+                    }
+                    campaigns.insert(&key, encode(record))?;
+                    for job in jobs {
+                        let job_key = job_key(key, job.spec.job_idx);
+                        job_tree.insert(&job_key, encode(job))?;
+                    }
+                    Ok::<_, ConflictableTransactionError<bool>>(true)
+                })
+            });
+            let created = result.or_else(flatten)?;
+            if created {
+                let mut index = self.index.lock().expect("index lock");
                 for job in jobs {
-                    let job_key = job_key(key, job.spec.job_idx);
-                    job_tree.insert(&job_key, encode(job))?;
+                    index.update(&job_key(key, job.spec.job_idx), None, &job.state);
                 }
-                Ok::<_, ConflictableTransactionError<bool>>(true)
-            })
-        });
-        let created = result.or_else(flatten)?;
-        if created {
-            let mut index = self.index.lock().expect("index lock");
-            for job in jobs {
-                index.update(&job_key(key, job.spec.job_idx), None, &job.state);
             }
-        }
-        Ok(created)
+            Ok(created)
+        })
     }
 
     /// Every campaign, in key order.
@@ -603,26 +654,28 @@ impl Store {
         expected: &JobRecord,
         next: &JobRecord,
     ) -> Result<bool, StoreError> {
-        self.writable()?;
-        let Some(current) = self.jobs.get(key)? else {
-            return Ok(false);
-        };
-        if stored_rev(&current) != Some(expected.rev) {
-            return Ok(false);
-        }
-        let next = revised(expected, next);
-        let swapped = self
-            .jobs
-            .compare_and_swap(key, Some(current), Some(encode(&next)))?
-            .is_ok();
-        self.durability.count();
-        if swapped {
-            self.index
-                .lock()
-                .expect("index lock")
-                .update(key, Some(&expected.state), &next.state);
-        }
-        Ok(swapped)
+        self.write(|| {
+            let Some(current) = self.jobs.get(key)? else {
+                return Ok(false);
+            };
+            if stored_rev(&current) != Some(expected.rev) {
+                return Ok(false);
+            }
+            let next = revised(expected, next);
+            let swapped = self
+                .jobs
+                .compare_and_swap(key, Some(current), Some(encode(&next)))?
+                .is_ok();
+            self.durability.count();
+            if swapped {
+                self.index.lock().expect("index lock").update(
+                    key,
+                    Some(&expected.state),
+                    &next.state,
+                );
+            }
+            Ok(swapped)
+        })
     }
 
     /// The keys of the pending jobs, in key order (read lazily).
@@ -699,53 +752,55 @@ impl Store {
         pretrain: Option<&PretrainRecord>,
         pin: Option<&PinRecord>,
     ) -> Result<bool, StoreError> {
-        self.writable()?;
-        let next = revised(expected, next);
-        let pin = pin.map(|record| {
-            let campaign = campaign_key(&record.campaign_id).expect("stored jobs have valid ids");
-            (pin_key(campaign, &record.dataset), encode(record))
-        });
-        // The job's revision first: refuse without writing anything if it changed.
-        let Some(current) = self.jobs.get(key)? else {
-            return Ok(false);
-        };
-        if stored_rev(&current) != Some(expected.rev) {
-            return Ok(false);
-        }
-        // The result and what comes with it, then the job's state: a crash in between is
-        // finished when the database opens (`finish_completions`).
-        self.results.insert(key, encode(result))?;
-        if let Some(record) = pretrain {
-            self.pretrains
-                .insert(record.key.as_bytes(), encode(record))?;
-        }
-        if let Some((pin_key, pin)) = &pin {
-            self.pins.insert(pin_key.as_slice(), pin.as_slice())?;
-        }
-        let swapped = self
-            .jobs
-            .compare_and_swap(key, Some(current), Some(encode(&next)))?
-            .is_ok();
-        self.durability.count();
-        if !swapped {
-            // Cannot happen under the coordinator's change lock; take the result back.
-            self.results.remove(key)?;
-            return Ok(false);
-        }
-        self.index
-            .lock()
-            .expect("index lock")
-            .update(key, Some(&expected.state), &next.state);
-        if let Some(bytes) = self.workers.get(result.worker_id.as_bytes())?
-            && let Ok(mut worker) =
-                decode::<WorkerRecord>("workers", result.worker_id.as_bytes(), &bytes)
-        {
-            worker.jobs_done += 1;
-            worker.last_seen_unix_ms = result.completed_unix_ms;
-            self.workers
-                .insert(result.worker_id.as_bytes(), encode(&worker))?;
-        }
-        Ok(true)
+        self.write(|| {
+            let next = revised(expected, next);
+            let pin = pin.map(|record| {
+                let campaign =
+                    campaign_key(&record.campaign_id).expect("stored jobs have valid ids");
+                (pin_key(campaign, &record.dataset), encode(record))
+            });
+            // The job's revision first: refuse without writing anything if it changed.
+            let Some(current) = self.jobs.get(key)? else {
+                return Ok(false);
+            };
+            if stored_rev(&current) != Some(expected.rev) {
+                return Ok(false);
+            }
+            // The result and what comes with it, then the job's state: a crash in between is
+            // finished when the database opens (`finish_completions`).
+            self.results.insert(key, encode(result))?;
+            if let Some(record) = pretrain {
+                self.pretrains
+                    .insert(record.key.as_bytes(), encode(record))?;
+            }
+            if let Some((pin_key, pin)) = &pin {
+                self.pins.insert(pin_key.as_slice(), pin.as_slice())?;
+            }
+            let swapped = self
+                .jobs
+                .compare_and_swap(key, Some(current), Some(encode(&next)))?
+                .is_ok();
+            self.durability.count();
+            if !swapped {
+                // Cannot happen under the coordinator's change lock; take the result back.
+                self.results.remove(key)?;
+                return Ok(false);
+            }
+            self.index
+                .lock()
+                .expect("index lock")
+                .update(key, Some(&expected.state), &next.state);
+            if let Some(bytes) = self.workers.get(result.worker_id.as_bytes())?
+                && let Ok(mut worker) =
+                    decode::<WorkerRecord>("workers", result.worker_id.as_bytes(), &bytes)
+            {
+                worker.jobs_done += 1;
+                worker.last_seen_unix_ms = result.completed_unix_ms;
+                self.workers
+                    .insert(result.worker_id.as_bytes(), encode(&worker))?;
+            }
+            Ok(true)
+        })
     }
 
     /// The fingerprint `campaign_id` is pinned to for `dataset`, if a result pinned it.
@@ -797,11 +852,12 @@ impl Store {
 
     /// Stores (or replaces) a worker.
     pub fn put_worker(&self, worker: &WorkerRecord) -> Result<(), StoreError> {
-        self.writable()?;
-        self.workers
-            .insert(worker.worker_id.as_bytes(), encode(worker))?;
-        self.durability.count();
-        Ok(())
+        self.write(|| {
+            self.workers
+                .insert(worker.worker_id.as_bytes(), encode(worker))?;
+            self.durability.count();
+            Ok(())
+        })
     }
 
     /// One worker by id.
@@ -826,14 +882,15 @@ impl Store {
 
     /// Records an artifact unless one with its hash is recorded; true if it was new.
     pub fn insert_artifact(&self, record: &ArtifactRecord) -> Result<bool, StoreError> {
-        self.writable()?;
-        let swapped = self.artifacts.compare_and_swap(
-            record.sha256.as_bytes(),
-            None as Option<&[u8]>,
-            Some(encode(record)),
-        )?;
-        self.durability.count();
-        Ok(swapped.is_ok())
+        self.write(|| {
+            let swapped = self.artifacts.compare_and_swap(
+                record.sha256.as_bytes(),
+                None as Option<&[u8]>,
+                Some(encode(record)),
+            )?;
+            self.durability.count();
+            Ok(swapped.is_ok())
+        })
     }
 
     /// One artifact by its hash.

@@ -224,13 +224,16 @@ fn reopening_rebuilds_the_indexes_and_finishes_an_interrupted_completion() {
 }
 
 #[test]
-fn an_injected_fault_fails_every_write_and_loses_nothing_stored() {
+fn a_failed_write_stops_the_store_until_it_is_reopened_and_loses_nothing_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::temporary().unwrap();
+    let path = dir.path().join("db");
+    let mut store = Store::open(&path).unwrap();
     let switch = dir.path().join("disk-full");
     store.fault = Some(switch.clone());
+    let failed = store.failed();
     let (campaign, jobs) = record();
     store.insert_campaign(&campaign, &jobs).unwrap();
+    assert!(failed.borrow().is_none(), "writes work");
     std::fs::write(&switch, "").unwrap();
     let key = job_key(campaign_key(&campaign.spec.id).unwrap(), 0);
     let leased = scheduler::lease(&jobs[0], "w1", 1, 100).unwrap();
@@ -239,13 +242,37 @@ fn an_injected_fault_fails_every_write_and_loses_nothing_stored() {
         matches!(err, StoreError::Injected(_)) && err.to_string().contains("disk-full exists"),
         "{err}"
     );
+    let cause = failed.borrow().clone().expect("the failure is told");
+    assert!(cause.contains("disk-full exists"), "{cause}");
     assert_eq!(
         store.job(&key).unwrap().unwrap(),
         jobs[0],
         "reads still work"
     );
+    // As sled after an I/O error: the disk has room again, but the store stays stopped.
     std::fs::remove_file(&switch).unwrap();
-    assert!(store.swap_job(&key, &jobs[0], &leased).unwrap(), "healed");
+    let err = store.swap_job(&key, &jobs[0], &leased).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Stopped(c) if *c == cause),
+        "{err}"
+    );
+    let err = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(store.flush())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Stopped(_)), "{err}");
+    drop(store);
+    let reopened = Store::open(&path).unwrap();
+    assert!(reopened.failed().borrow().is_none());
+    assert_eq!(
+        reopened.job(&key).unwrap().unwrap(),
+        jobs[0],
+        "nothing lost"
+    );
+    assert!(
+        reopened.swap_job(&key, &jobs[0], &leased).unwrap(),
+        "writes work on the reopened database"
+    );
 }
 
 #[test]

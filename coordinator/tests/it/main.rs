@@ -8,6 +8,7 @@ mod cluster;
 mod config;
 mod decline;
 mod deploy;
+mod disk_full;
 mod errors;
 mod faults;
 mod html;

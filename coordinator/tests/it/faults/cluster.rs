@@ -58,6 +58,21 @@ impl Coordinator {
         }
     }
 
+    /// Waits up to `timeout` for the running incarnation to exit on its own; its exit
+    /// status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            let child = self.child.as_mut()?;
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Starts a new incarnation on the same port and database, retrying while the port
     /// is not free again; returns once it listens.
     pub fn restart(&mut self) {
