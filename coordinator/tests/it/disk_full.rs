@@ -5,14 +5,14 @@
 //! has every campaign the first one accepted, and takes writes. Needs root (mount);
 //! elsewhere it prints why and returns.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use ecobench_proto::pb;
 
-use crate::support::{client, submit};
+use crate::support::{CoordinatorProcess, client, submit};
 
 /// The tmpfs: room for sled's first segments, little more.
 const SIZE: &str = "32m";
@@ -41,54 +41,6 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).output();
-    }
-}
-
-/// `coordinator serve` on 127.0.0.1:0 over `db`, its stderr in `log`; killed when dropped.
-struct Serve {
-    child: Child,
-    addr: String,
-}
-
-impl Serve {
-    fn start(db: &Path, log: &Path) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-            .arg(db)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("coordinator starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line {line:?}, log: {:?}", read(log)))
-            .to_string();
-        Serve { child, addr }
-    }
-
-    /// Its exit status once it exits by itself, waiting at most `limit`.
-    fn exited_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let start = std::time::Instant::now();
-        while start.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -131,7 +83,7 @@ async fn a_full_disk_stops_the_coordinator_and_a_restart_loses_nothing_it_answer
     let db = tmpfs.0.join("db");
     let dataset = tmp.path().join("data");
     let log = tmp.path().join("coordinator-0.log");
-    let mut first = Serve::start(&db, &log);
+    let mut first = CoordinatorProcess::start_logged(&db, &log);
     let mut client_a = client(&first.addr, None).await;
     let before = submit(
         &mut client_a,
@@ -165,7 +117,7 @@ async fn a_full_disk_stops_the_coordinator_and_a_restart_loses_nothing_it_answer
         "{refused:?}"
     );
 
-    let status = first.exited_within(Duration::from_secs(30));
+    let status = first.wait_exit(Duration::from_secs(30));
     let text = read(&log);
     assert!(
         status.is_some_and(|s| !s.success()),
@@ -182,7 +134,7 @@ async fn a_full_disk_stops_the_coordinator_and_a_restart_loses_nothing_it_answer
 
     // Room again: a new coordinator on the same database has what the first accepted.
     std::fs::remove_file(tmpfs.0.join("filler")).unwrap();
-    let second = Serve::start(&db, &tmp.path().join("coordinator-1.log"));
+    let second = CoordinatorProcess::start_logged(&db, &tmp.path().join("coordinator-1.log"));
     let mut client_b = client(&second.addr, None).await;
     for (campaign, n_jobs) in &accepted {
         let request = pb::GetCampaignRequest {

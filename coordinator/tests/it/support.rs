@@ -18,11 +18,20 @@ const CAMPAIGN_TIMEOUT: Duration = Duration::from_secs(180);
 /// Starts `coordinator serve` with exactly `args`; returns once it listens: the child, the
 /// address its first line printed, and its stdout's further lines.
 pub fn spawn_serve(args: &[&str]) -> (Child, String, Lines<BufReader<ChildStdout>>) {
+    spawn_serve_to(args, Stdio::null())
+}
+
+/// [`spawn_serve`] with its log (stderr) going to `stderr`.
+pub fn spawn_serve_to(
+    args: &[&str],
+    stderr: Stdio,
+) -> (Child, String, Lines<BufReader<ChildStdout>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_coordinator"))
         .arg("serve")
         .args(args)
+        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("coordinator starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -54,6 +63,14 @@ impl CoordinatorProcess {
         let mut args = vec!["--listen", listen, "--db", &db];
         args.extend_from_slice(extra_args);
         let (child, addr, _) = spawn_serve(&args);
+        CoordinatorProcess { addr, child }
+    }
+
+    /// Starts `coordinator serve` on 127.0.0.1:0 over `db`, logging to the file `log`.
+    pub fn start_logged(db: &Path, log: &Path) -> CoordinatorProcess {
+        let db = db.display().to_string();
+        let args = ["--listen", "127.0.0.1:0", "--db", &db];
+        let (child, addr, _) = spawn_serve_to(&args, std::fs::File::create(log).unwrap().into());
         CoordinatorProcess { addr, child }
     }
 
